@@ -1,0 +1,260 @@
+//! The configuration file as written: serde types that mirror the TOML one to one.
+//!
+//! Every table rejects unknown keys. Values that need checking beyond their TOML type
+//! keep their [`Spanned`] position so that [`super::compile`] can point at them.
+
+use serde::Deserialize;
+use toml::Spanned;
+
+/// A value kept with its position in the file.
+pub type Sp<T> = Spanned<T>;
+
+/// A byte size: an integer, or a string with a unit (`"8KiB"`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum RawSize {
+    /// Plain number of bytes.
+    Bytes(u64),
+    /// Number with unit.
+    Text(String),
+}
+
+/// The whole file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    /// Schema version; only `1` exists.
+    pub version: Option<Sp<i64>>,
+    /// Process-wide settings.
+    #[serde(default)]
+    pub edge: RawEdge,
+    /// HTTP limits applied to every HTTP listener unless a listener overrides them.
+    #[serde(default)]
+    pub limits: RawLimits,
+    /// Tenants of the managed service.
+    #[serde(default, rename = "tenant")]
+    pub tenants: Vec<RawTenant>,
+    /// Listening sockets.
+    #[serde(default, rename = "listener")]
+    pub listeners: Vec<RawListener>,
+    /// TLS certificates served by SNI.
+    #[serde(default, rename = "certificate")]
+    pub certificates: Vec<RawCertificate>,
+    /// Origin pools.
+    #[serde(default, rename = "pool")]
+    pub pools: Vec<RawPool>,
+    /// Sites: host names on listeners, routed to pools.
+    #[serde(default, rename = "site")]
+    pub sites: Vec<RawSite>,
+}
+
+/// `[edge]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawEdge {
+    /// Admin listener (metrics, health, reload), e.g. `"127.0.0.1:9901"`.
+    pub admin: Option<Sp<String>>,
+    /// CIDRs whose X-Forwarded-For and X-Request-Id are believed.
+    #[serde(default)]
+    pub trusted_proxies: Vec<Sp<String>>,
+    /// How long SIGTERM waits for in-flight requests.
+    pub drain_timeout: Option<Sp<String>>,
+    /// `"stdout"`, `"off"`, or a file path.
+    pub access_log: Option<Sp<String>>,
+    /// Worker threads; 0 or absent = one per core.
+    pub workers: Option<Sp<i64>>,
+}
+
+/// `[limits]` (also accepted inside a listener as `[listener.limits]`).
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLimits {
+    /// Longest request target (URI) accepted; longer gets 414.
+    pub max_uri_bytes: Option<Sp<RawSize>>,
+    /// Total size of all request header lines; larger gets 431.
+    pub max_header_bytes: Option<Sp<RawSize>>,
+    /// Most header fields in one request; more gets 431.
+    pub max_headers: Option<Sp<i64>>,
+    /// Largest request body accepted; larger gets 413. Absent = unlimited.
+    pub max_body_bytes: Option<Sp<RawSize>>,
+    /// Time allowed to receive a whole request head; slower gets 408.
+    pub header_timeout: Option<Sp<String>>,
+    /// Longest pause allowed between two reads of a request body; slower gets 408.
+    pub body_timeout: Option<Sp<String>>,
+    /// Keep-alive idle time between requests.
+    pub keepalive_timeout: Option<Sp<String>>,
+    /// Concurrent connections one client IP may hold on one listener.
+    pub max_connections_per_ip: Option<Sp<i64>>,
+    /// HTTP/2 concurrent streams per connection.
+    pub h2_max_concurrent_streams: Option<Sp<i64>>,
+    /// HTTP/2 reset streams a client may cause before the connection is closed
+    /// (Rapid Reset, CVE-2023-44487).
+    pub h2_max_pending_reset_streams: Option<Sp<i64>>,
+}
+
+/// `[[tenant]]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTenant {
+    /// Stable id; appears on every log line, event and metric.
+    pub id: Sp<String>,
+    /// Display name.
+    pub name: Option<String>,
+}
+
+/// `[[listener]]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawListener {
+    /// Unique name; sites refer to it.
+    pub name: Sp<String>,
+    /// `address:port` to bind.
+    pub bind: Sp<String>,
+    /// `"http"` (default) or `"tcp"` (pass-through).
+    pub mode: Option<Sp<String>>,
+    /// Terminate TLS on this listener (certificates by SNI from `[[certificate]]`).
+    #[serde(default)]
+    pub tls: bool,
+    /// Accept PROXY protocol v1/v2 headers from these CIDRs (trusted L4 balancers).
+    pub proxy_protocol: Option<Vec<Sp<String>>>,
+    /// Per-listener limits overriding `[limits]`.
+    pub limits: Option<RawLimits>,
+    /// `tcp` mode: tenant that owns this service.
+    pub tenant: Option<Sp<String>>,
+    /// `tcp` mode: origin pool.
+    pub pool: Option<Sp<String>>,
+    /// `tcp` mode: new connections per second one client IP may open.
+    pub max_connection_rate_per_ip: Option<Sp<f64>>,
+}
+
+/// `[[certificate]]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCertificate {
+    /// Unique name.
+    pub name: Sp<String>,
+    /// PEM certificate chain file.
+    pub cert: Sp<String>,
+    /// PEM private key file.
+    pub key: Sp<String>,
+    /// SNI names served with this certificate (`"*.example.com"` allowed).
+    #[serde(default)]
+    pub hosts: Vec<Sp<String>>,
+    /// Served when SNI is absent or matches nothing.
+    #[serde(default)]
+    pub default: bool,
+}
+
+/// `[[pool]]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPool {
+    /// Unique id; routes refer to it.
+    pub id: Sp<String>,
+    /// Tenant that owns the pool.
+    pub tenant: Sp<String>,
+    /// Servers, `host:port`.
+    pub servers: Sp<Vec<Sp<RawServer>>>,
+    /// `"round_robin"` (default) or `"least_conn"`.
+    pub balance: Option<Sp<String>>,
+    /// `"http1"` (default) or `"http2"` (needed for gRPC).
+    pub protocol: Option<Sp<String>>,
+    /// TLS to the origin.
+    pub tls: Option<RawUpstreamTls>,
+    /// Time to establish a connection.
+    pub connect_timeout: Option<Sp<String>>,
+    /// Time to the response head, and longest pause while reading the response body.
+    pub read_timeout: Option<Sp<String>>,
+    /// How long an idle keep-alive connection to the origin is kept.
+    pub idle_timeout: Option<Sp<String>>,
+    /// Active health checks.
+    pub health_check: Option<RawHealthCheck>,
+    /// Passive ejection.
+    pub passive: Option<RawPassive>,
+}
+
+/// One origin server: `"host:port"` or `{ addr = "host:port", weight = 2 }`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum RawServer {
+    /// Address only.
+    Addr(String),
+    /// Address with options.
+    Full {
+        /// `host:port`.
+        addr: String,
+        /// Relative share of requests (round robin).
+        weight: Option<i64>,
+    },
+}
+
+/// `[pool.tls]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawUpstreamTls {
+    /// Server name sent in SNI and verified; defaults to the server's host.
+    pub sni: Option<Sp<String>>,
+    /// PEM CA bundle to verify the origin with, instead of the system store.
+    pub ca_file: Option<Sp<String>>,
+    /// Verify the origin's certificate (default true).
+    pub verify: Option<bool>,
+}
+
+/// `[pool.health_check]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHealthCheck {
+    /// Path requested with GET.
+    pub path: Option<Sp<String>>,
+    /// Host header sent.
+    pub host: Option<String>,
+    /// Time between checks.
+    pub interval: Option<Sp<String>>,
+    /// Time a check may take.
+    pub timeout: Option<Sp<String>>,
+    /// Consecutive successes to become healthy.
+    pub healthy_threshold: Option<Sp<i64>>,
+    /// Consecutive failures to become unhealthy.
+    pub unhealthy_threshold: Option<Sp<i64>>,
+    /// Status codes counted as success, e.g. `"200-399"`.
+    pub expect_status: Option<Sp<String>>,
+}
+
+/// `[pool.passive]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPassive {
+    /// Consecutive connect failures that eject a server.
+    pub connect_failures: Option<Sp<i64>>,
+    /// Consecutive 5xx responses that eject a server.
+    pub consecutive_5xx: Option<Sp<i64>>,
+    /// How long an ejected server stays out.
+    pub ejection_time: Option<Sp<String>>,
+}
+
+/// `[[site]]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSite {
+    /// Unique id.
+    pub id: Sp<String>,
+    /// Owning tenant.
+    pub tenant: Sp<String>,
+    /// Host names (`"shop.example.com"`, `"*.example.com"`, or `"*"` for any).
+    pub hosts: Sp<Vec<Sp<String>>>,
+    /// Listener names; absent = every HTTP listener.
+    pub listeners: Option<Vec<Sp<String>>>,
+    /// Routes by path prefix.
+    #[serde(default, rename = "route")]
+    pub routes: Vec<RawRoute>,
+}
+
+/// `[[site.route]]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRoute {
+    /// Path prefix, starting with `/`.
+    pub path: Sp<String>,
+    /// Origin pool id.
+    pub pool: Sp<String>,
+}

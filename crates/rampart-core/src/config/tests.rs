@@ -1,0 +1,288 @@
+use super::*;
+
+const GOOD: &str = r#"
+version = 1
+
+[edge]
+admin = "127.0.0.1:9901"
+trusted_proxies = ["10.0.0.0/8", "::1"]
+drain_timeout = "5s"
+access_log = "off"
+
+[limits]
+max_headers = 50
+header_timeout = "3s"
+
+[[tenant]]
+id = "acme"
+
+[[tenant]]
+id = "globex"
+
+[[listener]]
+name = "web"
+bind = "127.0.0.1:8080"
+
+[[listener]]
+name = "websecure"
+bind = "127.0.0.1:8443"
+tls = true
+limits = { max_connections_per_ip = 10 }
+
+[[listener]]
+name = "db"
+bind = "127.0.0.1:15432"
+mode = "tcp"
+tenant = "acme"
+pool = "pg"
+max_connection_rate_per_ip = 2.5
+
+[[certificate]]
+name = "main"
+cert = "a.pem"
+key = "a.key"
+hosts = ["shop.example.com", "*.Example.com"]
+default = true
+
+[[pool]]
+id = "web"
+tenant = "acme"
+servers = ["127.0.0.1:9000", { addr = "localhost:9001", weight = 3 }]
+balance = "least_conn"
+health_check = { path = "/healthz", interval = "1s", expect_status = "200-204" }
+passive = { consecutive_5xx = 5, ejection_time = "3s" }
+
+[[pool]]
+id = "api"
+tenant = "acme"
+servers = ["[::1]:9002"]
+protocol = "http2"
+tls = { sni = "api.internal", verify = false }
+
+[[pool]]
+id = "pg"
+tenant = "acme"
+servers = ["127.0.0.1:5432"]
+
+[[pool]]
+id = "g"
+tenant = "globex"
+servers = ["127.0.0.1:9100"]
+
+[[site]]
+id = "shop"
+tenant = "acme"
+hosts = ["shop.example.com", "*.shop.example.com"]
+[[site.route]]
+path = "/"
+pool = "web"
+[[site.route]]
+path = "/api"
+pool = "api"
+
+[[site]]
+id = "globex"
+tenant = "globex"
+hosts = ["*"]
+listeners = ["web"]
+[[site.route]]
+path = "/"
+pool = "g"
+"#;
+
+fn load(text: &str) -> Result<Config, Diagnostics> {
+    load_str(&SourceFile::new("test.toml", text))
+}
+
+fn errors(text: &str) -> Vec<Diagnostic> {
+    match load(text) {
+        Ok(_) => unreachable!("config unexpectedly valid"),
+        Err(d) => d.0,
+    }
+}
+
+#[test]
+fn good_config_compiles() {
+    let cfg = load(GOOD).unwrap_or_else(|d| unreachable!("{d}"));
+    assert_eq!(cfg.listeners.len(), 3);
+    assert!(cfg.listeners[1].is_tls());
+    assert_eq!(cfg.listeners[1].limits.max_connections_per_ip, 10);
+    assert_eq!(cfg.listeners[1].limits.max_headers, 50, "listener limits inherit [limits]");
+    assert_eq!(cfg.listeners[0].limits.header_timeout, std::time::Duration::from_secs(3));
+    assert!(matches!(cfg.listeners[2].kind, ListenerKind::Tcp { pool: 2, max_connection_rate_per_ip: Some(r), .. } if r == 2.5));
+    assert_eq!(cfg.pools[0].servers[1].weight, 3);
+    assert_eq!(cfg.pools[0].balance, Balance::LeastConn);
+    assert_eq!(cfg.pools[1].servers[0].authority(), "[::1]:9002");
+    assert_eq!(cfg.pools[0].health_check.as_ref().map(|h| h.expect_status), Some((200, 204)));
+    assert_eq!(cfg.certificates[0].hosts[1], "*.example.com");
+    assert_eq!(cfg.edge.access_log, AccessLogTarget::Off);
+
+    // routing: exact, wildcard, any; listener-specific
+    let web = &cfg.routing[0];
+    assert_eq!(web.lookup("shop.example.com"), Some(0));
+    assert_eq!(web.lookup("SHOP.example.com.:8080"), Some(0));
+    assert_eq!(web.lookup("a.shop.example.com"), Some(0));
+    assert_eq!(web.lookup("other.example"), Some(1));
+    let secure = &cfg.routing[1];
+    assert_eq!(secure.lookup("other.example"), None, "site globex is only on `web`");
+    assert_eq!(secure.lookup("shop.example.com"), Some(0));
+    // routes: longest prefix first, segment-aware
+    let shop = &cfg.sites[0];
+    assert_eq!(shop.routes[0].prefix, "/api");
+    assert_eq!(shop.route_for("/api/v1").map(|r| shop.routes[r].pool), Some(1));
+    assert_eq!(shop.route_for("/api").map(|r| shop.routes[r].pool), Some(1));
+    assert_eq!(shop.route_for("/apix").map(|r| shop.routes[r].pool), Some(0));
+}
+
+#[test]
+fn syntax_error_has_position() {
+    let e = errors("[edge]\nadmin = \"127.0.0.1:1\"\nworkers = \n");
+    assert_eq!(e.len(), 1);
+    assert_eq!((e[0].line, e[0].file.as_str()), (3, "test.toml"));
+}
+
+#[test]
+fn unknown_key_names_the_expected_ones() {
+    let e = errors("[edge]\nadmn = \"x\"\n");
+    assert_eq!((e[0].line, e[0].col), (2, 1));
+    assert!(e[0].message.contains("admn"), "{}", e[0].message);
+    assert!(e[0].expected.as_deref().is_some_and(|x| x.contains("admin")), "{:?}", e[0].expected);
+}
+
+#[test]
+fn wrong_type_is_located() {
+    let e = errors("[[tenant]]\nid = 5\n");
+    assert_eq!(e[0].line, 2);
+}
+
+#[test]
+fn every_semantic_error_is_reported_with_position() {
+    let text = r#"
+[edge]
+admin = "localhost:9901"
+drain_timeout = "5 parsecs"
+trusted_proxies = ["10.1.2.3/8"]
+
+[[tenant]]
+id = "acme"
+
+[[listener]]
+name = "web"
+bind = "127.0.0.1:8080"
+limits = { max_headers = 0, max_uri_bytes = "8kb" }
+
+[[listener]]
+name = "web2"
+bind = "127.0.0.1:8080"
+mode = "udp"
+
+[[pool]]
+id = "p"
+tenant = "nobody"
+servers = ["no-port", "127.0.0.1:0"]
+balance = "random"
+
+[[site]]
+id = "s"
+tenant = "acme"
+hosts = ["bad host"]
+[[site.route]]
+path = "api"
+pool = "missing"
+"#;
+    let e = errors(text);
+    let at = |line: usize| e.iter().filter(|d| d.line == line).count();
+    // admin (3), drain (4), cidr (5), max_headers & max_uri (13), duplicate bind (17), mode (18),
+    // tenant (22), two servers (23), balance (24), host (29), path (31), pool (32)
+    for line in [3, 4, 5, 17, 18, 22, 24, 29, 31, 32] {
+        assert_eq!(at(line), 1, "line {line}: {e:#?}");
+    }
+    assert_eq!(at(13), 2, "{e:#?}");
+    assert_eq!(at(23), 2, "{e:#?}");
+    assert!(e.windows(2).all(|w| (w[0].line, w[0].col) <= (w[1].line, w[1].col)), "sorted");
+    let cidr = e.iter().find(|d| d.line == 5).map(|d| d.message.clone()).unwrap_or_default();
+    assert!(cidr.contains("10.0.0.0/8"), "suggests the network: {cidr}");
+    let pool = e.iter().find(|d| d.line == 32).cloned();
+    assert!(pool.is_some_and(|d| d.message.contains("missing") && d.expected.is_some_and(|x| x.contains('p'))));
+}
+
+#[test]
+fn cross_tenant_pool_is_refused() {
+    let text = r#"
+[[tenant]]
+id = "a"
+[[tenant]]
+id = "b"
+[[listener]]
+name = "l"
+bind = "127.0.0.1:1"
+[[pool]]
+id = "pb"
+tenant = "b"
+servers = ["127.0.0.1:2"]
+[[site]]
+id = "s"
+tenant = "a"
+hosts = ["x.test"]
+[[site.route]]
+path = "/"
+pool = "pb"
+"#;
+    let e = errors(text);
+    assert_eq!(e.len(), 1);
+    assert!(e[0].message.contains("belongs to tenant `b`"), "{}", e[0].message);
+    assert_eq!(e[0].line, 19);
+}
+
+#[test]
+fn duplicate_host_on_listener_and_tls_without_cert() {
+    let text = r#"
+[[tenant]]
+id = "a"
+[[listener]]
+name = "l"
+bind = "127.0.0.1:1"
+tls = true
+[[pool]]
+id = "p"
+tenant = "a"
+servers = ["127.0.0.1:2"]
+[[site]]
+id = "s1"
+tenant = "a"
+hosts = ["x.test"]
+route = [{ path = "/", pool = "p" }]
+[[site]]
+id = "s2"
+tenant = "a"
+hosts = ["X.test"]
+route = [{ path = "/", pool = "p" }]
+"#;
+    let e = errors(text);
+    assert!(e.iter().any(|d| d.line == 5 && d.message.contains("no [[certificate]]")), "{e:#?}");
+    assert!(e.iter().any(|d| d.line == 20 && d.message.contains("already served by site `s1`")), "{e:#?}");
+}
+
+#[test]
+fn rendering_shows_line_and_caret() {
+    let e = errors("[edge]\nadmin = \"nope\"\n");
+    let text = e[0].to_string();
+    assert!(text.starts_with("test.toml:2:9: error: invalid admin address `nope`"), "{text}");
+    assert!(text.contains("2 | admin = \"nope\""), "{text}");
+    assert!(text.contains("expected: an IP address and port"), "{text}");
+    assert!(text.contains("hint:"), "{text}");
+}
+
+#[test]
+fn empty_config_is_valid() {
+    let cfg = load("").unwrap_or_else(|d| unreachable!("{d}"));
+    assert!(cfg.listeners.is_empty());
+    assert_eq!(cfg.edge.access_log, AccessLogTarget::Stdout);
+}
+
+#[test]
+fn garbage_never_panics() {
+    for text in ["\u{0}", "[[", "x = [1, \"a\"]", "[site]\nid=1", "[[site]]\nhosts=[]\n", "[[pool]]\nservers = 5", "[limits]\nmax_uri_bytes = -1", "\u{feff}[edge]", "[[listener]]\nname=\"é\"\nbind=\"1.2.3.4:5\""] {
+        let _ = load(text);
+    }
+}

@@ -1,0 +1,242 @@
+//! The request pipeline: an explicit chain of [`Stage`]s over a [`RequestView`].
+//!
+//! The edge builds a view from a parsed request head, then runs the stages in order.
+//! Each stage inspects or amends the view and returns a [`Flow`]: continue, or respond
+//! now with a [`Reply`] (an error page, later a block page). Stages are plain values
+//! with no I/O, so each is unit-tested without sockets; the edge times every call and
+//! records it per stage.
+//!
+//! Order in the edge: [`HeadCheck`] (strict HTTP normalisation) → [`Identity`] (client
+//! IP, request id) → [`Resolve`] (site and route) → the inspection stages of later work
+//! (ACL, rate limits, bot, WAF, custom rules) → forward → response stages → log.
+//!
+//! A stage that wants to see the request body says so with [`Stage::body_prefix_wanted`];
+//! the edge then reads at most that many bytes before forwarding and calls
+//! [`Stage::on_request_body`]. The prefix is forwarded first, then the rest streams.
+
+mod head;
+mod identity;
+mod resolve;
+
+#[cfg(test)]
+mod tests;
+
+use std::borrow::Cow;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+
+use http::StatusCode;
+
+pub use head::HeadCheck;
+pub use identity::Identity;
+pub use resolve::Resolve;
+
+use crate::config::{Config, SiteIdx, TenantIdx};
+
+/// What the connection told us, fixed for its lifetime.
+#[derive(Debug, Clone)]
+pub struct ConnInfo {
+    /// The client as seen by the edge: the TCP peer, or the source a trusted PROXY
+    /// protocol header named.
+    pub peer: SocketAddr,
+    /// The address the client connected to.
+    pub local: SocketAddr,
+    /// Name of the listener that accepted the connection.
+    pub listener: Arc<str>,
+    /// TLS was terminated on this connection.
+    pub tls: bool,
+    /// SNI the client sent, lower case.
+    pub sni: Option<Arc<str>>,
+}
+
+/// A request as the pipeline sees it: the parsed head plus what stages derived.
+#[derive(Debug)]
+pub struct RequestView {
+    /// Method, URI, version, headers. Stages may amend headers sent to the origin.
+    pub head: http::request::Parts,
+    /// The connection.
+    pub conn: Arc<ConnInfo>,
+    /// Index of the accepting listener in the current [`Config::listeners`].
+    pub listener: usize,
+    /// The client's address (after trusted X-Forwarded-For), set by [`Identity`].
+    pub client_ip: IpAddr,
+    /// Request id, set by [`Identity`].
+    pub request_id: String,
+    /// Tenant, set by [`Resolve`].
+    pub tenant: Option<TenantIdx>,
+    /// Site, set by [`Resolve`].
+    pub site: Option<SiteIdx>,
+    /// Route index within the site, set by [`Resolve`].
+    pub route: Option<usize>,
+    /// Host the request is for (lower case, without port), set by [`HeadCheck`].
+    pub host: String,
+    /// Tags added by stages, for later stages, rules and the event.
+    pub tags: Vec<Cow<'static, str>>,
+}
+
+impl RequestView {
+    /// A view of a freshly parsed head; derived fields are empty until stages fill them.
+    pub fn new(head: http::request::Parts, conn: Arc<ConnInfo>, listener: usize) -> Self {
+        let client_ip = crate::net::canonical(conn.peer.ip());
+        RequestView { head, conn, listener, client_ip, request_id: String::new(), tenant: None, site: None, route: None, host: String::new(), tags: Vec::new() }
+    }
+}
+
+/// Present in a request's extensions when it is an RFC 8441 extended CONNECT (an HTTP/2
+/// `CONNECT` with a `:protocol` pseudo-header, e.g. WebSocket over HTTP/2). The edge sets
+/// it; core does not depend on the HTTP library that parsed the request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExtendedConnect;
+
+/// A response the pipeline produces itself instead of forwarding.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reply {
+    /// Status code.
+    pub status: StatusCode,
+    /// Short reason shown on the error page and logged (`"no site for this host"`).
+    pub reason: Cow<'static, str>,
+    /// Close the connection after this response (framing can no longer be trusted).
+    pub close: bool,
+}
+
+impl Reply {
+    /// A reply that keeps the connection open.
+    pub fn new(status: StatusCode, reason: impl Into<Cow<'static, str>>) -> Self {
+        Reply { status, reason: reason.into(), close: false }
+    }
+
+    /// A reply after which the connection closes: used when message framing is suspect.
+    pub fn closing(status: StatusCode, reason: impl Into<Cow<'static, str>>) -> Self {
+        Reply { status, reason: reason.into(), close: true }
+    }
+}
+
+/// What a stage decided.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Flow {
+    /// Go on to the next stage.
+    Continue,
+    /// Stop and answer the client with this reply.
+    Respond(Reply),
+}
+
+/// One step of the request pipeline.
+pub trait Stage: Send + Sync {
+    /// Stable name, used as the metric label (`stage="resolve"`).
+    fn name(&self) -> &'static str;
+
+    /// Inspects or amends the request head.
+    fn on_request(&self, cfg: &Config, req: &mut RequestView) -> Flow;
+
+    /// How many bytes of the request body this stage needs to see before the request is
+    /// forwarded (0 = none). The edge reads the largest prefix any stage asks for.
+    fn body_prefix_wanted(&self, _cfg: &Config, _req: &RequestView) -> usize {
+        0
+    }
+
+    /// Inspects the body prefix; `complete` says the whole body fit in it.
+    fn on_request_body(&self, _cfg: &Config, _req: &mut RequestView, _prefix: &[u8], _complete: bool) -> Flow {
+        Flow::Continue
+    }
+
+    /// Inspects or amends the origin's response head before it goes to the client.
+    fn on_response(&self, _cfg: &Config, _req: &RequestView, _resp: &mut http::response::Parts) -> Flow {
+        Flow::Continue
+    }
+}
+
+/// Observes stage calls; the edge records durations per stage with it. Core code never
+/// reads a clock itself.
+pub trait Probe {
+    /// A mark taken before a stage runs.
+    type Mark;
+    /// Called before stage `index` runs.
+    fn start(&mut self) -> Self::Mark;
+    /// Called after stage `index` ran.
+    fn end(&mut self, index: usize, mark: Self::Mark);
+}
+
+/// A probe that records nothing.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct NoProbe;
+
+impl Probe for NoProbe {
+    type Mark = ();
+    #[inline]
+    fn start(&mut self) {}
+    #[inline]
+    fn end(&mut self, _index: usize, _mark: ()) {}
+}
+
+/// An ordered chain of stages.
+pub struct Pipeline {
+    stages: Vec<Box<dyn Stage>>,
+}
+
+impl std::fmt::Debug for Pipeline {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.stages.iter().map(|s| s.name())).finish()
+    }
+}
+
+impl Pipeline {
+    /// A pipeline of the given stages, run in order.
+    pub fn new(stages: Vec<Box<dyn Stage>>) -> Self {
+        Pipeline { stages }
+    }
+
+    /// The standard pipeline of this version: head check, identity, resolve. Fresh
+    /// request ids come from `new_id`.
+    pub fn standard(new_id: fn() -> String) -> Self {
+        Pipeline::new(vec![Box::new(HeadCheck), Box::new(Identity::new(new_id)), Box::new(Resolve)])
+    }
+
+    /// The stages, in order.
+    pub fn stages(&self) -> &[Box<dyn Stage>] {
+        &self.stages
+    }
+
+    /// Runs every stage's request hook until one responds.
+    pub fn on_request<P: Probe>(&self, cfg: &Config, req: &mut RequestView, probe: &mut P) -> Flow {
+        for (i, stage) in self.stages.iter().enumerate() {
+            let mark = probe.start();
+            let flow = stage.on_request(cfg, req);
+            probe.end(i, mark);
+            if let Flow::Respond(_) = flow {
+                return flow;
+            }
+        }
+        Flow::Continue
+    }
+
+    /// The body prefix the stages want (the largest single wish).
+    pub fn body_prefix_wanted(&self, cfg: &Config, req: &RequestView) -> usize {
+        self.stages.iter().map(|s| s.body_prefix_wanted(cfg, req)).max().unwrap_or(0)
+    }
+
+    /// Runs every stage's body hook until one responds.
+    pub fn on_request_body<P: Probe>(&self, cfg: &Config, req: &mut RequestView, prefix: &[u8], complete: bool, probe: &mut P) -> Flow {
+        for (i, stage) in self.stages.iter().enumerate() {
+            let mark = probe.start();
+            let flow = stage.on_request_body(cfg, req, prefix, complete);
+            probe.end(i, mark);
+            if let Flow::Respond(_) = flow {
+                return flow;
+            }
+        }
+        Flow::Continue
+    }
+
+    /// Runs every stage's response hook until one responds.
+    pub fn on_response<P: Probe>(&self, cfg: &Config, req: &RequestView, resp: &mut http::response::Parts, probe: &mut P) -> Flow {
+        for (i, stage) in self.stages.iter().enumerate() {
+            let mark = probe.start();
+            let flow = stage.on_response(cfg, req, resp);
+            probe.end(i, mark);
+            if let Flow::Respond(_) = flow {
+                return flow;
+            }
+        }
+        Flow::Continue
+    }
+}
