@@ -11,6 +11,8 @@
 //!   file:line:col, what was expected and a hint.
 //! - [`pipeline`]: the request view, the [`pipeline::Stage`] trait, verdicts, and the
 //!   stages that need no I/O (site/route resolution, client identity).
+//! - [`h1`]: the HTTP/1 framing guard that validates a client byte stream before the
+//!   HTTP parser sees it (request-smuggling defence).
 //! - [`net`]: CIDR sets for trusted proxies and lists.
 //! - [`proxy_protocol`]: a parser for the HAProxy PROXY protocol v1 and v2 headers that
 //!   tells *incomplete* (read more bytes) from *invalid*.
@@ -22,6 +24,7 @@
 #![forbid(unsafe_code)]
 
 pub mod config;
+pub mod h1;
 pub mod net;
 pub mod pipeline;
 pub mod proxy_protocol;
