@@ -7,7 +7,9 @@ use std::sync::Arc;
 use criterion::{Criterion, criterion_group, criterion_main};
 use http::Request;
 use rampart_core::config::{Config, SourceFile, load_str};
-use rampart_core::pipeline::{ConnInfo, Flow, HeadCheck, Identity, NoProbe, Pipeline, RequestView, Resolve, Stage};
+use rampart_core::pipeline::{
+    ConnInfo, Flow, HeadCheck, Identity, NoProbe, Pipeline, RequestView, Resolve, Stage,
+};
 
 const CFG: &str = r#"
 [[tenant]]
@@ -42,7 +44,13 @@ fn id() -> String {
 
 fn bench(c: &mut Criterion) {
     let cfg = load_str(&SourceFile::new("b.toml", CFG)).unwrap_or_else(|d| panic!("{d}"));
-    let conn = Arc::new(ConnInfo { peer: ([127, 0, 0, 1], 40000).into(), local: ([127, 0, 0, 1], 8080).into(), listener: "web".into(), tls: false, sni: None });
+    let conn = Arc::new(ConnInfo {
+        peer: ([127, 0, 0, 1], 40000).into(),
+        local: ([127, 0, 0, 1], 8080).into(),
+        listener: "web".into(),
+        tls: false,
+        sni: None,
+    });
     let (head, ()) = Request::builder()
         .uri("/index.html?q=hello")
         .header("host", "localhost")
@@ -52,7 +60,12 @@ fn bench(c: &mut Criterion) {
         .unwrap_or_else(|e| panic!("{e}"))
         .into_parts();
     let standard = Pipeline::standard(id);
-    let with_empty = Pipeline::new(vec![Box::new(HeadCheck), Box::new(Identity::new(id)), Box::new(Resolve), Box::new(Empty)]);
+    let with_empty = Pipeline::new(vec![
+        Box::new(HeadCheck),
+        Box::new(Identity::new(id)),
+        Box::new(Resolve),
+        Box::new(Empty),
+    ]);
     let mut g = c.benchmark_group("pipeline");
     g.bench_function("standard_get", |b| {
         b.iter(|| {

@@ -28,7 +28,9 @@ pub fn load_str(source: &SourceFile) -> Result<Config, Diagnostics> {
         Err(err) => {
             let span = err.span().map(Span::from).unwrap_or_default();
             let (message, expected, hint) = diagnostic::explain_toml_error(err.message());
-            return Err(Diagnostics::one(source.diagnostic(span, message, expected, hint)));
+            return Err(Diagnostics::one(
+                source.diagnostic(span, message, expected, hint),
+            ));
         }
     };
     compile(source, raw)

@@ -107,7 +107,12 @@ pub struct Guard {
 impl Guard {
     /// A guard for a new connection.
     pub fn new(limits: Limits) -> Self {
-        Guard { limits, state: State::Head, at_start: true, requests: 0 }
+        Guard {
+            limits,
+            state: State::Head,
+            at_start: true,
+            requests: 0,
+        }
     }
 
     /// Where the guard is.
@@ -115,7 +120,10 @@ impl Guard {
         match self.state {
             State::Head => Phase::Head,
             State::Body { .. } => Phase::Body,
-            State::ChunkSize { .. } | State::ChunkData { .. } | State::ChunkDataEnd { .. } | State::Trailers { .. } => Phase::Chunked,
+            State::ChunkSize { .. }
+            | State::ChunkData { .. }
+            | State::ChunkDataEnd { .. }
+            | State::Trailers { .. } => Phase::Chunked,
             State::Tunnel => Phase::Tunnel,
             State::Rejected => Phase::Rejected,
         }
@@ -130,26 +138,54 @@ impl Guard {
     /// released now. Call again with the remaining bytes after releasing `n`.
     pub fn advance(&mut self, input: &[u8]) -> Step {
         if input.is_empty() {
-            return if self.state == State::Rejected { self.rejected() } else { Step::NeedMore };
+            return if self.state == State::Rejected {
+                self.rejected()
+            } else {
+                Step::NeedMore
+            };
         }
         let step = match self.state {
             State::Head => self.head(input),
-            State::Body { remaining, then_tunnel } => {
+            State::Body {
+                remaining,
+                then_tunnel,
+            } => {
                 let n = remaining.min(input.len() as u64);
                 let left = remaining - n;
-                self.state = if left > 0 { State::Body { remaining: left, then_tunnel } } else { self.after_message(then_tunnel) };
+                self.state = if left > 0 {
+                    State::Body {
+                        remaining: left,
+                        then_tunnel,
+                    }
+                } else {
+                    self.after_message(then_tunnel)
+                };
                 Step::Pass(n as usize)
             }
             State::ChunkSize { then_tunnel } => self.chunk_size(input, then_tunnel),
-            State::ChunkData { remaining, then_tunnel } => {
+            State::ChunkData {
+                remaining,
+                then_tunnel,
+            } => {
                 let n = remaining.min(input.len() as u64);
                 let left = remaining - n;
-                self.state = if left > 0 { State::ChunkData { remaining: left, then_tunnel } } else { State::ChunkDataEnd { then_tunnel } };
+                self.state = if left > 0 {
+                    State::ChunkData {
+                        remaining: left,
+                        then_tunnel,
+                    }
+                } else {
+                    State::ChunkDataEnd { then_tunnel }
+                };
                 Step::Pass(n as usize)
             }
             State::ChunkDataEnd { then_tunnel } => {
                 if input.len() < 2 {
-                    return if input[0] == b'\r' { Step::NeedMore } else { self.reject(StatusCode::BAD_REQUEST, "chunk data not followed by CRLF") };
+                    return if input[0] == b'\r' {
+                        Step::NeedMore
+                    } else {
+                        self.reject(StatusCode::BAD_REQUEST, "chunk data not followed by CRLF")
+                    };
                 }
                 if &input[..2] != b"\r\n" {
                     return self.reject(StatusCode::BAD_REQUEST, "chunk data not followed by CRLF");
@@ -168,7 +204,10 @@ impl Guard {
     }
 
     fn rejected(&self) -> Step {
-        Step::Reject(Rejection { status: StatusCode::BAD_REQUEST, reason: "stream already rejected" })
+        Step::Reject(Rejection {
+            status: StatusCode::BAD_REQUEST,
+            reason: "stream already rejected",
+        })
     }
 
     fn reject(&mut self, status: StatusCode, reason: &'static str) -> Step {
@@ -177,7 +216,11 @@ impl Guard {
     }
 
     fn after_message(&self, then_tunnel: bool) -> State {
-        if then_tunnel { State::Tunnel } else { State::Head }
+        if then_tunnel {
+            State::Tunnel
+        } else {
+            State::Head
+        }
     }
 
     fn head(&mut self, input: &[u8]) -> Step {
@@ -207,7 +250,12 @@ impl Guard {
                 }
                 return Step::NeedMore;
             }
-            Err(httparse::Error::TooManyHeaders) => return self.reject(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, "too many header fields"),
+            Err(httparse::Error::TooManyHeaders) => {
+                return self.reject(
+                    StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                    "too many header fields",
+                );
+            }
             Err(_) => {
                 // An over-long target is reported as such even when the line is also malformed.
                 if let Some(step) = self.partial_limits(input) {
@@ -216,11 +264,17 @@ impl Guard {
                 return self.reject(StatusCode::BAD_REQUEST, "malformed request head");
             }
         };
-        if req.path.is_some_and(|p| p.len() > self.limits.max_uri_bytes) {
+        if req
+            .path
+            .is_some_and(|p| p.len() > self.limits.max_uri_bytes)
+        {
             return self.reject(StatusCode::URI_TOO_LONG, "request target too long");
         }
         if head_len > self.limits.max_head_bytes {
-            return self.reject(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, "request header fields too large");
+            return self.reject(
+                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                "request header fields too large",
+            );
         }
         let version = req.version.unwrap_or(1);
         let mut content_length: Option<u64> = None;
@@ -250,22 +304,35 @@ impl Guard {
             } else if h.name.eq_ignore_ascii_case("upgrade") {
                 upgrade = true;
             }
-            if h.value.iter().any(|&b| b == 0 || b == b'\r' || b == b'\n' || (b < 0x20 && b != b'\t') || b == 0x7f) {
+            if h.value.iter().any(|&b| {
+                b == 0 || b == b'\r' || b == b'\n' || (b < 0x20 && b != b'\t') || b == 0x7f
+            }) {
                 return self.reject(StatusCode::BAD_REQUEST, "control character in header value");
             }
         }
         if chunked && content_length.is_some() {
-            return self.reject(StatusCode::BAD_REQUEST, "both Content-Length and Transfer-Encoding");
+            return self.reject(
+                StatusCode::BAD_REQUEST,
+                "both Content-Length and Transfer-Encoding",
+            );
         }
         if chunked && version == 0 {
-            return self.reject(StatusCode::BAD_REQUEST, "Transfer-Encoding is not allowed in HTTP/1.0");
+            return self.reject(
+                StatusCode::BAD_REQUEST,
+                "Transfer-Encoding is not allowed in HTTP/1.0",
+            );
         }
         self.requests += 1;
         self.state = if chunked {
-            State::ChunkSize { then_tunnel: upgrade }
+            State::ChunkSize {
+                then_tunnel: upgrade,
+            }
         } else {
             match content_length {
-                Some(n) if n > 0 => State::Body { remaining: n, then_tunnel: upgrade },
+                Some(n) if n > 0 => State::Body {
+                    remaining: n,
+                    then_tunnel: upgrade,
+                },
                 _ => self.after_message(upgrade),
             }
         };
@@ -278,13 +345,19 @@ impl Guard {
         let line = &input[..line_end.unwrap_or(input.len())];
         // method SP target SP version: the target starts after the first space
         if let Some(sp) = line.iter().position(|&b| b == b' ') {
-            let target_len = line[sp + 1..].iter().position(|&b| b == b' ').unwrap_or(line.len() - sp - 1);
+            let target_len = line[sp + 1..]
+                .iter()
+                .position(|&b| b == b' ')
+                .unwrap_or(line.len() - sp - 1);
             if target_len > self.limits.max_uri_bytes {
                 return Some(self.reject(StatusCode::URI_TOO_LONG, "request target too long"));
             }
         }
         if input.len() > self.limits.max_head_bytes {
-            return Some(self.reject(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, "request header fields too large"));
+            return Some(self.reject(
+                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                "request header fields too large",
+            ));
         }
         None
     }
@@ -308,11 +381,20 @@ impl Guard {
         let size = match scan_chunk_line(&window[..lf - 1], true) {
             Ok(Some(size)) => size,
             Ok(None) | Err(_) => {
-                let reason = scan_chunk_line(&window[..lf - 1], true).err().unwrap_or("invalid chunk size");
+                let reason = scan_chunk_line(&window[..lf - 1], true)
+                    .err()
+                    .unwrap_or("invalid chunk size");
                 return self.reject(StatusCode::BAD_REQUEST, reason);
             }
         };
-        self.state = if size == 0 { State::Trailers { then_tunnel } } else { State::ChunkData { remaining: size, then_tunnel } };
+        self.state = if size == 0 {
+            State::Trailers { then_tunnel }
+        } else {
+            State::ChunkData {
+                remaining: size,
+                then_tunnel,
+            }
+        };
         Step::Pass(lf + 1)
     }
 
@@ -325,7 +407,10 @@ impl Guard {
         let window = &input[..input.len().min(MAX_TRAILERS)];
         let Some(end) = window.windows(4).position(|w| w == b"\r\n\r\n") else {
             if input.len() >= MAX_TRAILERS {
-                return self.reject(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, "trailer section too large");
+                return self.reject(
+                    StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                    "trailer section too large",
+                );
             }
             if input.len() == 1 && input[0] == b'\r' {
                 return Step::NeedMore;
@@ -343,7 +428,10 @@ impl Guard {
             let mut one = [httparse::EMPTY_HEADER; 1];
             let mut with_crlf = line.to_vec();
             with_crlf.extend_from_slice(b"\r\n\r\n");
-            if !matches!(httparse::parse_headers(&with_crlf, &mut one), Ok(httparse::Status::Complete(_))) {
+            if !matches!(
+                httparse::parse_headers(&with_crlf, &mut one),
+                Ok(httparse::Status::Complete(_))
+            ) {
                 return self.reject(StatusCode::BAD_REQUEST, "malformed trailer field");
             }
         }
@@ -381,5 +469,7 @@ fn scan_chunk_line(line: &[u8], complete: bool) -> Result<Option<u64>, &'static 
         return Ok(None);
     }
     let s = std::str::from_utf8(&line[..digits]).map_err(|_| "invalid chunk size")?;
-    u64::from_str_radix(s, 16).map(Some).map_err(|_| "chunk size too large")
+    u64::from_str_radix(s, 16)
+        .map(Some)
+        .map_err(|_| "chunk size too large")
 }

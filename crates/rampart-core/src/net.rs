@@ -16,11 +16,15 @@ impl Cidr {
     pub fn contains(&self, ip: IpAddr) -> bool {
         match (self.addr, canonical(ip)) {
             (IpAddr::V4(net), IpAddr::V4(ip)) => {
-                let mask = u32::MAX.checked_shl(32 - u32::from(self.prefix)).unwrap_or(0);
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix))
+                    .unwrap_or(0);
                 u32::from(net) & mask == u32::from(ip) & mask
             }
             (IpAddr::V6(net), IpAddr::V6(ip)) => {
-                let mask = u128::MAX.checked_shl(128 - u32::from(self.prefix)).unwrap_or(0);
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.prefix))
+                    .unwrap_or(0);
                 u128::from(net) & mask == u128::from(ip) & mask
             }
             _ => false,
@@ -58,7 +62,9 @@ impl FromStr for Cidr {
             Some((a, p)) => (a, Some(p)),
             None => (s, None),
         };
-        let addr: IpAddr = addr_s.parse().map_err(|_| CidrError::Address(addr_s.to_owned()))?;
+        let addr: IpAddr = addr_s
+            .parse()
+            .map_err(|_| CidrError::Address(addr_s.to_owned()))?;
         let max = if addr.is_ipv4() { 32 } else { 128 };
         let prefix = match prefix_s {
             None => max,
@@ -70,7 +76,10 @@ impl FromStr for Cidr {
         let cidr = Cidr { addr, prefix };
         let network = cidr.network();
         if network != addr {
-            return Err(CidrError::HostBits(s.to_owned(), format!("{network}/{prefix}")));
+            return Err(CidrError::HostBits(
+                s.to_owned(),
+                format!("{network}/{prefix}"),
+            ));
         }
         Ok(cidr)
     }
@@ -80,11 +89,15 @@ impl Cidr {
     fn network(&self) -> IpAddr {
         match self.addr {
             IpAddr::V4(a) => {
-                let mask = u32::MAX.checked_shl(32 - u32::from(self.prefix)).unwrap_or(0);
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix))
+                    .unwrap_or(0);
                 IpAddr::V4((u32::from(a) & mask).into())
             }
             IpAddr::V6(a) => {
-                let mask = u128::MAX.checked_shl(128 - u32::from(self.prefix)).unwrap_or(0);
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.prefix))
+                    .unwrap_or(0);
                 IpAddr::V6((u128::from(a) & mask).into())
             }
         }
@@ -142,16 +155,29 @@ mod tests {
 
     #[test]
     fn v6_membership() {
-        let c: Cidr = "2001:db8::/32".parse().unwrap_or_else(|e| unreachable!("{e}"));
+        let c: Cidr = "2001:db8::/32"
+            .parse()
+            .unwrap_or_else(|e| unreachable!("{e}"));
         assert!(c.contains(ip("2001:db8:1::1")));
         assert!(!c.contains(ip("2001:db9::1")));
     }
 
     #[test]
     fn bad_cidrs() {
-        assert!(matches!("10.0.0.0/33".parse::<Cidr>(), Err(CidrError::Prefix(_))));
-        assert!(matches!("10.0.0/8".parse::<Cidr>(), Err(CidrError::Address(_))));
-        assert!(matches!("10.1.2.3/8".parse::<Cidr>(), Err(CidrError::HostBits(_, s)) if s == "10.0.0.0/8"));
-        assert!(matches!("::1/129".parse::<Cidr>(), Err(CidrError::Prefix(_))));
+        assert!(matches!(
+            "10.0.0.0/33".parse::<Cidr>(),
+            Err(CidrError::Prefix(_))
+        ));
+        assert!(matches!(
+            "10.0.0/8".parse::<Cidr>(),
+            Err(CidrError::Address(_))
+        ));
+        assert!(
+            matches!("10.1.2.3/8".parse::<Cidr>(), Err(CidrError::HostBits(_, s)) if s == "10.0.0.0/8")
+        );
+        assert!(matches!(
+            "::1/129".parse::<Cidr>(),
+            Err(CidrError::Prefix(_))
+        ));
     }
 }

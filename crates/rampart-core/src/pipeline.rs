@@ -60,6 +60,9 @@ pub struct RequestView {
     pub listener: usize,
     /// The client's address (after trusted X-Forwarded-For), set by [`Identity`].
     pub client_ip: IpAddr,
+    /// Whether the TCP peer is a trusted proxy (its X-Forwarded-* are believed), set by
+    /// [`Identity`].
+    pub from_trusted_proxy: bool,
     /// Request id, set by [`Identity`].
     pub request_id: String,
     /// Tenant, set by [`Resolve`].
@@ -78,7 +81,19 @@ impl RequestView {
     /// A view of a freshly parsed head; derived fields are empty until stages fill them.
     pub fn new(head: http::request::Parts, conn: Arc<ConnInfo>, listener: usize) -> Self {
         let client_ip = crate::net::canonical(conn.peer.ip());
-        RequestView { head, conn, listener, client_ip, request_id: String::new(), tenant: None, site: None, route: None, host: String::new(), tags: Vec::new() }
+        RequestView {
+            head,
+            conn,
+            listener,
+            client_ip,
+            from_trusted_proxy: false,
+            request_id: String::new(),
+            tenant: None,
+            site: None,
+            route: None,
+            host: String::new(),
+            tags: Vec::new(),
+        }
     }
 }
 
@@ -102,12 +117,20 @@ pub struct Reply {
 impl Reply {
     /// A reply that keeps the connection open.
     pub fn new(status: StatusCode, reason: impl Into<Cow<'static, str>>) -> Self {
-        Reply { status, reason: reason.into(), close: false }
+        Reply {
+            status,
+            reason: reason.into(),
+            close: false,
+        }
     }
 
     /// A reply after which the connection closes: used when message framing is suspect.
     pub fn closing(status: StatusCode, reason: impl Into<Cow<'static, str>>) -> Self {
-        Reply { status, reason: reason.into(), close: true }
+        Reply {
+            status,
+            reason: reason.into(),
+            close: true,
+        }
     }
 }
 
@@ -135,12 +158,23 @@ pub trait Stage: Send + Sync {
     }
 
     /// Inspects the body prefix; `complete` says the whole body fit in it.
-    fn on_request_body(&self, _cfg: &Config, _req: &mut RequestView, _prefix: &[u8], _complete: bool) -> Flow {
+    fn on_request_body(
+        &self,
+        _cfg: &Config,
+        _req: &mut RequestView,
+        _prefix: &[u8],
+        _complete: bool,
+    ) -> Flow {
         Flow::Continue
     }
 
     /// Inspects or amends the origin's response head before it goes to the client.
-    fn on_response(&self, _cfg: &Config, _req: &RequestView, _resp: &mut http::response::Parts) -> Flow {
+    fn on_response(
+        &self,
+        _cfg: &Config,
+        _req: &RequestView,
+        _resp: &mut http::response::Parts,
+    ) -> Flow {
         Flow::Continue
     }
 }
@@ -175,7 +209,9 @@ pub struct Pipeline {
 
 impl std::fmt::Debug for Pipeline {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_list().entries(self.stages.iter().map(|s| s.name())).finish()
+        f.debug_list()
+            .entries(self.stages.iter().map(|s| s.name()))
+            .finish()
     }
 }
 
@@ -188,7 +224,11 @@ impl Pipeline {
     /// The standard pipeline of this version: head check, identity, resolve. Fresh
     /// request ids come from `new_id`.
     pub fn standard(new_id: fn() -> String) -> Self {
-        Pipeline::new(vec![Box::new(HeadCheck), Box::new(Identity::new(new_id)), Box::new(Resolve)])
+        Pipeline::new(vec![
+            Box::new(HeadCheck),
+            Box::new(Identity::new(new_id)),
+            Box::new(Resolve),
+        ])
     }
 
     /// The stages, in order.
@@ -211,11 +251,22 @@ impl Pipeline {
 
     /// The body prefix the stages want (the largest single wish).
     pub fn body_prefix_wanted(&self, cfg: &Config, req: &RequestView) -> usize {
-        self.stages.iter().map(|s| s.body_prefix_wanted(cfg, req)).max().unwrap_or(0)
+        self.stages
+            .iter()
+            .map(|s| s.body_prefix_wanted(cfg, req))
+            .max()
+            .unwrap_or(0)
     }
 
     /// Runs every stage's body hook until one responds.
-    pub fn on_request_body<P: Probe>(&self, cfg: &Config, req: &mut RequestView, prefix: &[u8], complete: bool, probe: &mut P) -> Flow {
+    pub fn on_request_body<P: Probe>(
+        &self,
+        cfg: &Config,
+        req: &mut RequestView,
+        prefix: &[u8],
+        complete: bool,
+        probe: &mut P,
+    ) -> Flow {
         for (i, stage) in self.stages.iter().enumerate() {
             let mark = probe.start();
             let flow = stage.on_request_body(cfg, req, prefix, complete);
@@ -228,7 +279,13 @@ impl Pipeline {
     }
 
     /// Runs every stage's response hook until one responds.
-    pub fn on_response<P: Probe>(&self, cfg: &Config, req: &RequestView, resp: &mut http::response::Parts, probe: &mut P) -> Flow {
+    pub fn on_response<P: Probe>(
+        &self,
+        cfg: &Config,
+        req: &RequestView,
+        resp: &mut http::response::Parts,
+        probe: &mut P,
+    ) -> Flow {
         for (i, stage) in self.stages.iter().enumerate() {
             let mark = probe.start();
             let flow = stage.on_response(cfg, req, resp);

@@ -63,43 +63,76 @@ fn parse_v1(buf: &[u8]) -> Result<Header, Error> {
         if window.contains(&b'\n') {
             return Err(Error::Invalid("v1 line ends without CR"));
         }
-        return if buf.len() >= V1_MAX_LEN { Err(Error::Invalid("v1 header longer than 107 bytes")) } else { Err(Error::Incomplete) };
+        return if buf.len() >= V1_MAX_LEN {
+            Err(Error::Invalid("v1 header longer than 107 bytes"))
+        } else {
+            Err(Error::Incomplete)
+        };
     };
     match window.get(cr + 1) {
         None => return Err(Error::Incomplete),
         Some(b'\n') => {}
         Some(_) => return Err(Error::Invalid("v1 CR not followed by LF")),
     }
-    let line = std::str::from_utf8(&buf[PREFIX.len()..cr]).map_err(|_| Error::Invalid("v1 header is not ASCII"))?;
+    let line = std::str::from_utf8(&buf[PREFIX.len()..cr])
+        .map_err(|_| Error::Invalid("v1 header is not ASCII"))?;
     let len = cr + 2;
     let mut parts = line.split(' ');
     let proto = parts.next().unwrap_or("");
     if proto == "UNKNOWN" {
-        return Ok(Header { len, addresses: None });
+        return Ok(Header {
+            len,
+            addresses: None,
+        });
     }
     let rest: Vec<&str> = parts.collect();
     if rest.len() != 4 {
-        return Err(Error::Invalid("v1 header needs protocol, two addresses and two ports"));
+        return Err(Error::Invalid(
+            "v1 header needs protocol, two addresses and two ports",
+        ));
     }
     let (src, dst) = match proto {
         "TCP4" => (
-            IpAddr::V4(rest[0].parse::<Ipv4Addr>().map_err(|_| Error::Invalid("v1 bad IPv4 source"))?),
-            IpAddr::V4(rest[1].parse::<Ipv4Addr>().map_err(|_| Error::Invalid("v1 bad IPv4 destination"))?),
+            IpAddr::V4(
+                rest[0]
+                    .parse::<Ipv4Addr>()
+                    .map_err(|_| Error::Invalid("v1 bad IPv4 source"))?,
+            ),
+            IpAddr::V4(
+                rest[1]
+                    .parse::<Ipv4Addr>()
+                    .map_err(|_| Error::Invalid("v1 bad IPv4 destination"))?,
+            ),
         ),
         "TCP6" => (
-            IpAddr::V6(rest[0].parse::<Ipv6Addr>().map_err(|_| Error::Invalid("v1 bad IPv6 source"))?),
-            IpAddr::V6(rest[1].parse::<Ipv6Addr>().map_err(|_| Error::Invalid("v1 bad IPv6 destination"))?),
+            IpAddr::V6(
+                rest[0]
+                    .parse::<Ipv6Addr>()
+                    .map_err(|_| Error::Invalid("v1 bad IPv6 source"))?,
+            ),
+            IpAddr::V6(
+                rest[1]
+                    .parse::<Ipv6Addr>()
+                    .map_err(|_| Error::Invalid("v1 bad IPv6 destination"))?,
+            ),
         ),
         _ => return Err(Error::Invalid("v1 protocol is not TCP4, TCP6 or UNKNOWN")),
     };
     let port = |s: &str| -> Result<u16, Error> {
-        if s.is_empty() || s.len() > 5 || !s.bytes().all(|b| b.is_ascii_digit()) || (s.len() > 1 && s.starts_with('0')) {
+        if s.is_empty()
+            || s.len() > 5
+            || !s.bytes().all(|b| b.is_ascii_digit())
+            || (s.len() > 1 && s.starts_with('0'))
+        {
             return Err(Error::Invalid("v1 bad port"));
         }
         s.parse().map_err(|_| Error::Invalid("v1 bad port"))
     };
     let (sp, dp) = (port(rest[2])?, port(rest[3])?);
-    Ok(Header { len, addresses: Some((SocketAddr::new(src, sp), SocketAddr::new(dst, dp))) })
+    Ok(Header {
+        len,
+        addresses: Some((SocketAddr::new(src, sp), SocketAddr::new(dst, dp))),
+    })
 }
 
 fn parse_v2(buf: &[u8]) -> Result<Header, Error> {
@@ -130,7 +163,10 @@ fn parse_v2(buf: &[u8]) -> Result<Header, Error> {
     let body = &buf[16..len];
     if command == 0 {
         // LOCAL: the balancer talking for itself; addresses are ignored.
-        return Ok(Header { len, addresses: None });
+        return Ok(Header {
+            len,
+            addresses: None,
+        });
     }
     let addresses = match fam {
         0x11 | 0x12 => {
@@ -141,7 +177,10 @@ fn parse_v2(buf: &[u8]) -> Result<Header, Error> {
             let dst = Ipv4Addr::new(body[4], body[5], body[6], body[7]);
             let sp = u16::from_be_bytes([body[8], body[9]]);
             let dp = u16::from_be_bytes([body[10], body[11]]);
-            Some((SocketAddr::new(src.into(), sp), SocketAddr::new(dst.into(), dp)))
+            Some((
+                SocketAddr::new(src.into(), sp),
+                SocketAddr::new(dst.into(), dp),
+            ))
         }
         0x21 | 0x22 => {
             if body.len() < 36 {
@@ -153,7 +192,10 @@ fn parse_v2(buf: &[u8]) -> Result<Header, Error> {
             d.copy_from_slice(&body[16..32]);
             let sp = u16::from_be_bytes([body[32], body[33]]);
             let dp = u16::from_be_bytes([body[34], body[35]]);
-            Some((SocketAddr::new(Ipv6Addr::from(s).into(), sp), SocketAddr::new(Ipv6Addr::from(d).into(), dp)))
+            Some((
+                SocketAddr::new(Ipv6Addr::from(s).into(), sp),
+                SocketAddr::new(Ipv6Addr::from(d).into(), dp),
+            ))
         }
         // AF_UNSPEC, AF_UNIX: no usable address; the peer stands in.
         0x00 | 0x31 | 0x32 => None,

@@ -19,7 +19,11 @@ pub fn format_id(bits: u128) -> String {
 /// Whether an id received from a trusted proxy is acceptable: 1-128 characters of
 /// `[A-Za-z0-9._:-]`. Anything else is replaced, so ids are always safe to log and echo.
 pub fn is_acceptable(id: &[u8]) -> bool {
-    !id.is_empty() && id.len() <= 128 && id.iter().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
+    !id.is_empty()
+        && id.len() <= 128
+        && id
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
 }
 
 /// A small, fast pseudo-random generator (xoshiro128++-style mixing of a splitmix64
@@ -63,7 +67,10 @@ mod tests {
         let a = g.next_id();
         let b = g.next_id();
         assert_eq!(a.len(), GENERATED_LEN);
-        assert!(a.bytes().all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()));
+        assert!(
+            a.bytes()
+                .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase())
+        );
         assert_ne!(a, b);
         assert_eq!(format_id(0xab), format!("{:032x}", 0xab));
     }

@@ -20,8 +20,19 @@ struct Ctx<'a> {
 }
 
 impl Ctx<'_> {
-    fn err(&mut self, span: impl Into<Span>, message: impl Into<String>, expected: Option<&str>, hint: Option<&str>) {
-        let d = self.src.diagnostic(span.into(), message, expected.map(str::to_owned), hint.map(str::to_owned));
+    fn err(
+        &mut self,
+        span: impl Into<Span>,
+        message: impl Into<String>,
+        expected: Option<&str>,
+        hint: Option<&str>,
+    ) {
+        let d = self.src.diagnostic(
+            span.into(),
+            message,
+            expected.map(str::to_owned),
+            hint.map(str::to_owned),
+        );
         self.diags.push(d);
     }
 
@@ -29,12 +40,22 @@ impl Ctx<'_> {
         let Some(v) = v else { return default };
         match parse_duration(v.get_ref()) {
             Ok(d) if d.is_zero() => {
-                self.err(v.span(), format!("{what} must be greater than zero"), Some("a duration such as \"500ms\", \"30s\", \"5m\""), None);
+                self.err(
+                    v.span(),
+                    format!("{what} must be greater than zero"),
+                    Some("a duration such as \"500ms\", \"30s\", \"5m\""),
+                    None,
+                );
                 default
             }
             Ok(d) => d,
             Err(why) => {
-                self.err(v.span(), format!("invalid {what}: {why}"), Some("a duration such as \"500ms\", \"30s\", \"5m\", \"1h\""), None);
+                self.err(
+                    v.span(),
+                    format!("invalid {what}: {why}"),
+                    Some("a duration such as \"500ms\", \"30s\", \"5m\", \"1h\""),
+                    None,
+                );
                 default
             }
         }
@@ -48,12 +69,22 @@ impl Ctx<'_> {
         };
         match r {
             Ok(0) => {
-                self.err(v.span(), format!("{what} must be greater than zero"), Some("a size such as 8192 or \"8KiB\""), None);
+                self.err(
+                    v.span(),
+                    format!("{what} must be greater than zero"),
+                    Some("a size such as 8192 or \"8KiB\""),
+                    None,
+                );
                 None
             }
             Ok(n) => Some(n),
             Err(why) => {
-                self.err(v.span(), format!("invalid {what}: {why}"), Some("a size such as 8192, \"8KiB\" or \"1MiB\""), None);
+                self.err(
+                    v.span(),
+                    format!("invalid {what}: {why}"),
+                    Some("a size such as 8192, \"8KiB\" or \"1MiB\""),
+                    None,
+                );
                 None
             }
         }
@@ -63,7 +94,12 @@ impl Ctx<'_> {
         let v = v.as_ref()?;
         let n = *v.get_ref();
         if n < min || n > max {
-            self.err(v.span(), format!("{what} = {n} is out of range"), Some(&format!("an integer from {min} to {max}")), None);
+            self.err(
+                v.span(),
+                format!("{what} = {n} is out of range"),
+                Some(&format!("an integer from {min} to {max}")),
+                None,
+            );
             return None;
         }
         Some(n)
@@ -74,7 +110,12 @@ impl Ctx<'_> {
         for item in list {
             match item.get_ref().parse::<Cidr>() {
                 Ok(c) => out.push(c),
-                Err(e) => self.err(item.span(), format!("invalid network: {e}"), Some("an IP address or CIDR such as \"10.0.0.0/8\" or \"2001:db8::/32\""), None),
+                Err(e) => self.err(
+                    item.span(),
+                    format!("invalid network: {e}"),
+                    Some("an IP address or CIDR such as \"10.0.0.0/8\" or \"2001:db8::/32\""),
+                    None,
+                ),
             }
         }
         CidrSet::new(out)
@@ -84,7 +125,12 @@ impl Ctx<'_> {
         match v.get_ref().parse::<SocketAddr>() {
             Ok(a) => Some(a),
             Err(_) => {
-                self.err(v.span(), format!("invalid {what} `{}`", v.get_ref()), Some("an IP address and port, e.g. \"0.0.0.0:8080\" or \"[::]:8443\""), Some("host names are not allowed here; bind to an address"));
+                self.err(
+                    v.span(),
+                    format!("invalid {what} `{}`", v.get_ref()),
+                    Some("an IP address and port, e.g. \"0.0.0.0:8080\" or \"[::]:8443\""),
+                    Some("host names are not allowed here; bind to an address"),
+                );
                 None
             }
         }
@@ -92,9 +138,17 @@ impl Ctx<'_> {
 
     fn id(&mut self, v: &Sp<String>, what: &str) -> bool {
         let s = v.get_ref();
-        let ok = !s.is_empty() && s.len() <= 64 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.');
+        let ok = !s.is_empty()
+            && s.len() <= 64
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.');
         if !ok {
-            self.err(v.span(), format!("invalid {what} `{s}`"), Some("1-64 characters of a-z, A-Z, 0-9, '-', '_', '.'"), Some("ids appear in metric labels and log lines, so they are kept simple"));
+            self.err(
+                v.span(),
+                format!("invalid {what} `{s}`"),
+                Some("1-64 characters of a-z, A-Z, 0-9, '-', '_', '.'"),
+                Some("ids appear in metric labels and log lines, so they are kept simple"),
+            );
         }
         ok
     }
@@ -105,12 +159,28 @@ fn limits(ctx: &mut Ctx<'_>, raw: &RawLimits, base: &HttpLimits) -> HttpLimits {
     if let Some(n) = ctx.size(&raw.max_uri_bytes, "max_uri_bytes") {
         l.max_uri_bytes = n.min(65_534) as usize;
         if n > 65_534 {
-            ctx.err(raw.max_uri_bytes.as_ref().map(|v| v.span()).unwrap_or_default(), "max_uri_bytes is larger than the HTTP parser supports", Some("at most 65534"), None);
+            ctx.err(
+                raw.max_uri_bytes
+                    .as_ref()
+                    .map(|v| v.span())
+                    .unwrap_or_default(),
+                "max_uri_bytes is larger than the HTTP parser supports",
+                Some("at most 65534"),
+                None,
+            );
         }
     }
     if let Some(n) = ctx.size(&raw.max_header_bytes, "max_header_bytes") {
         if n > 1 << 20 {
-            ctx.err(raw.max_header_bytes.as_ref().map(|v| v.span()).unwrap_or_default(), "max_header_bytes is larger than 1MiB", Some("at most \"1MiB\""), Some("large header limits are a memory-exhaustion risk"));
+            ctx.err(
+                raw.max_header_bytes
+                    .as_ref()
+                    .map(|v| v.span())
+                    .unwrap_or_default(),
+                "max_header_bytes is larger than 1MiB",
+                Some("at most \"1MiB\""),
+                Some("large header limits are a memory-exhaustion risk"),
+            );
         }
         l.max_header_bytes = n.min(1 << 20) as usize;
     }
@@ -122,27 +192,61 @@ fn limits(ctx: &mut Ctx<'_>, raw: &RawLimits, base: &HttpLimits) -> HttpLimits {
     }
     l.header_timeout = ctx.duration(&raw.header_timeout, "header_timeout", l.header_timeout);
     l.body_timeout = ctx.duration(&raw.body_timeout, "body_timeout", l.body_timeout);
-    l.keepalive_timeout = ctx.duration(&raw.keepalive_timeout, "keepalive_timeout", l.keepalive_timeout);
-    if let Some(n) = ctx.int(&raw.max_connections_per_ip, "max_connections_per_ip", 1, 1_000_000) {
+    l.keepalive_timeout = ctx.duration(
+        &raw.keepalive_timeout,
+        "keepalive_timeout",
+        l.keepalive_timeout,
+    );
+    if let Some(n) = ctx.int(
+        &raw.max_connections_per_ip,
+        "max_connections_per_ip",
+        1,
+        1_000_000,
+    ) {
         l.max_connections_per_ip = n as u32;
     }
-    if let Some(n) = ctx.int(&raw.h2_max_concurrent_streams, "h2_max_concurrent_streams", 1, 10_000) {
+    if let Some(n) = ctx.int(
+        &raw.h2_max_concurrent_streams,
+        "h2_max_concurrent_streams",
+        1,
+        10_000,
+    ) {
         l.h2_max_concurrent_streams = n as u32;
     }
-    if let Some(n) = ctx.int(&raw.h2_max_pending_reset_streams, "h2_max_pending_reset_streams", 1, 10_000) {
+    if let Some(n) = ctx.int(
+        &raw.h2_max_pending_reset_streams,
+        "h2_max_pending_reset_streams",
+        1,
+        10_000,
+    ) {
         l.h2_max_pending_reset_streams = n as usize;
     }
     l
 }
 
-fn lookup<'m>(ctx: &mut Ctx<'_>, map: &'m HashMap<String, usize>, v: &Sp<String>, what: &str, section: &str) -> Option<usize> {
+fn lookup<'m>(
+    ctx: &mut Ctx<'_>,
+    map: &'m HashMap<String, usize>,
+    v: &Sp<String>,
+    what: &str,
+    section: &str,
+) -> Option<usize> {
     match map.get(v.get_ref()) {
         Some(&i) => Some(i),
         None => {
             let mut known: Vec<&str> = map.keys().map(String::as_str).collect();
             known.sort_unstable();
-            let expected = if known.is_empty() { format!("the id of a [[{section}]] (none is defined)") } else { format!("one of {}", known.join(", ")) };
-            ctx.err(v.span(), format!("unknown {what} `{}`", v.get_ref()), Some(&expected), Some(&format!("define it in a [[{section}]] table")));
+            let expected = if known.is_empty() {
+                format!("the id of a [[{section}]] (none is defined)")
+            } else {
+                format!("one of {}", known.join(", "))
+            };
+            ctx.err(
+                v.span(),
+                format!("unknown {what} `{}`", v.get_ref()),
+                Some(&expected),
+                Some(&format!("define it in a [[{section}]] table")),
+            );
             None
         }
     }
@@ -150,24 +254,50 @@ fn lookup<'m>(ctx: &mut Ctx<'_>, map: &'m HashMap<String, usize>, v: &Sp<String>
 
 /// Validates `raw` (parsed from `src`) into a runtime [`Config`].
 pub fn compile(src: &SourceFile, raw: raw::RawConfig) -> Result<Config, Diagnostics> {
-    let mut ctx = Ctx { src, diags: Diagnostics::default() };
+    let mut ctx = Ctx {
+        src,
+        diags: Diagnostics::default(),
+    };
 
     if let Some(v) = &raw.version {
         if *v.get_ref() != 1 {
-            ctx.err(v.span(), format!("unsupported config version {}", v.get_ref()), Some("version = 1"), None);
+            ctx.err(
+                v.span(),
+                format!("unsupported config version {}", v.get_ref()),
+                Some("version = 1"),
+                None,
+            );
         }
     }
 
     // [edge]
-    let admin = raw.edge.admin.as_ref().and_then(|a| ctx.socket_addr(a, "admin address"));
+    let admin = raw
+        .edge
+        .admin
+        .as_ref()
+        .and_then(|a| ctx.socket_addr(a, "admin address"));
     let trusted_proxies = ctx.cidrs(&raw.edge.trusted_proxies);
-    let drain_timeout = ctx.duration(&raw.edge.drain_timeout, "drain_timeout", Duration::from_secs(30));
+    let drain_timeout = ctx.duration(
+        &raw.edge.drain_timeout,
+        "drain_timeout",
+        Duration::from_secs(30),
+    );
     let access_log = match raw.edge.access_log.as_ref().map(|s| s.get_ref().as_str()) {
         None | Some("stdout") => AccessLogTarget::Stdout,
         Some("off") => AccessLogTarget::Off,
         Some("") => {
-            let span = raw.edge.access_log.as_ref().map(|s| s.span()).unwrap_or_default();
-            ctx.err(span, "access_log is empty", Some("\"stdout\", \"off\" or a file path"), None);
+            let span = raw
+                .edge
+                .access_log
+                .as_ref()
+                .map(|s| s.span())
+                .unwrap_or_default();
+            ctx.err(
+                span,
+                "access_log is empty",
+                Some("\"stdout\", \"off\" or a file path"),
+                None,
+            );
             AccessLogTarget::Off
         }
         Some(path) => AccessLogTarget::File(path.to_owned()),
@@ -182,11 +312,22 @@ pub fn compile(src: &SourceFile, raw: raw::RawConfig) -> Result<Config, Diagnost
         if !ctx.id(&t.id, "tenant id") {
             continue;
         }
-        if tenant_ids.insert(t.id.get_ref().clone(), tenants.len()).is_some() {
-            ctx.err(t.id.span(), format!("duplicate tenant id `{}`", t.id.get_ref()), Some("a unique id"), None);
+        if tenant_ids
+            .insert(t.id.get_ref().clone(), tenants.len())
+            .is_some()
+        {
+            ctx.err(
+                t.id.span(),
+                format!("duplicate tenant id `{}`", t.id.get_ref()),
+                Some("a unique id"),
+                None,
+            );
             continue;
         }
-        tenants.push(Tenant { id: Arc::from(t.id.get_ref().as_str()), name: t.name.clone() });
+        tenants.push(Tenant {
+            id: Arc::from(t.id.get_ref().as_str()),
+            name: t.name.clone(),
+        });
     }
 
     // [[pool]]
@@ -197,7 +338,12 @@ pub fn compile(src: &SourceFile, raw: raw::RawConfig) -> Result<Config, Diagnost
         let tenant = lookup(&mut ctx, &tenant_ids, &p.tenant, "tenant", "tenant");
         let mut servers = Vec::new();
         if p.servers.get_ref().is_empty() {
-            ctx.err(p.servers.span(), "a pool needs at least one server", Some("servers = [\"10.0.0.5:8080\"]"), None);
+            ctx.err(
+                p.servers.span(),
+                "a pool needs at least one server",
+                Some("servers = [\"10.0.0.5:8080\"]"),
+                None,
+            );
         }
         for s in p.servers.get_ref() {
             let (addr, weight) = match s.get_ref() {
@@ -206,7 +352,12 @@ pub fn compile(src: &SourceFile, raw: raw::RawConfig) -> Result<Config, Diagnost
             };
             let weight = match weight {
                 Some(w) if !(1..=1000).contains(&w) => {
-                    ctx.err(s.span(), format!("weight = {w} is out of range"), Some("an integer from 1 to 1000"), None);
+                    ctx.err(
+                        s.span(),
+                        format!("weight = {w} is out of range"),
+                        Some("an integer from 1 to 1000"),
+                        None,
+                    );
                     1
                 }
                 Some(w) => w as u32,
@@ -222,7 +373,12 @@ pub fn compile(src: &SourceFile, raw: raw::RawConfig) -> Result<Config, Diagnost
             Some("least_conn") => Balance::LeastConn,
             Some(other) => {
                 let span = p.balance.as_ref().map(|b| b.span()).unwrap_or_default();
-                ctx.err(span, format!("unknown balance `{other}`"), Some("\"round_robin\" or \"least_conn\""), None);
+                ctx.err(
+                    span,
+                    format!("unknown balance `{other}`"),
+                    Some("\"round_robin\" or \"least_conn\""),
+                    None,
+                );
                 Balance::RoundRobin
             }
         };
@@ -231,27 +387,48 @@ pub fn compile(src: &SourceFile, raw: raw::RawConfig) -> Result<Config, Diagnost
             Some("http2") => UpstreamProtocol::Http2,
             Some(other) => {
                 let span = p.protocol.as_ref().map(|b| b.span()).unwrap_or_default();
-                ctx.err(span, format!("unknown protocol `{other}`"), Some("\"http1\" or \"http2\""), Some("gRPC origins need \"http2\""));
+                ctx.err(
+                    span,
+                    format!("unknown protocol `{other}`"),
+                    Some("\"http1\" or \"http2\""),
+                    Some("gRPC origins need \"http2\""),
+                );
                 UpstreamProtocol::Http1
             }
         };
         let tls = p.tls.as_ref().map(|t| UpstreamTls {
             sni: t.sni.as_ref().map(|s| s.get_ref().clone()),
-            ca_file: t.ca_file.as_ref().map(|s| (s.get_ref().clone(), Span::from(s.span()))),
+            ca_file: t
+                .ca_file
+                .as_ref()
+                .map(|s| (s.get_ref().clone(), Span::from(s.span()))),
             verify: t.verify.unwrap_or(true),
         });
         let health_check = p.health_check.as_ref().map(|h| {
-            let path = h.path.as_ref().map_or_else(|| "/".to_owned(), |p| p.get_ref().clone());
+            let path = h
+                .path
+                .as_ref()
+                .map_or_else(|| "/".to_owned(), |p| p.get_ref().clone());
             if !path.starts_with('/') {
                 let span = h.path.as_ref().map(|p| p.span()).unwrap_or_default();
-                ctx.err(span, format!("health-check path `{path}` does not start with '/'"), Some("a path such as \"/healthz\""), None);
+                ctx.err(
+                    span,
+                    format!("health-check path `{path}` does not start with '/'"),
+                    Some("a path such as \"/healthz\""),
+                    None,
+                );
             }
             let interval = ctx.duration(&h.interval, "interval", Duration::from_secs(5));
             let timeout = ctx.duration(&h.timeout, "timeout", Duration::from_secs(2));
             let expect_status = match &h.expect_status {
                 None => (200, 399),
                 Some(s) => parse_status_range(s.get_ref()).unwrap_or_else(|| {
-                    ctx.err(s.span(), format!("invalid status range `{}`", s.get_ref()), Some("a status (\"204\") or range (\"200-399\") between 100 and 599"), None);
+                    ctx.err(
+                        s.span(),
+                        format!("invalid status range `{}`", s.get_ref()),
+                        Some("a status (\"204\") or range (\"200-399\") between 100 and 599"),
+                        None,
+                    );
                     (200, 399)
                 }),
             };
@@ -260,8 +437,12 @@ pub fn compile(src: &SourceFile, raw: raw::RawConfig) -> Result<Config, Diagnost
                 host: h.host.clone(),
                 interval,
                 timeout,
-                healthy_threshold: ctx.int(&h.healthy_threshold, "healthy_threshold", 1, 100).unwrap_or(2) as u32,
-                unhealthy_threshold: ctx.int(&h.unhealthy_threshold, "unhealthy_threshold", 1, 100).unwrap_or(3) as u32,
+                healthy_threshold: ctx
+                    .int(&h.healthy_threshold, "healthy_threshold", 1, 100)
+                    .unwrap_or(2) as u32,
+                unhealthy_threshold: ctx
+                    .int(&h.unhealthy_threshold, "unhealthy_threshold", 1, 100)
+                    .unwrap_or(3) as u32,
                 expect_status,
             }
         });
@@ -270,9 +451,17 @@ pub fn compile(src: &SourceFile, raw: raw::RawConfig) -> Result<Config, Diagnost
             Some(pv) => {
                 let d = Passive::default();
                 Passive {
-                    connect_failures: ctx.int(&pv.connect_failures, "connect_failures", 0, 1000).map_or(d.connect_failures, |n| n as u32),
-                    consecutive_5xx: ctx.int(&pv.consecutive_5xx, "consecutive_5xx", 0, 10_000).map_or(d.consecutive_5xx, |n| n as u32),
-                    ejection_time: ctx.duration(&pv.ejection_time, "ejection_time", d.ejection_time),
+                    connect_failures: ctx
+                        .int(&pv.connect_failures, "connect_failures", 0, 1000)
+                        .map_or(d.connect_failures, |n| n as u32),
+                    consecutive_5xx: ctx
+                        .int(&pv.consecutive_5xx, "consecutive_5xx", 0, 10_000)
+                        .map_or(d.consecutive_5xx, |n| n as u32),
+                    ejection_time: ctx.duration(
+                        &pv.ejection_time,
+                        "ejection_time",
+                        d.ejection_time,
+                    ),
                 }
             }
         };
@@ -283,14 +472,26 @@ pub fn compile(src: &SourceFile, raw: raw::RawConfig) -> Result<Config, Diagnost
             balance,
             protocol,
             tls,
-            connect_timeout: ctx.duration(&p.connect_timeout, "connect_timeout", Duration::from_secs(5)),
+            connect_timeout: ctx.duration(
+                &p.connect_timeout,
+                "connect_timeout",
+                Duration::from_secs(5),
+            ),
             read_timeout: ctx.duration(&p.read_timeout, "read_timeout", Duration::from_secs(60)),
             idle_timeout: ctx.duration(&p.idle_timeout, "idle_timeout", Duration::from_secs(90)),
             health_check,
             passive,
         };
-        if pool_ids.insert(p.id.get_ref().clone(), pools.len()).is_some() {
-            ctx.err(p.id.span(), format!("duplicate pool id `{}`", p.id.get_ref()), Some("a unique id"), None);
+        if pool_ids
+            .insert(p.id.get_ref().clone(), pools.len())
+            .is_some()
+        {
+            ctx.err(
+                p.id.span(),
+                format!("duplicate pool id `{}`", p.id.get_ref()),
+                Some("a unique id"),
+                None,
+            );
         }
         pools.push(pool);
     }
@@ -304,77 +505,146 @@ pub fn compile(src: &SourceFile, raw: raw::RawConfig) -> Result<Config, Diagnost
         let bind = ctx.socket_addr(&l.bind, "bind address");
         if let Some(b) = bind {
             if let Some(other) = binds.insert(b, l.name.get_ref().clone()) {
-                ctx.err(l.bind.span(), format!("address {b} is already bound by listener `{other}`"), Some("a distinct address:port per listener"), Some("one listener serves any number of sites; list the sites on it instead"));
+                ctx.err(
+                    l.bind.span(),
+                    format!("address {b} is already bound by listener `{other}`"),
+                    Some("a distinct address:port per listener"),
+                    Some("one listener serves any number of sites; list the sites on it instead"),
+                );
             }
         }
         let lim = match &l.limits {
             Some(r) => limits(&mut ctx, r, &base_limits),
             None => base_limits.clone(),
         };
-        let mode = l.mode.as_ref().map(|m| m.get_ref().as_str()).unwrap_or("http");
+        let mode = l
+            .mode
+            .as_ref()
+            .map(|m| m.get_ref().as_str())
+            .unwrap_or("http");
         let kind = match mode {
             "http" => {
-                for (field, span) in [("tenant", l.tenant.as_ref().map(|v| v.span())), ("pool", l.pool.as_ref().map(|v| v.span()))] {
+                for (field, span) in [
+                    ("tenant", l.tenant.as_ref().map(|v| v.span())),
+                    ("pool", l.pool.as_ref().map(|v| v.span())),
+                ] {
                     if let Some(span) = span {
-                        ctx.err(span, format!("`{field}` is only valid on a listener with mode = \"tcp\""), None, Some("HTTP listeners reach pools through [[site]] routes"));
+                        ctx.err(
+                            span,
+                            format!("`{field}` is only valid on a listener with mode = \"tcp\""),
+                            None,
+                            Some("HTTP listeners reach pools through [[site]] routes"),
+                        );
                     }
                 }
                 ListenerKind::Http { tls: l.tls }
             }
             "tcp" => {
                 if l.tls {
-                    ctx.err(l.name.span(), "a tcp listener cannot terminate TLS", Some("tls = false"), Some("tcp mode passes bytes through untouched; TLS ends at the origin"));
+                    ctx.err(
+                        l.name.span(),
+                        "a tcp listener cannot terminate TLS",
+                        Some("tls = false"),
+                        Some("tcp mode passes bytes through untouched; TLS ends at the origin"),
+                    );
                 }
                 let tenant = match &l.tenant {
                     Some(t) => lookup(&mut ctx, &tenant_ids, t, "tenant", "tenant"),
                     None => {
-                        ctx.err(l.name.span(), "a tcp listener needs a `tenant`", Some("tenant = \"<tenant id>\""), None);
+                        ctx.err(
+                            l.name.span(),
+                            "a tcp listener needs a `tenant`",
+                            Some("tenant = \"<tenant id>\""),
+                            None,
+                        );
                         None
                     }
                 };
                 let pool = match &l.pool {
                     Some(p) => lookup(&mut ctx, &pool_ids, p, "pool", "pool"),
                     None => {
-                        ctx.err(l.name.span(), "a tcp listener needs a `pool`", Some("pool = \"<pool id>\""), None);
+                        ctx.err(
+                            l.name.span(),
+                            "a tcp listener needs a `pool`",
+                            Some("pool = \"<pool id>\""),
+                            None,
+                        );
                         None
                     }
                 };
                 if let (Some(t), Some(p)) = (tenant, pool) {
                     if pools[p].tenant != t {
                         let span = l.pool.as_ref().map(|v| v.span()).unwrap_or_default();
-                        ctx.err(span, format!("pool `{}` belongs to another tenant", pools[p].id), Some(&format!("a pool of tenant `{}`", tenants[t].id)), None);
+                        ctx.err(
+                            span,
+                            format!("pool `{}` belongs to another tenant", pools[p].id),
+                            Some(&format!("a pool of tenant `{}`", tenants[t].id)),
+                            None,
+                        );
                     }
                 }
                 let rate = l.max_connection_rate_per_ip.as_ref().and_then(|r| {
                     let v = *r.get_ref();
                     if !(v.is_finite() && v > 0.0) {
-                        ctx.err(r.span(), format!("max_connection_rate_per_ip = {v} must be a positive number"), Some("connections per second, e.g. 5 or 0.5"), None);
+                        ctx.err(
+                            r.span(),
+                            format!("max_connection_rate_per_ip = {v} must be a positive number"),
+                            Some("connections per second, e.g. 5 or 0.5"),
+                            None,
+                        );
                         None
                     } else {
                         Some(v)
                     }
                 });
-                ListenerKind::Tcp { tenant: tenant.unwrap_or(0), pool: pool.unwrap_or(0), max_connection_rate_per_ip: rate }
+                ListenerKind::Tcp {
+                    tenant: tenant.unwrap_or(0),
+                    pool: pool.unwrap_or(0),
+                    max_connection_rate_per_ip: rate,
+                }
             }
             other => {
                 let span = l.mode.as_ref().map(|m| m.span()).unwrap_or_default();
-                ctx.err(span, format!("unknown listener mode `{other}`"), Some("\"http\" or \"tcp\""), None);
+                ctx.err(
+                    span,
+                    format!("unknown listener mode `{other}`"),
+                    Some("\"http\" or \"tcp\""),
+                    None,
+                );
                 ListenerKind::Http { tls: l.tls }
             }
         };
         if let Some(r) = &l.max_connection_rate_per_ip {
             if mode != "tcp" {
-                ctx.err(r.span(), "`max_connection_rate_per_ip` is only valid on a listener with mode = \"tcp\"", None, None);
+                ctx.err(
+                    r.span(),
+                    "`max_connection_rate_per_ip` is only valid on a listener with mode = \"tcp\"",
+                    None,
+                    None,
+                );
             }
         }
         let proxy_protocol = l.proxy_protocol.as_ref().map(|list| {
             if list.is_empty() {
-                ctx.err(l.name.span(), "proxy_protocol lists no trusted balancer", Some("proxy_protocol = [\"10.0.0.0/8\"]"), Some("PROXY headers are accepted only from these peers"));
+                ctx.err(
+                    l.name.span(),
+                    "proxy_protocol lists no trusted balancer",
+                    Some("proxy_protocol = [\"10.0.0.0/8\"]"),
+                    Some("PROXY headers are accepted only from these peers"),
+                );
             }
             ctx.cidrs(list)
         });
-        if listener_names.insert(l.name.get_ref().clone(), listeners.len()).is_some() {
-            ctx.err(l.name.span(), format!("duplicate listener name `{}`", l.name.get_ref()), Some("a unique name"), None);
+        if listener_names
+            .insert(l.name.get_ref().clone(), listeners.len())
+            .is_some()
+        {
+            ctx.err(
+                l.name.span(),
+                format!("duplicate listener name `{}`", l.name.get_ref()),
+                Some("a unique name"),
+                None,
+            );
         }
         listeners.push(Listener {
             name: Arc::from(l.name.get_ref().as_str()),
@@ -392,23 +662,46 @@ pub fn compile(src: &SourceFile, raw: raw::RawConfig) -> Result<Config, Diagnost
     for c in &raw.certificates {
         ctx.id(&c.name, "certificate name");
         if !cert_names.insert(c.name.get_ref().clone()) {
-            ctx.err(c.name.span(), format!("duplicate certificate name `{}`", c.name.get_ref()), Some("a unique name"), None);
+            ctx.err(
+                c.name.span(),
+                format!("duplicate certificate name `{}`", c.name.get_ref()),
+                Some("a unique name"),
+                None,
+            );
         }
         let mut hosts = Vec::new();
         for h in &c.hosts {
             let host = h.get_ref().to_ascii_lowercase();
             if !valid_host_pattern(&host, false) {
-                ctx.err(h.span(), format!("invalid certificate host `{}`", h.get_ref()), Some("a DNS name such as \"shop.example.com\" or \"*.example.com\""), None);
+                ctx.err(
+                    h.span(),
+                    format!("invalid certificate host `{}`", h.get_ref()),
+                    Some("a DNS name such as \"shop.example.com\" or \"*.example.com\""),
+                    None,
+                );
             }
             hosts.push(host);
         }
         if hosts.is_empty() && !c.default {
-            ctx.err(c.name.span(), format!("certificate `{}` has no hosts and is not the default", c.name.get_ref()), Some("hosts = [\"example.com\"] or default = true"), None);
+            ctx.err(
+                c.name.span(),
+                format!(
+                    "certificate `{}` has no hosts and is not the default",
+                    c.name.get_ref()
+                ),
+                Some("hosts = [\"example.com\"] or default = true"),
+                None,
+            );
         }
         if c.default {
             default_certs += 1;
             if default_certs > 1 {
-                ctx.err(c.name.span(), "more than one certificate has default = true", Some("exactly one default certificate"), None);
+                ctx.err(
+                    c.name.span(),
+                    "more than one certificate has default = true",
+                    Some("exactly one default certificate"),
+                    None,
+                );
             }
         }
         certificates.push(Certificate {
@@ -420,8 +713,18 @@ pub fn compile(src: &SourceFile, raw: raw::RawConfig) -> Result<Config, Diagnost
         });
     }
     if listeners.iter().any(Listener::is_tls) && certificates.is_empty() {
-        let span = raw.listeners.iter().find(|l| l.tls).map(|l| l.name.span()).unwrap_or_default();
-        ctx.err(span, "a TLS listener is configured but no [[certificate]] is defined", Some("at least one [[certificate]] with cert and key files"), None);
+        let span = raw
+            .listeners
+            .iter()
+            .find(|l| l.tls)
+            .map(|l| l.name.span())
+            .unwrap_or_default();
+        ctx.err(
+            span,
+            "a TLS listener is configured but no [[certificate]] is defined",
+            Some("at least one [[certificate]] with cert and key files"),
+            None,
+        );
     }
 
     // [[site]]
@@ -432,18 +735,33 @@ pub fn compile(src: &SourceFile, raw: raw::RawConfig) -> Result<Config, Diagnost
     for s in &raw.sites {
         ctx.id(&s.id, "site id");
         if !site_ids.insert(s.id.get_ref().clone()) {
-            ctx.err(s.id.span(), format!("duplicate site id `{}`", s.id.get_ref()), Some("a unique id"), None);
+            ctx.err(
+                s.id.span(),
+                format!("duplicate site id `{}`", s.id.get_ref()),
+                Some("a unique id"),
+                None,
+            );
         }
         let tenant = lookup(&mut ctx, &tenant_ids, &s.tenant, "tenant", "tenant");
         let site_idx = sites.len();
         let on: Vec<usize> = match &s.listeners {
-            None => listeners.iter().enumerate().filter(|(_, l)| matches!(l.kind, ListenerKind::Http { .. })).map(|(i, _)| i).collect(),
+            None => listeners
+                .iter()
+                .enumerate()
+                .filter(|(_, l)| matches!(l.kind, ListenerKind::Http { .. }))
+                .map(|(i, _)| i)
+                .collect(),
             Some(names) => names
                 .iter()
                 .filter_map(|n| {
                     let i = lookup(&mut ctx, &listener_names, n, "listener", "listener")?;
                     if !matches!(listeners[i].kind, ListenerKind::Http { .. }) {
-                        ctx.err(n.span(), format!("listener `{}` is a tcp listener", n.get_ref()), Some("an HTTP listener"), Some("tcp listeners forward to their own pool and carry no sites"));
+                        ctx.err(
+                            n.span(),
+                            format!("listener `{}` is a tcp listener", n.get_ref()),
+                            Some("an HTTP listener"),
+                            Some("tcp listeners forward to their own pool and carry no sites"),
+                        );
                         return None;
                     }
                     Some(i)
@@ -451,7 +769,12 @@ pub fn compile(src: &SourceFile, raw: raw::RawConfig) -> Result<Config, Diagnost
                 .collect(),
         };
         if s.hosts.get_ref().is_empty() {
-            ctx.err(s.hosts.span(), "a site needs at least one host", Some("hosts = [\"shop.example.com\"] (or [\"*\"] for any host)"), None);
+            ctx.err(
+                s.hosts.span(),
+                "a site needs at least one host",
+                Some("hosts = [\"shop.example.com\"] (or [\"*\"] for any host)"),
+                None,
+            );
         }
         let mut hosts = Vec::new();
         for h in s.hosts.get_ref() {
@@ -462,7 +785,15 @@ pub fn compile(src: &SourceFile, raw: raw::RawConfig) -> Result<Config, Diagnost
             }
             for &li in &on {
                 if let Some(other) = claimed.insert((li, host.clone()), s.id.get_ref().clone()) {
-                    ctx.err(h.span(), format!("host `{host}` on listener `{}` is already served by site `{other}`", listeners[li].name), Some("each host once per listener"), None);
+                    ctx.err(
+                        h.span(),
+                        format!(
+                            "host `{host}` on listener `{}` is already served by site `{other}`",
+                            listeners[li].name
+                        ),
+                        Some("each host once per listener"),
+                        None,
+                    );
                     continue;
                 }
                 let table = &mut routing[li];
@@ -479,27 +810,62 @@ pub fn compile(src: &SourceFile, raw: raw::RawConfig) -> Result<Config, Diagnost
         let mut routes = Vec::new();
         let mut prefixes = HashSet::new();
         if s.routes.is_empty() {
-            ctx.err(s.id.span(), format!("site `{}` has no route", s.id.get_ref()), Some("at least one [[site.route]] with path and pool"), Some("path = \"/\" routes everything"));
+            ctx.err(
+                s.id.span(),
+                format!("site `{}` has no route", s.id.get_ref()),
+                Some("at least one [[site.route]] with path and pool"),
+                Some("path = \"/\" routes everything"),
+            );
         }
         for r in &s.routes {
             let prefix = r.path.get_ref();
-            if !prefix.starts_with('/') || prefix.bytes().any(|b| b <= b' ' || b == b'?' || b == b'#' || b >= 0x7f) {
-                ctx.err(r.path.span(), format!("invalid route path `{prefix}`"), Some("a path prefix starting with '/', without query or spaces"), None);
+            if !prefix.starts_with('/')
+                || prefix
+                    .bytes()
+                    .any(|b| b <= b' ' || b == b'?' || b == b'#' || b >= 0x7f)
+            {
+                ctx.err(
+                    r.path.span(),
+                    format!("invalid route path `{prefix}`"),
+                    Some("a path prefix starting with '/', without query or spaces"),
+                    None,
+                );
             }
             if !prefixes.insert(prefix.clone()) {
-                ctx.err(r.path.span(), format!("duplicate route path `{prefix}`"), Some("each prefix once per site"), None);
+                ctx.err(
+                    r.path.span(),
+                    format!("duplicate route path `{prefix}`"),
+                    Some("each prefix once per site"),
+                    None,
+                );
             }
             if let Some(p) = lookup(&mut ctx, &pool_ids, &r.pool, "pool", "pool") {
                 if let Some(t) = tenant {
                     if pools[p].tenant != t {
-                        ctx.err(r.pool.span(), format!("pool `{}` belongs to tenant `{}`, not `{}`", pools[p].id, tenants[pools[p].tenant].id, tenants[t].id), Some("a pool of the site's own tenant"), Some("tenants never share origin pools"));
+                        ctx.err(
+                            r.pool.span(),
+                            format!(
+                                "pool `{}` belongs to tenant `{}`, not `{}`",
+                                pools[p].id, tenants[pools[p].tenant].id, tenants[t].id
+                            ),
+                            Some("a pool of the site's own tenant"),
+                            Some("tenants never share origin pools"),
+                        );
                     }
                 }
-                routes.push(Route { prefix: prefix.clone(), pool: p });
+                routes.push(Route {
+                    prefix: prefix.clone(),
+                    pool: p,
+                });
             }
         }
         routes.sort_by(|a, b| b.prefix.len().cmp(&a.prefix.len()));
-        sites.push(Site { id: Arc::from(s.id.get_ref().as_str()), tenant: tenant.unwrap_or(0), hosts, routes });
+        sites.push(Site {
+            id: Arc::from(s.id.get_ref().as_str()),
+            tenant: tenant.unwrap_or(0),
+            hosts,
+            routes,
+        });
     }
     for table in &mut routing {
         table.wildcard.sort_by(|a, b| b.0.len().cmp(&a.0.len()));
@@ -507,7 +873,13 @@ pub fn compile(src: &SourceFile, raw: raw::RawConfig) -> Result<Config, Diagnost
 
     if ctx.diags.is_empty() {
         Ok(Config {
-            edge: EdgeSettings { admin, trusted_proxies, drain_timeout, access_log, workers },
+            edge: EdgeSettings {
+                admin,
+                trusted_proxies,
+                drain_timeout,
+                access_log,
+                workers,
+            },
             tenants,
             listeners,
             certificates,
@@ -523,20 +895,26 @@ pub fn compile(src: &SourceFile, raw: raw::RawConfig) -> Result<Config, Diagnost
 
 fn parse_host_port(s: &str) -> Result<(String, u16), String> {
     let (host, port) = if let Some(rest) = s.strip_prefix('[') {
-        let (h, p) = rest.split_once("]:").ok_or("IPv6 addresses need brackets and a port")?;
-        h.parse::<std::net::Ipv6Addr>().map_err(|_| format!("`{h}` is not an IPv6 address"))?;
+        let (h, p) = rest
+            .split_once("]:")
+            .ok_or("IPv6 addresses need brackets and a port")?;
+        h.parse::<std::net::Ipv6Addr>()
+            .map_err(|_| format!("`{h}` is not an IPv6 address"))?;
         (h.to_owned(), p)
     } else {
         let (h, p) = s.rsplit_once(':').ok_or("no port")?;
         if h.contains(':') {
             return Err("IPv6 addresses need brackets".into());
         }
-        if h.is_empty() || !valid_host_pattern(&h.to_ascii_lowercase(), false) || h.starts_with('*') {
+        if h.is_empty() || !valid_host_pattern(&h.to_ascii_lowercase(), false) || h.starts_with('*')
+        {
             return Err(format!("`{h}` is not a host name or IP address"));
         }
         (h.to_owned(), p)
     };
-    let port: u16 = port.parse().map_err(|_| format!("`{port}` is not a port number"))?;
+    let port: u16 = port
+        .parse()
+        .map_err(|_| format!("`{port}` is not a port number"))?;
     if port == 0 {
         return Err("port 0 is not a destination".into());
     }
@@ -563,7 +941,9 @@ fn valid_host_pattern(h: &str, allow_any: bool) -> bool {
         && name.split('.').all(|label| {
             !label.is_empty()
                 && label.len() <= 63
-                && label.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
                 && !label.starts_with('-')
                 && !label.ends_with('-')
         })

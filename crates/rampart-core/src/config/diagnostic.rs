@@ -18,7 +18,10 @@ pub struct Span {
 
 impl From<std::ops::Range<usize>> for Span {
     fn from(r: std::ops::Range<usize>) -> Self {
-        Span { start: r.start, end: r.end }
+        Span {
+            start: r.start,
+            end: r.end,
+        }
     }
 }
 
@@ -32,7 +35,10 @@ pub struct SourceFile {
 impl SourceFile {
     /// Wraps `text`, which was read from the file called `name`.
     pub fn new(name: impl Into<Arc<str>>, text: impl Into<Arc<str>>) -> Self {
-        SourceFile { name: name.into(), text: text.into() }
+        SourceFile {
+            name: name.into(),
+            text: text.into(),
+        }
     }
 
     /// The file's name as given.
@@ -65,7 +71,15 @@ impl SourceFile {
     ) -> Diagnostic {
         let (line, col) = self.line_col(span.start);
         let snippet = self.text.lines().nth(line - 1).map(str::to_owned);
-        Diagnostic { file: self.name.to_string(), line, col, message: message.into(), expected, hint, snippet }
+        Diagnostic {
+            file: self.name.to_string(),
+            line,
+            col,
+            message: message.into(),
+            expected,
+            hint,
+            snippet,
+        }
     }
 }
 
@@ -97,10 +111,23 @@ pub struct Diagnostic {
 
 impl fmt::Display for Diagnostic {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}:{}: error: {}", self.file, self.line, self.col, self.message)?;
+        write!(
+            f,
+            "{}:{}:{}: error: {}",
+            self.file, self.line, self.col, self.message
+        )?;
         if let Some(snippet) = &self.snippet {
             let gutter = self.line.to_string().len();
-            write!(f, "\n{:gutter$} |\n{} | {}\n{:gutter$} | {:>col$}", "", self.line, snippet, "", "^", col = self.col)?;
+            write!(
+                f,
+                "\n{:gutter$} |\n{} | {}\n{:gutter$} | {:>col$}",
+                "",
+                self.line,
+                snippet,
+                "",
+                "^",
+                col = self.col
+            )?;
         }
         if let Some(expected) = &self.expected {
             write!(f, "\n  expected: {expected}")?;
@@ -152,7 +179,12 @@ impl fmt::Display for Diagnostics {
             }
             writeln!(f, "{d}")?;
         }
-        write!(f, "{} error{} found", self.0.len(), if self.0.len() == 1 { "" } else { "s" })
+        write!(
+            f,
+            "{} error{} found",
+            self.0.len(),
+            if self.0.len() == 1 { "" } else { "s" }
+        )
     }
 }
 
@@ -179,7 +211,11 @@ pub(crate) fn explain_toml_error(message: &str) -> (String, Option<String>, Opti
         );
     }
     if message.contains("untagged enum RawSize") {
-        return ("invalid size".into(), Some("a number of bytes (8192) or a string with a unit (\"8KiB\")".into()), None);
+        return (
+            "invalid size".into(),
+            Some("a number of bytes (8192) or a string with a unit (\"8KiB\")".into()),
+            None,
+        );
     }
     if let Some((what, expected)) = message.split_once(", expected ") {
         return (what.to_owned(), Some(expected.to_owned()), None);
@@ -192,7 +228,15 @@ pub(crate) fn explain_toml_error(message: &str) -> (String, Option<String>, Opti
         );
     }
     if message.starts_with("invalid type") || message.starts_with("invalid value") {
-        return (message.to_owned(), None, Some("see docs/config.md for the type of each key".into()));
+        return (
+            message.to_owned(),
+            None,
+            Some("see docs/config.md for the type of each key".into()),
+        );
     }
-    (message.to_owned(), None, Some("this is a TOML syntax error; see https://toml.io".into()))
+    (
+        message.to_owned(),
+        None,
+        Some("this is a TOML syntax error; see https://toml.io".into()),
+    )
 }

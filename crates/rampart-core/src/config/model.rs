@@ -233,7 +233,11 @@ pub struct Server {
 impl Server {
     /// `host:port`, with IPv6 literals bracketed.
     pub fn authority(&self) -> String {
-        if self.host.contains(':') { format!("[{}]:{}", self.host, self.port) } else { format!("{}:{}", self.host, self.port) }
+        if self.host.contains(':') {
+            format!("[{}]:{}", self.host, self.port)
+        } else {
+            format!("{}:{}", self.host, self.port)
+        }
     }
 }
 
@@ -280,7 +284,11 @@ pub struct Passive {
 
 impl Default for Passive {
     fn default() -> Self {
-        Passive { connect_failures: 3, consecutive_5xx: 0, ejection_time: Duration::from_secs(10) }
+        Passive {
+            connect_failures: 3,
+            consecutive_5xx: 0,
+            ejection_time: Duration::from_secs(10),
+        }
     }
 }
 
@@ -323,7 +331,8 @@ impl HostTable {
         let host = strip_port(host);
         let host = host.strip_suffix('.').unwrap_or(host);
         let mut buf = [0u8; 256];
-        let lower: &str = if host.len() <= buf.len() && host.bytes().any(|b| b.is_ascii_uppercase()) {
+        let lower: &str = if host.len() <= buf.len() && host.bytes().any(|b| b.is_ascii_uppercase())
+        {
             let dst = &mut buf[..host.len()];
             dst.copy_from_slice(host.as_bytes());
             dst.make_ascii_lowercase();
@@ -359,7 +368,9 @@ impl Site {
     /// The asterisk-form target of `OPTIONS *` is routed like `/`.
     pub fn route_for(&self, path: &str) -> Option<usize> {
         let path = if path == "*" { "/" } else { path };
-        self.routes.iter().position(|r| path_has_prefix(path, &r.prefix))
+        self.routes
+            .iter()
+            .position(|r| path_has_prefix(path, &r.prefix))
     }
 }
 

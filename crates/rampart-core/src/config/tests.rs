@@ -107,13 +107,24 @@ fn good_config_compiles() {
     assert_eq!(cfg.listeners.len(), 3);
     assert!(cfg.listeners[1].is_tls());
     assert_eq!(cfg.listeners[1].limits.max_connections_per_ip, 10);
-    assert_eq!(cfg.listeners[1].limits.max_headers, 50, "listener limits inherit [limits]");
-    assert_eq!(cfg.listeners[0].limits.header_timeout, std::time::Duration::from_secs(3));
-    assert!(matches!(cfg.listeners[2].kind, ListenerKind::Tcp { pool: 2, max_connection_rate_per_ip: Some(r), .. } if r == 2.5));
+    assert_eq!(
+        cfg.listeners[1].limits.max_headers, 50,
+        "listener limits inherit [limits]"
+    );
+    assert_eq!(
+        cfg.listeners[0].limits.header_timeout,
+        std::time::Duration::from_secs(3)
+    );
+    assert!(
+        matches!(cfg.listeners[2].kind, ListenerKind::Tcp { pool: 2, max_connection_rate_per_ip: Some(r), .. } if r == 2.5)
+    );
     assert_eq!(cfg.pools[0].servers[1].weight, 3);
     assert_eq!(cfg.pools[0].balance, Balance::LeastConn);
     assert_eq!(cfg.pools[1].servers[0].authority(), "[::1]:9002");
-    assert_eq!(cfg.pools[0].health_check.as_ref().map(|h| h.expect_status), Some((200, 204)));
+    assert_eq!(
+        cfg.pools[0].health_check.as_ref().map(|h| h.expect_status),
+        Some((200, 204))
+    );
     assert_eq!(cfg.certificates[0].hosts[1], "*.example.com");
     assert_eq!(cfg.edge.access_log, AccessLogTarget::Off);
 
@@ -124,14 +135,24 @@ fn good_config_compiles() {
     assert_eq!(web.lookup("a.shop.example.com"), Some(0));
     assert_eq!(web.lookup("other.example"), Some(1));
     let secure = &cfg.routing[1];
-    assert_eq!(secure.lookup("other.example"), None, "site globex is only on `web`");
+    assert_eq!(
+        secure.lookup("other.example"),
+        None,
+        "site globex is only on `web`"
+    );
     assert_eq!(secure.lookup("shop.example.com"), Some(0));
     // routes: longest prefix first, segment-aware
     let shop = &cfg.sites[0];
     assert_eq!(shop.routes[0].prefix, "/api");
-    assert_eq!(shop.route_for("/api/v1").map(|r| shop.routes[r].pool), Some(1));
+    assert_eq!(
+        shop.route_for("/api/v1").map(|r| shop.routes[r].pool),
+        Some(1)
+    );
     assert_eq!(shop.route_for("/api").map(|r| shop.routes[r].pool), Some(1));
-    assert_eq!(shop.route_for("/apix").map(|r| shop.routes[r].pool), Some(0));
+    assert_eq!(
+        shop.route_for("/apix").map(|r| shop.routes[r].pool),
+        Some(0)
+    );
 }
 
 #[test]
@@ -146,7 +167,13 @@ fn unknown_key_names_the_expected_ones() {
     let e = errors("[edge]\nadmn = \"x\"\n");
     assert_eq!((e[0].line, e[0].col), (2, 1));
     assert!(e[0].message.contains("admn"), "{}", e[0].message);
-    assert!(e[0].expected.as_deref().is_some_and(|x| x.contains("admin")), "{:?}", e[0].expected);
+    assert!(
+        e[0].expected
+            .as_deref()
+            .is_some_and(|x| x.contains("admin")),
+        "{:?}",
+        e[0].expected
+    );
 }
 
 #[test]
@@ -199,11 +226,21 @@ pool = "missing"
     }
     assert_eq!(at(13), 2, "{e:#?}");
     assert_eq!(at(23), 2, "{e:#?}");
-    assert!(e.windows(2).all(|w| (w[0].line, w[0].col) <= (w[1].line, w[1].col)), "sorted");
-    let cidr = e.iter().find(|d| d.line == 5).map(|d| d.message.clone()).unwrap_or_default();
+    assert!(
+        e.windows(2)
+            .all(|w| (w[0].line, w[0].col) <= (w[1].line, w[1].col)),
+        "sorted"
+    );
+    let cidr = e
+        .iter()
+        .find(|d| d.line == 5)
+        .map(|d| d.message.clone())
+        .unwrap_or_default();
     assert!(cidr.contains("10.0.0.0/8"), "suggests the network: {cidr}");
     let pool = e.iter().find(|d| d.line == 32).cloned();
-    assert!(pool.is_some_and(|d| d.message.contains("missing") && d.expected.is_some_and(|x| x.contains('p'))));
+    assert!(pool.is_some_and(
+        |d| d.message.contains("missing") && d.expected.is_some_and(|x| x.contains('p'))
+    ));
 }
 
 #[test]
@@ -230,7 +267,11 @@ pool = "pb"
 "#;
     let e = errors(text);
     assert_eq!(e.len(), 1);
-    assert!(e[0].message.contains("belongs to tenant `b`"), "{}", e[0].message);
+    assert!(
+        e[0].message.contains("belongs to tenant `b`"),
+        "{}",
+        e[0].message
+    );
     assert_eq!(e[0].line, 19);
 }
 
@@ -259,15 +300,26 @@ hosts = ["X.test"]
 route = [{ path = "/", pool = "p" }]
 "#;
     let e = errors(text);
-    assert!(e.iter().any(|d| d.line == 5 && d.message.contains("no [[certificate]]")), "{e:#?}");
-    assert!(e.iter().any(|d| d.line == 20 && d.message.contains("already served by site `s1`")), "{e:#?}");
+    assert!(
+        e.iter()
+            .any(|d| d.line == 5 && d.message.contains("no [[certificate]]")),
+        "{e:#?}"
+    );
+    assert!(
+        e.iter()
+            .any(|d| d.line == 20 && d.message.contains("already served by site `s1`")),
+        "{e:#?}"
+    );
 }
 
 #[test]
 fn rendering_shows_line_and_caret() {
     let e = errors("[edge]\nadmin = \"nope\"\n");
     let text = e[0].to_string();
-    assert!(text.starts_with("test.toml:2:9: error: invalid admin address `nope`"), "{text}");
+    assert!(
+        text.starts_with("test.toml:2:9: error: invalid admin address `nope`"),
+        "{text}"
+    );
     assert!(text.contains("2 | admin = \"nope\""), "{text}");
     assert!(text.contains("expected: an IP address and port"), "{text}");
     assert!(text.contains("hint:"), "{text}");
@@ -282,7 +334,17 @@ fn empty_config_is_valid() {
 
 #[test]
 fn garbage_never_panics() {
-    for text in ["\u{0}", "[[", "x = [1, \"a\"]", "[site]\nid=1", "[[site]]\nhosts=[]\n", "[[pool]]\nservers = 5", "[limits]\nmax_uri_bytes = -1", "\u{feff}[edge]", "[[listener]]\nname=\"é\"\nbind=\"1.2.3.4:5\""] {
+    for text in [
+        "\u{0}",
+        "[[",
+        "x = [1, \"a\"]",
+        "[site]\nid=1",
+        "[[site]]\nhosts=[]\n",
+        "[[pool]]\nservers = 5",
+        "[limits]\nmax_uri_bytes = -1",
+        "\u{feff}[edge]",
+        "[[listener]]\nname=\"é\"\nbind=\"1.2.3.4:5\"",
+    ] {
         let _ = load(text);
     }
 }

@@ -1,6 +1,10 @@
 use super::*;
 
-const LIMITS: Limits = Limits { max_uri_bytes: 100, max_head_bytes: 1024, max_headers: 10 };
+const LIMITS: Limits = Limits {
+    max_uri_bytes: 100,
+    max_head_bytes: 1024,
+    max_headers: 10,
+};
 
 /// Feeds `input` in pieces of `chunk` bytes; returns (bytes released, final rejection).
 fn run(input: &[u8], chunk: usize) -> (usize, Option<Rejection>) {
@@ -27,19 +31,34 @@ fn run(input: &[u8], chunk: usize) -> (usize, Option<Rejection>) {
 fn all_chunkings(input: &[u8]) -> (usize, Option<Rejection>) {
     let whole = run(input, input.len().max(1));
     for chunk in [1, 2, 3, 7, 64] {
-        assert_eq!(run(input, chunk), whole, "chunking {chunk} disagrees for {:?}", String::from_utf8_lossy(input));
+        assert_eq!(
+            run(input, chunk),
+            whole,
+            "chunking {chunk} disagrees for {:?}",
+            String::from_utf8_lossy(input)
+        );
     }
     whole
 }
 
 fn accepted(input: &[u8]) {
     let (n, r) = all_chunkings(input);
-    assert_eq!((n, r), (input.len(), None), "{:?}", String::from_utf8_lossy(input));
+    assert_eq!(
+        (n, r),
+        (input.len(), None),
+        "{:?}",
+        String::from_utf8_lossy(input)
+    );
 }
 
 fn rejected(input: &[u8], status: u16) -> usize {
     let (n, r) = all_chunkings(input);
-    assert_eq!(r.as_ref().map(|r| r.status.as_u16()), Some(status), "{:?}", String::from_utf8_lossy(input));
+    assert_eq!(
+        r.as_ref().map(|r| r.status.as_u16()),
+        Some(status),
+        "{:?}",
+        String::from_utf8_lossy(input)
+    );
     n
 }
 
@@ -75,11 +94,26 @@ fn cl_te_combinations_are_rejected() {
     rejected(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 6\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nG", 400);
     rejected(b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n8\r\nSMUGGLED\r\n0\r\n\r\n", 400);
     // duplicate / malformed CL
-    rejected(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\nhello", 400);
-    rejected(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5, 5\r\n\r\nhello", 400);
-    rejected(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: +5\r\n\r\nhello", 400);
-    rejected(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 0x5\r\n\r\nhello", 400);
-    rejected(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 99999999999999999999\r\n\r\n", 400);
+    rejected(
+        b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\nhello",
+        400,
+    );
+    rejected(
+        b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5, 5\r\n\r\nhello",
+        400,
+    );
+    rejected(
+        b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: +5\r\n\r\nhello",
+        400,
+    );
+    rejected(
+        b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 0x5\r\n\r\nhello",
+        400,
+    );
+    rejected(
+        b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 99999999999999999999\r\n\r\n",
+        400,
+    );
 }
 
 #[test]
@@ -100,9 +134,17 @@ fn te_obfuscations_are_rejected() {
         let mut req = b"POST / HTTP/1.1\r\nHost: a\r\n".to_vec();
         req.extend_from_slice(te);
         req.extend_from_slice(b"\r\n\r\n0\r\n\r\n");
-        assert_eq!(rejected(&req, 400), 0, "{:?}", String::from_utf8_lossy(&req));
+        assert_eq!(
+            rejected(&req, 400),
+            0,
+            "{:?}",
+            String::from_utf8_lossy(&req)
+        );
     }
-    rejected(b"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400);
+    rejected(
+        b"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+        400,
+    );
 }
 
 #[test]
@@ -124,7 +166,12 @@ fn invalid_chunks_are_rejected() {
         let mut req = head.clone();
         req.extend_from_slice(body);
         let released = rejected(&req, 400);
-        assert_eq!(released >= head.len(), true, "head was valid: {:?}", String::from_utf8_lossy(body));
+        assert_eq!(
+            released >= head.len(),
+            true,
+            "head was valid: {:?}",
+            String::from_utf8_lossy(body)
+        );
     }
 }
 
@@ -145,11 +192,24 @@ fn limits() {
     let long = format!("GET /{} HTTP/1.1\r\nHost: a\r\n\r\n", "a".repeat(150));
     rejected(long.as_bytes(), 414);
     let long_partial = format!("GET /{}", "a".repeat(150));
-    assert_eq!(run(long_partial.as_bytes(), 10).1.map(|r| r.status.as_u16()), Some(414));
-    let big = format!("GET / HTTP/1.1\r\nHost: a\r\nX: {}\r\n\r\n", "v".repeat(1100));
+    assert_eq!(
+        run(long_partial.as_bytes(), 10)
+            .1
+            .map(|r| r.status.as_u16()),
+        Some(414)
+    );
+    let big = format!(
+        "GET / HTTP/1.1\r\nHost: a\r\nX: {}\r\n\r\n",
+        "v".repeat(1100)
+    );
     rejected(big.as_bytes(), 431);
     let big_partial = format!("GET / HTTP/1.1\r\nHost: a\r\nX: {}", "v".repeat(1100));
-    assert_eq!(run(big_partial.as_bytes(), 100).1.map(|r| r.status.as_u16()), Some(431));
+    assert_eq!(
+        run(big_partial.as_bytes(), 100)
+            .1
+            .map(|r| r.status.as_u16()),
+        Some(431)
+    );
     let mut many = b"GET / HTTP/1.1\r\n".to_vec();
     for i in 0..11 {
         many.extend_from_slice(format!("X-{i}: 1\r\n").as_bytes());
@@ -168,21 +228,30 @@ fn upgrade_and_h2_preface_switch_to_tunnel() {
 
     let mut g = Guard::new(LIMITS);
     assert_eq!(g.advance(b"PRI * HTTP/2.0\r\n"), Step::NeedMore);
-    assert_eq!(g.advance(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00"), Step::Pass(26));
+    assert_eq!(
+        g.advance(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00"),
+        Step::Pass(26)
+    );
     assert_eq!(g.phase(), Phase::Tunnel);
 
     // the preface is not accepted after a request
     let mut g = Guard::new(LIMITS);
     let get = b"GET / HTTP/1.1\r\nHost: a\r\n\r\n";
     assert_eq!(g.advance(get), Step::Pass(get.len()));
-    assert!(matches!(g.advance(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"), Step::Reject(_)));
+    assert!(matches!(
+        g.advance(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"),
+        Step::Reject(_)
+    ));
 }
 
 #[test]
 fn rejection_is_sticky() {
     let mut g = Guard::new(LIMITS);
     assert!(matches!(g.advance(b"BAD\x00"), Step::Reject(_)));
-    assert!(matches!(g.advance(b"GET / HTTP/1.1\r\n\r\n"), Step::Reject(_)));
+    assert!(matches!(
+        g.advance(b"GET / HTTP/1.1\r\n\r\n"),
+        Step::Reject(_)
+    ));
     assert_eq!(g.phase(), Phase::Rejected);
 }
 

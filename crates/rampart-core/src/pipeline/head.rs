@@ -33,7 +33,10 @@ impl Stage for HeadCheck {
 
     fn on_request(&self, cfg: &Config, req: &mut RequestView) -> Flow {
         let Some(listener) = cfg.listeners.get(req.listener) else {
-            return Flow::Respond(Reply::closing(StatusCode::MISDIRECTED_REQUEST, "listener no longer configured"));
+            return Flow::Respond(Reply::closing(
+                StatusCode::MISDIRECTED_REQUEST,
+                "listener no longer configured",
+            ));
         };
         match check(&req.head, &listener.limits) {
             Ok(host) => {
@@ -50,13 +53,25 @@ fn bad(reason: &'static str) -> Reply {
 }
 
 /// Validates a head against limits; returns the normalised host.
-pub(crate) fn check(head: &http::request::Parts, limits: &crate::config::HttpLimits) -> Result<String, Reply> {
-    let uri_len = head.uri.path_and_query().map_or(head.uri.path().len(), |pq| pq.as_str().len());
+pub(crate) fn check(
+    head: &http::request::Parts,
+    limits: &crate::config::HttpLimits,
+) -> Result<String, Reply> {
+    let uri_len = head
+        .uri
+        .path_and_query()
+        .map_or(head.uri.path().len(), |pq| pq.as_str().len());
     if uri_len > limits.max_uri_bytes {
-        return Err(Reply::closing(StatusCode::URI_TOO_LONG, "request target too long"));
+        return Err(Reply::closing(
+            StatusCode::URI_TOO_LONG,
+            "request target too long",
+        ));
     }
     if head.headers.len() > limits.max_headers {
-        return Err(Reply::closing(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, "too many header fields"));
+        return Err(Reply::closing(
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            "too many header fields",
+        ));
     }
     let mut header_bytes = 0usize;
     let mut cl_count = 0;
@@ -65,7 +80,11 @@ pub(crate) fn check(head: &http::request::Parts, limits: &crate::config::HttpLim
     for (name, value) in &head.headers {
         // name + ": " + value + CRLF, as on the HTTP/1.1 wire
         header_bytes += name.as_str().len() + value.len() + 4;
-        if value.as_bytes().iter().any(|&b| b == b'\r' || b == b'\n' || b == 0) {
+        if value
+            .as_bytes()
+            .iter()
+            .any(|&b| b == b'\r' || b == b'\n' || b == 0)
+        {
             return Err(bad("control character in header value"));
         }
         if name == header::CONTENT_LENGTH {
@@ -84,7 +103,10 @@ pub(crate) fn check(head: &http::request::Parts, limits: &crate::config::HttpLim
         }
     }
     if header_bytes > limits.max_header_bytes {
-        return Err(Reply::closing(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, "request header fields too large"));
+        return Err(Reply::closing(
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            "request header fields too large",
+        ));
     }
     if cl_count > 1 {
         return Err(bad("repeated Content-Length"));
@@ -103,7 +125,10 @@ pub(crate) fn check(head: &http::request::Parts, limits: &crate::config::HttpLim
 
     let is_extended_connect = head.extensions.get::<ExtendedConnect>().is_some();
     if head.method == Method::CONNECT && !is_extended_connect {
-        return Err(Reply::new(StatusCode::METHOD_NOT_ALLOWED, "CONNECT is not supported"));
+        return Err(Reply::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "CONNECT is not supported",
+        ));
     }
     if head.uri.path() == "*" && head.method != Method::OPTIONS {
         return Err(bad("asterisk-form target on a method other than OPTIONS"));
@@ -131,10 +156,12 @@ pub(crate) fn check(head: &http::request::Parts, limits: &crate::config::HttpLim
             ""
         }
     };
-    if host.bytes().any(|b| b <= b' ' || b == b'/' || b == b'\\' || b == b'@' || b >= 0x7f) {
+    if host
+        .bytes()
+        .any(|b| b <= b' ' || b == b'/' || b == b'\\' || b == b'@' || b >= 0x7f)
+    {
         return Err(bad("invalid Host"));
     }
     let host = strip_port(host);
     Ok(host.strip_suffix('.').unwrap_or(host).to_ascii_lowercase())
 }
-

@@ -45,9 +45,16 @@ impl Stage for Identity {
         let trusted = &cfg.edge.trusted_proxies;
         let peer = canonical(req.conn.peer.ip());
         let from_trusted = trusted.contains(peer);
-        req.client_ip = if from_trusted { client_from_xff(&req.head.headers, peer, |ip| trusted.contains(ip)) } else { peer };
+        req.from_trusted_proxy = from_trusted;
+        req.client_ip = if from_trusted {
+            client_from_xff(&req.head.headers, peer, |ip| trusted.contains(ip))
+        } else {
+            peer
+        };
         req.request_id = match req.head.headers.get(X_REQUEST_ID) {
-            Some(v) if from_trusted && is_acceptable(v.as_bytes()) => String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            Some(v) if from_trusted && is_acceptable(v.as_bytes()) => {
+                String::from_utf8_lossy(v.as_bytes()).into_owned()
+            }
             _ => (self.new_id)(),
         };
         Flow::Continue
@@ -56,7 +63,11 @@ impl Stage for Identity {
 
 /// The rightmost untrusted address of X-Forwarded-For (all fields, in order), or `peer`
 /// if every listed address is trusted or a field is malformed past that point.
-pub fn client_from_xff(headers: &http::HeaderMap, peer: IpAddr, is_trusted: impl Fn(IpAddr) -> bool) -> IpAddr {
+pub fn client_from_xff(
+    headers: &http::HeaderMap,
+    peer: IpAddr,
+    is_trusted: impl Fn(IpAddr) -> bool,
+) -> IpAddr {
     let mut client = peer;
     let fields: Vec<&http::HeaderValue> = headers.get_all("x-forwarded-for").iter().collect();
     for value in fields.iter().rev() {
@@ -66,7 +77,9 @@ pub fn client_from_xff(headers: &http::HeaderMap, peer: IpAddr, is_trusted: impl
             if entry.is_empty() {
                 continue;
             }
-            let Some(ip) = parse_xff_entry(entry) else { return client };
+            let Some(ip) = parse_xff_entry(entry) else {
+                return client;
+            };
             let ip = canonical(ip);
             client = ip;
             if !is_trusted(ip) {
@@ -85,5 +98,6 @@ fn parse_xff_entry(s: &str) -> Option<IpAddr> {
     if let Some(rest) = s.strip_prefix('[') {
         return rest.split_once(']').and_then(|(ip, _)| ip.parse().ok());
     }
-    s.rsplit_once(':').and_then(|(ip, port)| port.parse::<u16>().ok().and(ip.parse().ok()))
+    s.rsplit_once(':')
+        .and_then(|(ip, port)| port.parse::<u16>().ok().and(ip.parse().ok()))
 }

@@ -20,7 +20,10 @@ impl Stage for Resolve {
 
     fn on_request(&self, cfg: &Config, req: &mut RequestView) -> Flow {
         let Some(table) = cfg.routing.get(req.listener) else {
-            return Flow::Respond(Reply::new(StatusCode::NOT_FOUND, "no site on this listener"));
+            return Flow::Respond(Reply::new(
+                StatusCode::NOT_FOUND,
+                "no site on this listener",
+            ));
         };
         let Some(site_idx) = table.lookup(&req.host) else {
             return Flow::Respond(Reply::new(StatusCode::NOT_FOUND, "no site for this host"));

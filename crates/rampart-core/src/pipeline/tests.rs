@@ -40,7 +40,13 @@ fn cfg() -> Config {
 fn view(req: Request<()>, peer: &str) -> RequestView {
     let (head, ()) = req.into_parts();
     let peer: SocketAddr = peer.parse().unwrap_or_else(|_| unreachable!());
-    let conn = Arc::new(ConnInfo { peer, local: "127.0.0.1:8080".parse().unwrap_or_else(|_| unreachable!()), listener: "web".into(), tls: false, sni: None });
+    let conn = Arc::new(ConnInfo {
+        peer,
+        local: "127.0.0.1:8080".parse().unwrap_or_else(|_| unreachable!()),
+        listener: "web".into(),
+        tls: false,
+        sni: None,
+    });
     RequestView::new(head, conn, 0)
 }
 
@@ -77,59 +83,137 @@ fn resolves_site_route_and_identity() {
 
 #[test]
 fn unknown_host_and_path_are_404() {
-    let (flow, _) = run(build(Request::builder().uri("/").header("host", "other.test")), "192.0.2.7:1");
+    let (flow, _) = run(
+        build(Request::builder().uri("/").header("host", "other.test")),
+        "192.0.2.7:1",
+    );
     assert_eq!(status(&flow), Some(StatusCode::NOT_FOUND));
 }
 
 #[test]
 fn xff_and_request_id_believed_only_from_trusted_peers() {
-    let req = || build(get("/").header("x-forwarded-for", "6.6.6.6, 203.0.113.9, 10.1.1.1").header("x-request-id", "abc-123"));
+    let req = || {
+        build(
+            get("/")
+                .header("x-forwarded-for", "6.6.6.6, 203.0.113.9, 10.1.1.1")
+                .header("x-request-id", "abc-123"),
+        )
+    };
     let (_, v) = run(req(), "10.0.0.1:1");
-    assert_eq!(v.client_ip.to_string(), "203.0.113.9", "rightmost untrusted");
+    assert_eq!(
+        v.client_ip.to_string(),
+        "203.0.113.9",
+        "rightmost untrusted"
+    );
     assert_eq!(v.request_id, "abc-123");
     let (_, v) = run(req(), "192.0.2.1:1");
-    assert_eq!(v.client_ip.to_string(), "192.0.2.1", "untrusted peer's XFF is ignored");
+    assert_eq!(
+        v.client_ip.to_string(),
+        "192.0.2.1",
+        "untrusted peer's XFF is ignored"
+    );
     assert_eq!(v.request_id, "fresh");
     let bad_id = build(get("/").header("x-request-id", "a b"));
     let (_, v) = run(bad_id, "10.0.0.1:1");
-    assert_eq!(v.request_id, "fresh", "malformed id from trusted peer replaced");
+    assert_eq!(
+        v.request_id, "fresh",
+        "malformed id from trusted peer replaced"
+    );
     let garbage = build(get("/").header("x-forwarded-for", "not-an-ip, 203.0.113.9"));
     let (_, v) = run(garbage, "10.0.0.1:1");
     assert_eq!(v.client_ip.to_string(), "203.0.113.9");
     let garbage_right = build(get("/").header("x-forwarded-for", "203.0.113.9, junk"));
     let (_, v) = run(garbage_right, "10.0.0.1:1");
-    assert_eq!(v.client_ip.to_string(), "10.0.0.1", "malformed rightmost entry: stop at the peer");
+    assert_eq!(
+        v.client_ip.to_string(),
+        "10.0.0.1",
+        "malformed rightmost entry: stop at the peer"
+    );
 }
 
 #[test]
 fn smuggling_shapes_are_rejected() {
     let cases: Vec<(http::request::Builder, StatusCode)> = vec![
-        (get("/").header("content-length", "5").header("transfer-encoding", "chunked"), StatusCode::BAD_REQUEST),
-        (get("/").header("content-length", "5").header("content-length", "5"), StatusCode::BAD_REQUEST),
-        (get("/").header("content-length", "+5"), StatusCode::BAD_REQUEST),
-        (get("/").header("transfer-encoding", "chunked").header("transfer-encoding", "chunked"), StatusCode::BAD_REQUEST),
-        (get("/").header("transfer-encoding", "gzip, chunked"), StatusCode::BAD_REQUEST),
-        (get("/").header("transfer-encoding", "xchunked"), StatusCode::BAD_REQUEST),
-        (get("/").version(Version::HTTP_10).header("transfer-encoding", "chunked"), StatusCode::BAD_REQUEST),
-        (get("/").header("host", "shop.test"), StatusCode::BAD_REQUEST),
+        (
+            get("/")
+                .header("content-length", "5")
+                .header("transfer-encoding", "chunked"),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            get("/")
+                .header("content-length", "5")
+                .header("content-length", "5"),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            get("/").header("content-length", "+5"),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            get("/")
+                .header("transfer-encoding", "chunked")
+                .header("transfer-encoding", "chunked"),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            get("/").header("transfer-encoding", "gzip, chunked"),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            get("/").header("transfer-encoding", "xchunked"),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            get("/")
+                .version(Version::HTTP_10)
+                .header("transfer-encoding", "chunked"),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            get("/").header("host", "shop.test"),
+            StatusCode::BAD_REQUEST,
+        ),
         (Request::builder().uri("/"), StatusCode::BAD_REQUEST),
         (get("http://evil.test/"), StatusCode::BAD_REQUEST),
-        (Request::builder().uri("/").header("host", "shop.test@evil"), StatusCode::BAD_REQUEST),
+        (
+            Request::builder().uri("/").header("host", "shop.test@evil"),
+            StatusCode::BAD_REQUEST,
+        ),
         (get("/").method("CONNECT"), StatusCode::METHOD_NOT_ALLOWED),
-        (get(&format!("/{}", "a".repeat(64))), StatusCode::URI_TOO_LONG),
-        (get("/").header("x-big", "v".repeat(600)), StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE),
+        (
+            get(&format!("/{}", "a".repeat(64))),
+            StatusCode::URI_TOO_LONG,
+        ),
+        (
+            get("/").header("x-big", "v".repeat(600)),
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+        ),
     ];
     for (i, (b, want)) in cases.into_iter().enumerate() {
         let (flow, _) = run(build(b), "192.0.2.1:1");
         assert_eq!(status(&flow), Some(want), "case {i}");
-        assert!(matches!(flow, Flow::Respond(Reply { close: true, .. }) | Flow::Respond(Reply { status: StatusCode::METHOD_NOT_ALLOWED, .. })), "case {i} closes");
+        assert!(
+            matches!(
+                flow,
+                Flow::Respond(Reply { close: true, .. })
+                    | Flow::Respond(Reply {
+                        status: StatusCode::METHOD_NOT_ALLOWED,
+                        ..
+                    })
+            ),
+            "case {i} closes"
+        );
     }
     let mut many = get("/");
     for i in 0..8 {
         many = many.header(format!("x-h{i}"), "1");
     }
     let (flow, _) = run(build(many), "192.0.2.1:1");
-    assert_eq!(status(&flow), Some(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE));
+    assert_eq!(
+        status(&flow),
+        Some(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE)
+    );
 }
 
 #[test]
@@ -173,7 +257,11 @@ fn a_responding_stage_stops_the_chain_and_probe_sees_each_stage() {
             self.0.push(i);
         }
     }
-    let p = Pipeline::new(vec![Box::new(HeadCheck), Box::new(Counting(0.into())), Box::new(Resolve)]);
+    let p = Pipeline::new(vec![
+        Box::new(HeadCheck),
+        Box::new(Counting(0.into())),
+        Box::new(Resolve),
+    ]);
     let mut v = view(build(get("/")), "192.0.2.1:1");
     let mut rec = Rec(Vec::new());
     let flow = p.on_request(&cfg(), &mut v, &mut rec);

@@ -14,15 +14,30 @@ fn v1_tcp4() {
     let buf = b"PROXY TCP4 192.0.2.1 198.51.100.2 56324 443\r\nGET / HTTP/1.1\r\n";
     let h = parse(buf).unwrap_or_else(|e| unreachable!("{e}"));
     assert_eq!(h.len, 45);
-    assert_eq!(h.addresses, Some(("192.0.2.1:56324".parse().unwrap_or_else(|_| unreachable!()), "198.51.100.2:443".parse().unwrap_or_else(|_| unreachable!()))));
+    assert_eq!(
+        h.addresses,
+        Some((
+            "192.0.2.1:56324".parse().unwrap_or_else(|_| unreachable!()),
+            "198.51.100.2:443"
+                .parse()
+                .unwrap_or_else(|_| unreachable!())
+        ))
+    );
 }
 
 #[test]
 fn v1_tcp6_and_unknown() {
-    let h = parse(b"PROXY TCP6 2001:db8::1 2001:db8::2 1 2\r\n").unwrap_or_else(|e| unreachable!("{e}"));
+    let h = parse(b"PROXY TCP6 2001:db8::1 2001:db8::2 1 2\r\n")
+        .unwrap_or_else(|e| unreachable!("{e}"));
     assert!(matches!(h.addresses, Some((s, _)) if s.to_string() == "[2001:db8::1]:1"));
     let h = parse(b"PROXY UNKNOWN\r\n").unwrap_or_else(|e| unreachable!("{e}"));
-    assert_eq!(h, Header { len: 15, addresses: None });
+    assert_eq!(
+        h,
+        Header {
+            len: 15,
+            addresses: None
+        }
+    );
     let h = parse(b"PROXY UNKNOWN ff ff 1 2\r\n").unwrap_or_else(|e| unreachable!("{e}"));
     assert_eq!(h.addresses, None);
 }
@@ -31,7 +46,11 @@ fn v1_tcp6_and_unknown() {
 fn v1_incomplete_prefixes() {
     let full = b"PROXY TCP4 192.0.2.1 198.51.100.2 56324 443\r\n";
     for n in 1..full.len() {
-        assert_eq!(parse(&full[..n]), Err(Error::Incomplete), "prefix of {n} bytes");
+        assert_eq!(
+            parse(&full[..n]),
+            Err(Error::Incomplete),
+            "prefix of {n} bytes"
+        );
     }
 }
 
@@ -50,7 +69,11 @@ fn v1_invalid() {
         b"PROXY TCP4 1.2.3.4  5.6.7.8 1 2\r\n",
         b"GET / HTTP/1.1\r\n",
     ] {
-        assert!(matches!(parse(bad), Err(Error::Invalid(_))), "{:?}", String::from_utf8_lossy(bad));
+        assert!(
+            matches!(parse(bad), Err(Error::Invalid(_))),
+            "{:?}",
+            String::from_utf8_lossy(bad)
+        );
     }
     let long = [b"PROXY TCP4 ".as_slice(), &[b'1'; 120]].concat();
     assert!(matches!(parse(&long), Err(Error::Invalid(_))));
@@ -65,7 +88,10 @@ fn v2_tcp4_with_tlv_and_payload() {
     buf.extend_from_slice(b"payload");
     let h = parse(&buf).unwrap_or_else(|e| unreachable!("{e}"));
     assert_eq!(h.len, header_len);
-    assert_eq!(h.addresses.map(|(s, d)| (s.to_string(), d.to_string())), Some(("192.0.2.1:8080".into(), "198.51.100.2:443".into())));
+    assert_eq!(
+        h.addresses.map(|(s, d)| (s.to_string(), d.to_string())),
+        Some(("192.0.2.1:8080".into(), "198.51.100.2:443".into()))
+    );
     for n in 1..header_len {
         assert_eq!(parse(&buf[..n]), Err(Error::Incomplete), "prefix of {n}");
     }
@@ -85,10 +111,22 @@ fn v2_tcp6_local_unspec() {
 
 #[test]
 fn v2_invalid() {
-    assert!(matches!(parse(&v2(1, 0x11, &[1, 2, 3])), Err(Error::Invalid(_))));
-    assert!(matches!(parse(&v2(1, 0x21, &[0; 12])), Err(Error::Invalid(_))));
-    assert!(matches!(parse(&v2(2, 0x11, &[0; 12])), Err(Error::Invalid(_))));
-    assert!(matches!(parse(&v2(1, 0x41, &[0; 12])), Err(Error::Invalid(_))));
+    assert!(matches!(
+        parse(&v2(1, 0x11, &[1, 2, 3])),
+        Err(Error::Invalid(_))
+    ));
+    assert!(matches!(
+        parse(&v2(1, 0x21, &[0; 12])),
+        Err(Error::Invalid(_))
+    ));
+    assert!(matches!(
+        parse(&v2(2, 0x11, &[0; 12])),
+        Err(Error::Invalid(_))
+    ));
+    assert!(matches!(
+        parse(&v2(1, 0x41, &[0; 12])),
+        Err(Error::Invalid(_))
+    ));
     let mut wrong_version = v2(1, 0x11, &[0; 12]);
     wrong_version[12] = 0x11;
     assert!(matches!(parse(&wrong_version), Err(Error::Invalid(_))));

@@ -1,0 +1,361 @@
+//! Message bodies as they flow through the proxy, streamed and never fully buffered.
+//!
+//! [`ReqBody`] carries a client's request body to the origin: an optional prefix the
+//! pipeline already read, then the rest of the stream, with the size limit
+//! (`max_body_bytes` → 413) and the idle timeout (`body_timeout` → 408) enforced as it
+//! flows. [`RespBody`] carries a response to the client: the origin's body with the
+//! origin read timeout, or a page the edge generated; it counts bytes, and when it is
+//! finished or dropped it runs its completion hook (access log, metrics).
+
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use hyper::body::Incoming;
+use tokio::time::{Instant, Sleep};
+
+/// Boxed error type used by bodies.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Why a body stopped early.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum BodyError {
+    /// More than `max_body_bytes` arrived.
+    #[error("request body larger than the configured limit")]
+    TooLarge,
+    /// The peer paused longer than allowed.
+    #[error("body read timed out")]
+    Timeout,
+}
+
+/// Finds a [`BodyError`] in an error's source chain.
+pub fn find_body_error(mut err: &(dyn std::error::Error + 'static)) -> Option<BodyError> {
+    loop {
+        if let Some(b) = err.downcast_ref::<BodyError>() {
+            return Some(*b);
+        }
+        err = err.source()?;
+    }
+}
+
+/// An idle timer re-armed after every frame.
+struct Idle {
+    after: Duration,
+    sleep: Pin<Box<Sleep>>,
+}
+
+impl Idle {
+    fn new(after: Duration) -> Self {
+        Idle {
+            after,
+            sleep: Box::pin(tokio::time::sleep(after)),
+        }
+    }
+    fn reset(&mut self) {
+        self.sleep.as_mut().reset(Instant::now() + self.after);
+    }
+    fn poll_expired(&mut self, cx: &mut Context<'_>) -> bool {
+        self.sleep.as_mut().poll(cx).is_ready()
+    }
+}
+
+/// A request body on its way to the origin.
+pub struct ReqBody {
+    prefix: Option<Bytes>,
+    /// Trailers met while reading the prefix; sent after it.
+    trailers: Option<Frame<Bytes>>,
+    inner: Option<Incoming>,
+    /// Bytes still allowed (`None` = unlimited).
+    allowance: Option<u64>,
+    idle: Option<Idle>,
+}
+
+impl std::fmt::Debug for ReqBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReqBody")
+            .field("prefix", &self.prefix.as_ref().map(Bytes::len))
+            .field("allowance", &self.allowance)
+            .finish()
+    }
+}
+
+impl ReqBody {
+    /// An empty body.
+    pub fn empty() -> Self {
+        ReqBody {
+            prefix: None,
+            trailers: None,
+            inner: None,
+            allowance: None,
+            idle: None,
+        }
+    }
+
+    /// The client's body, limited to `max` bytes, failing after `idle` without data
+    /// (`None`: the framing guard already times the connection).
+    pub fn new(inner: Incoming, max: Option<u64>, idle: Option<Duration>) -> Self {
+        let inner = if inner.is_end_stream() {
+            None
+        } else {
+            Some(inner)
+        };
+        let idle = if inner.is_some() {
+            idle.map(Idle::new)
+        } else {
+            None
+        };
+        ReqBody {
+            prefix: None,
+            trailers: None,
+            inner,
+            allowance: max,
+            idle,
+        }
+    }
+
+    /// Reads up to `want` bytes into a prefix kept at the front of this body. Returns the
+    /// prefix and whether the body ended within it.
+    pub async fn read_prefix(&mut self, want: usize) -> Result<(Bytes, bool), BoxError> {
+        let mut buf = bytes::BytesMut::new();
+        if let Some(p) = self.prefix.take() {
+            buf.extend_from_slice(&p);
+        }
+        let mut pending_trailers = None;
+        while buf.len() < want && self.trailers.is_none() {
+            let frame = std::future::poll_fn(|cx| self.poll_inner(cx)).await;
+            match frame {
+                None => break,
+                Some(Err(e)) => return Err(e),
+                Some(Ok(f)) => match f.into_data() {
+                    Ok(d) => buf.extend_from_slice(&d),
+                    Err(f) => {
+                        pending_trailers = Some(f);
+                        break;
+                    }
+                },
+            }
+        }
+        if pending_trailers.is_some() {
+            self.trailers = pending_trailers;
+            self.inner = None;
+        }
+        let complete = self.inner.is_none();
+        let prefix = buf.freeze();
+        if !prefix.is_empty() {
+            self.prefix = Some(prefix.clone());
+        }
+        Ok((prefix, complete))
+    }
+
+    fn poll_inner(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let Some(inner) = self.inner.as_mut() else {
+            return Poll::Ready(None);
+        };
+        match Pin::new(inner).poll_frame(cx) {
+            Poll::Pending => {
+                if let Some(idle) = self.idle.as_mut() {
+                    if idle.poll_expired(cx) {
+                        self.inner = None;
+                        return Poll::Ready(Some(Err(BodyError::Timeout.into())));
+                    }
+                }
+                Poll::Pending
+            }
+            Poll::Ready(None) => {
+                self.inner = None;
+                Poll::Ready(None)
+            }
+            Poll::Ready(Some(Err(e))) => {
+                self.inner = None;
+                Poll::Ready(Some(Err(e.into())))
+            }
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(idle) = self.idle.as_mut() {
+                    idle.reset();
+                }
+                if let (Some(allow), Some(data)) = (self.allowance.as_mut(), frame.data_ref()) {
+                    let n = data.len() as u64;
+                    if n > *allow {
+                        self.inner = None;
+                        return Poll::Ready(Some(Err(BodyError::TooLarge.into())));
+                    }
+                    *allow -= n;
+                }
+                Poll::Ready(Some(Ok(frame)))
+            }
+        }
+    }
+}
+
+impl Body for ReqBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        if let Some(p) = self.prefix.take() {
+            return Poll::Ready(Some(Ok(Frame::data(p))));
+        }
+        if let Some(t) = self.trailers.take() {
+            return Poll::Ready(Some(Ok(t)));
+        }
+        self.poll_inner(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.prefix.is_none()
+            && self.trailers.is_none()
+            && self.inner.as_ref().is_none_or(|b| b.is_end_stream())
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        let p = self.prefix.as_ref().map_or(0, |p| p.len() as u64);
+        match &self.inner {
+            None => SizeHint::with_exact(p),
+            Some(b) => {
+                let h = b.size_hint();
+                let mut out = SizeHint::new();
+                out.set_lower(h.lower() + p);
+                if let Some(u) = h.upper() {
+                    out.set_upper(u + p);
+                }
+                out
+            }
+        }
+    }
+}
+
+/// Runs once when a response body is finished or dropped, with the bytes sent and
+/// whether it ended cleanly.
+pub type OnDone = Box<dyn FnOnce(u64, bool) + Send>;
+
+enum Source {
+    Origin { body: Incoming, idle: Idle },
+    Page(Option<Bytes>),
+}
+
+/// A response body on its way to the client.
+pub struct RespBody {
+    source: Source,
+    sent: u64,
+    ok: bool,
+    on_done: Option<OnDone>,
+}
+
+impl std::fmt::Debug for RespBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RespBody")
+            .field("sent", &self.sent)
+            .finish()
+    }
+}
+
+impl RespBody {
+    /// The origin's body; fails if the origin pauses longer than `read_timeout`.
+    pub fn origin(body: Incoming, read_timeout: Duration) -> Self {
+        RespBody {
+            source: Source::Origin {
+                body,
+                idle: Idle::new(read_timeout),
+            },
+            sent: 0,
+            ok: true,
+            on_done: None,
+        }
+    }
+
+    /// A body the edge generated.
+    pub fn page(bytes: impl Into<Bytes>) -> Self {
+        let b: Bytes = bytes.into();
+        RespBody {
+            source: Source::Page(if b.is_empty() { None } else { Some(b) }),
+            sent: 0,
+            ok: true,
+            on_done: None,
+        }
+    }
+
+    /// Sets the completion hook.
+    pub fn on_done(mut self, f: OnDone) -> Self {
+        self.on_done = Some(f);
+        self
+    }
+
+    fn finish(&mut self) {
+        if let Some(f) = self.on_done.take() {
+            f(self.sent, self.ok);
+        }
+    }
+}
+
+impl Drop for RespBody {
+    fn drop(&mut self) {
+        if self.on_done.is_some() {
+            // dropped before the end: the client went away or the stream was reset
+            self.ok = self.ok && self.is_end_stream();
+            self.finish();
+        }
+    }
+}
+
+impl Body for RespBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = &mut *self;
+        let polled = match &mut this.source {
+            Source::Page(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
+            Source::Origin { body, idle } => match Pin::new(body).poll_frame(cx) {
+                Poll::Pending => {
+                    if idle.poll_expired(cx) {
+                        Poll::Ready(Some(Err(BoxError::from(BodyError::Timeout))))
+                    } else {
+                        Poll::Pending
+                    }
+                }
+                Poll::Ready(Some(Ok(f))) => {
+                    idle.reset();
+                    Poll::Ready(Some(Ok(f)))
+                }
+                Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(BoxError::from(e)))),
+                Poll::Ready(None) => Poll::Ready(None),
+            },
+        };
+        let out = ready!(polled);
+        match &out {
+            Some(Ok(f)) => {
+                if let Some(d) = f.data_ref() {
+                    this.sent += d.len() as u64;
+                }
+            }
+            Some(Err(_)) => {
+                this.ok = false;
+                this.finish();
+            }
+            None => this.finish(),
+        }
+        Poll::Ready(out)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match &self.source {
+            Source::Page(b) => b.is_none(),
+            Source::Origin { body, .. } => body.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.source {
+            Source::Page(b) => SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64)),
+            Source::Origin { body, .. } => body.size_hint(),
+        }
+    }
+}

@@ -1,0 +1,317 @@
+//! [`GuardedIo`]: puts the HTTP/1 framing guard ([`rampart_core::h1::Guard`]) and the
+//! client-side timeouts between a client connection and the HTTP parser.
+//!
+//! Reads from the client land in a buffer; bytes are handed to hyper only once the guard
+//! validated them. On a violation — or when a client is too slow: the request head not
+//! complete within `header_timeout`, or a body pausing longer than `body_timeout` — the
+//! wrapper stops reading and reports end-of-stream to hyper. hyper finishes what it was
+//! doing and shuts the connection down; at that moment, if no response bytes were
+//! written since the offending request began, the wrapper writes the error response
+//! itself (400, 408, 413, 414, 431, with `Connection: close` and a request id) and closes.
+//! An idle keep-alive connection (no request in flight, nothing received) is closed
+//! silently after `keepalive_timeout`.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::task::{Context, Poll, ready};
+use std::time::Duration;
+
+use bytes::{Buf, BytesMut};
+use http::StatusCode;
+use rampart_core::h1::{Guard, Limits, Phase, Rejection, Step};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::time::{Instant, Sleep};
+
+/// State shared between a connection's [`GuardedIo`] and the requests served on it.
+#[derive(Debug, Default)]
+pub struct ConnShared {
+    /// Requests currently being served (the idle and head timers wait while > 0).
+    pub in_flight: AtomicU32,
+    /// Response bytes written so far.
+    pub written: AtomicU64,
+    /// The violation that ended the stream, if any.
+    pub violation: Mutex<Option<Violation>>,
+}
+
+/// A refused request and when it was refused.
+#[derive(Debug, Clone)]
+pub struct Violation {
+    /// What to answer.
+    pub rejection: Rejection,
+    /// `written` at the time: the error is sent only if nothing was written since.
+    pub written_at: u64,
+}
+
+impl ConnShared {
+    /// The violation, if one ended the stream.
+    pub fn violation(&self) -> Option<Violation> {
+        self.violation
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+}
+
+/// Timeouts applied by the wrapper.
+#[derive(Debug, Clone, Copy)]
+pub struct Timeouts {
+    /// Whole request head.
+    pub header: Duration,
+    /// Pause within a body.
+    pub body: Duration,
+    /// Idle keep-alive.
+    pub idle: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Timer {
+    Off,
+    Idle,
+    Head,
+    Body,
+}
+
+/// Builds the raw error response written when the stream is refused.
+pub type ErrorResponder = Box<dyn Fn(&Rejection) -> Vec<u8> + Send + Sync>;
+
+/// The wrapped client stream; see the module docs.
+pub struct GuardedIo<T> {
+    inner: T,
+    guard: Guard,
+    buf: BytesMut,
+    /// Bytes at the front of `buf` validated and not yet handed out.
+    ready: usize,
+    eof: bool,
+    stopped: bool,
+    timeouts: Timeouts,
+    timer: Timer,
+    sleep: Pin<Box<Sleep>>,
+    shared: Arc<ConnShared>,
+    responder: Arc<ErrorResponder>,
+    /// Error response being written during shutdown.
+    farewell: Option<(Vec<u8>, usize)>,
+}
+
+const READ_CHUNK: usize = 16 * 1024;
+
+impl<T> GuardedIo<T> {
+    /// Wraps a client stream.
+    pub fn new(
+        inner: T,
+        limits: Limits,
+        timeouts: Timeouts,
+        shared: Arc<ConnShared>,
+        responder: Arc<ErrorResponder>,
+    ) -> Self {
+        GuardedIo {
+            inner,
+            guard: Guard::new(limits),
+            buf: BytesMut::new(),
+            ready: 0,
+            eof: false,
+            stopped: false,
+            timeouts,
+            timer: Timer::Off,
+            sleep: Box::pin(tokio::time::sleep(timeouts.idle)),
+            shared,
+            responder,
+            farewell: None,
+        }
+    }
+
+    fn stop(&mut self, rejection: Rejection) {
+        tracing::debug!(
+            status = rejection.status.as_u16(),
+            reason = rejection.reason,
+            "client stream refused"
+        );
+        let written_at = self.shared.written.load(Ordering::Relaxed);
+        *self
+            .shared
+            .violation
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Some(Violation {
+            rejection,
+            written_at,
+        });
+        self.stopped = true;
+        self.buf.clear();
+        self.ready = 0;
+    }
+
+    /// Which timer should run now.
+    fn wanted_timer(&self) -> Timer {
+        let busy = self.shared.in_flight.load(Ordering::Relaxed) > 0;
+        match self.guard.phase() {
+            Phase::Head if busy => Timer::Off,
+            Phase::Head if self.buf.is_empty() => Timer::Idle,
+            Phase::Head => Timer::Head,
+            Phase::Body | Phase::Chunked => Timer::Body,
+            Phase::Tunnel | Phase::Rejected => Timer::Off,
+        }
+    }
+
+    fn arm(&mut self, t: Timer) {
+        let after = match t {
+            Timer::Off => return,
+            Timer::Idle => self.timeouts.idle,
+            Timer::Head => self.timeouts.header,
+            Timer::Body => self.timeouts.body,
+        };
+        self.sleep.as_mut().reset(Instant::now() + after);
+    }
+}
+
+impl<T: AsyncRead + AsyncWrite + Unpin> AsyncRead for GuardedIo<T> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        out: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let this = &mut *self;
+        loop {
+            if this.ready > 0 {
+                let n = this.ready.min(out.remaining());
+                out.put_slice(&this.buf[..n]);
+                this.buf.advance(n);
+                this.ready -= n;
+                return Poll::Ready(Ok(()));
+            }
+            if this.stopped {
+                return Poll::Ready(Ok(()));
+            }
+            if !this.buf.is_empty() || this.guard.phase() == Phase::Rejected {
+                match this.guard.advance(&this.buf) {
+                    Step::Pass(n) => {
+                        this.ready = n;
+                        // a new head or body segment begins: restart the matching timer
+                        let want = this.wanted_timer();
+                        if want != this.timer || want == Timer::Body {
+                            this.timer = want;
+                            this.arm(want);
+                        }
+                        continue;
+                    }
+                    Step::Reject(r) => {
+                        this.stop(r);
+                        return Poll::Ready(Ok(()));
+                    }
+                    Step::NeedMore => {}
+                }
+            }
+            if this.eof {
+                return Poll::Ready(Ok(()));
+            }
+            // read more from the client
+            if this.buf.capacity() - this.buf.len() < 1024 {
+                this.buf.reserve(READ_CHUNK);
+            }
+            match tokio_util::io::poll_read_buf(Pin::new(&mut this.inner), cx, &mut this.buf) {
+                Poll::Ready(Ok(0)) => {
+                    this.eof = true;
+                    continue;
+                }
+                Poll::Ready(Ok(_)) => {
+                    if this.timer == Timer::Body {
+                        this.arm(Timer::Body);
+                    }
+                    continue;
+                }
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending => {
+                    if this.buf.is_empty()
+                        && this.buf.capacity() > 0
+                        && this.guard.phase() == Phase::Head
+                    {
+                        // idle between requests: give the read buffer back
+                        this.buf = BytesMut::new();
+                    }
+                    let want = this.wanted_timer();
+                    if want != this.timer {
+                        this.timer = want;
+                        this.arm(want);
+                    }
+                    if want != Timer::Off && this.sleep.as_mut().poll(cx).is_ready() {
+                        match want {
+                            Timer::Idle => {
+                                // idle keep-alive connection: close without a response
+                                this.stopped = true;
+                                return Poll::Ready(Ok(()));
+                            }
+                            Timer::Head => this.stop(Rejection {
+                                status: StatusCode::REQUEST_TIMEOUT,
+                                reason: "request head not received in time",
+                            }),
+                            Timer::Body => this.stop(Rejection {
+                                status: StatusCode::REQUEST_TIMEOUT,
+                                reason: "request body not received in time",
+                            }),
+                            Timer::Off => {}
+                        }
+                        return Poll::Ready(Ok(()));
+                    }
+                    return Poll::Pending;
+                }
+            }
+        }
+    }
+}
+
+impl<T: AsyncRead + AsyncWrite + Unpin> AsyncWrite for GuardedIo<T> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let n = ready!(Pin::new(&mut self.inner).poll_write(cx, buf))?;
+        self.shared.written.fetch_add(n as u64, Ordering::Relaxed);
+        Poll::Ready(Ok(n))
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        let n = ready!(Pin::new(&mut self.inner).poll_write_vectored(cx, bufs))?;
+        self.shared.written.fetch_add(n as u64, Ordering::Relaxed);
+        Poll::Ready(Ok(n))
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        let this = &mut *self;
+        if this.farewell.is_none() {
+            if let Some(v) = this.shared.violation() {
+                if v.written_at == this.shared.written.load(Ordering::Relaxed) {
+                    this.farewell = Some(((this.responder)(&v.rejection), 0));
+                }
+            }
+            if this.farewell.is_none() {
+                this.farewell = Some((Vec::new(), 0));
+            }
+        }
+        if let Some((bytes, off)) = this.farewell.as_mut() {
+            while *off < bytes.len() {
+                match Pin::new(&mut this.inner).poll_write(cx, &bytes[*off..]) {
+                    Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => {
+                        *off = bytes.len();
+                    }
+                    Poll::Ready(Ok(n)) => *off += n,
+                    Poll::Pending => return Poll::Pending,
+                }
+            }
+        }
+        ready!(Pin::new(&mut this.inner).poll_flush(cx))?;
+        Pin::new(&mut this.inner).poll_shutdown(cx)
+    }
+}

@@ -1,0 +1,43 @@
+//! # rampart-edge
+//!
+//! Rampart's data plane: a hardened reverse proxy that listens on any number of ports,
+//! runs every request through the pipeline of `rampart-core`, and forwards it to origin
+//! pools. All of Rampart's I/O on the request path lives here.
+//!
+//! # Layout
+//!
+//! - [`runtime`]: the running [`Edge`], configuration generations in force, atomic reload,
+//!   drain on shutdown. Entry point.
+//! - [`generation`]: one configuration plus everything built from it, swapped as a whole.
+//! - [`listener`]: accept loops; PROXY protocol, per-IP limits, TLS, HTTP/1.1 and HTTP/2.
+//! - [`framing`]: the HTTP/1 framing guard and client timeouts in front of the parser.
+//! - [`proxy`]: the request path: pipeline → forward → response → access log.
+//! - [`upstream`]: origin pools: balancing, connections, passive ejection, health checks.
+//! - [`tcp`]: TCP pass-through listeners.
+//! - [`body`]: streamed request and response bodies with limits and timeouts.
+//! - [`tls`]: certificates by SNI; TLS to origins.
+//! - [`errorpage`]: the edge's own HTML/JSON pages, always with the request id.
+//! - [`metrics`], [`accesslog`], [`admin`]: observability.
+//! - [`limits`]: per-client-IP connection and connection-rate limits.
+//!
+//! **Architecture Invariant:** nothing on the request path panics or blocks: a bad
+//! request is a response, a failing origin is a 502/503/504, a bad configuration is
+//! refused while the previous one keeps serving.
+#![forbid(unsafe_code)]
+
+pub mod accesslog;
+pub mod admin;
+pub mod body;
+pub mod errorpage;
+pub mod framing;
+pub mod generation;
+pub mod limits;
+pub mod listener;
+pub mod metrics;
+pub mod proxy;
+pub mod runtime;
+pub mod tcp;
+pub mod tls;
+pub mod upstream;
+
+pub use runtime::{Edge, EdgeError, check};

@@ -1,0 +1,801 @@
+//! The HTTP request path: pipeline, forwarding to an origin, response, log.
+//!
+//! [`handle`] is hyper's service for every request on every HTTP listener. It loads the
+//! configuration generation in force *per request* (so a reload applies to keep-alive
+//! connections too), runs the [`Pipeline`](rampart_core::pipeline::Pipeline), forwards to a
+//! server of the route's pool, and streams the response back. Failures become error pages
+//! (502 refused/reset, 503 no server available, 504 timeout) with the request id, a metric
+//! and a log line; nothing on this path panics.
+
+use std::convert::Infallible;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Instant, SystemTime};
+
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Method, Request, Response, StatusCode, Version};
+use hyper::body::Incoming;
+use rampart_core::config::UpstreamProtocol;
+use rampart_core::pipeline::{ConnInfo, ExtendedConnect, Flow, Probe, Reply, RequestView};
+
+use crate::accesslog::Entry;
+use crate::body::{BodyError, ReqBody, RespBody, find_body_error};
+use crate::errorpage;
+use crate::framing::ConnShared;
+use crate::generation::Generation;
+use crate::metrics::Histogram;
+use crate::runtime::Shared;
+use crate::upstream::{ConnectError, Lease, Outcome, PoolRuntime};
+
+/// What every request on one connection shares.
+pub struct ConnCtx {
+    /// The edge.
+    pub edge: Arc<Shared>,
+    /// The connection.
+    pub conn: Arc<ConnInfo>,
+    /// State shared with the connection's framing guard.
+    pub shared: Arc<ConnShared>,
+    /// The framing guard and its timers are in front of this connection (HTTP/1).
+    pub guarded: bool,
+}
+
+/// Records each stage's duration in its histogram.
+struct StageTimer<'a>(&'a [Arc<Histogram>]);
+
+impl Probe for StageTimer<'_> {
+    type Mark = Instant;
+    #[inline]
+    fn start(&mut self) -> Instant {
+        Instant::now()
+    }
+    #[inline]
+    fn end(&mut self, index: usize, mark: Instant) {
+        if let Some(h) = self.0.get(index) {
+            h.observe(mark.elapsed());
+        }
+    }
+}
+
+/// Decrements the connection's in-flight count when the request is over.
+struct InFlight(Arc<ConnShared>);
+
+impl InFlight {
+    fn new(shared: &Arc<ConnShared>) -> Self {
+        shared.in_flight.fetch_add(1, Ordering::Relaxed);
+        InFlight(shared.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// What the access log and metrics need once the response is finished.
+struct Done {
+    g: Arc<Generation>,
+    site: Option<usize>,
+    route: Option<usize>,
+    listener: Arc<str>,
+    conn: Arc<ConnInfo>,
+    start: Instant,
+    start_wall: SystemTime,
+    status: u16,
+    request_id: String,
+    client_ip: IpAddr,
+    method: Method,
+    version: Version,
+    uri: http::Uri,
+    host: String,
+    user_agent: Option<HeaderValue>,
+    referrer: Option<HeaderValue>,
+    upstream: Option<String>,
+    reason: Option<String>,
+    error: Option<String>,
+    _in_flight: InFlight,
+}
+
+impl Done {
+    fn finish(self, bytes: u64, ok: bool) {
+        let elapsed = self.start.elapsed();
+        let g = &self.g;
+        if let Some(m) = self.site.and_then(|s| g.site_metrics.get(s)) {
+            m.record(self.status, elapsed);
+        }
+        if !g.access_log.enabled() {
+            return;
+        }
+        let cfg = &g.config;
+        let site = self.site.and_then(|s| cfg.sites.get(s));
+        let tenant = site.and_then(|s| cfg.tenants.get(s.tenant)).map(|t| &*t.id);
+        let route = site.and_then(|s| self.route.and_then(|r| s.routes.get(r)));
+        let pool = route.and_then(|r| cfg.pools.get(r.pool)).map(|p| &*p.id);
+        let error = if ok {
+            self.error.as_deref()
+        } else {
+            Some(self.error.as_deref().unwrap_or("response aborted"))
+        };
+        g.access_log.write(&Entry {
+            start: Some(self.start_wall),
+            duration: elapsed,
+            tenant,
+            site: site.map(|s| &*s.id),
+            route: route.map(|r| r.prefix.as_str()),
+            listener: &self.listener,
+            request_id: &self.request_id,
+            method: Some(self.method.as_str()),
+            version: Some(version_str(self.version)),
+            domain: (!self.host.is_empty()).then_some(self.host.as_str()),
+            path: Some(self.uri.path()),
+            query: self.uri.query(),
+            scheme: if self.conn.tls { "https" } else { "http" },
+            source: Some(self.conn.peer),
+            client_ip: Some(self.client_ip),
+            destination_port: self.conn.local.port(),
+            user_agent: self.user_agent.as_ref().and_then(|v| v.to_str().ok()),
+            referrer: self.referrer.as_ref().and_then(|v| v.to_str().ok()),
+            status: self.status,
+            body_bytes: bytes,
+            tls: self.conn.tls,
+            sni: self.conn.sni.as_deref(),
+            pool,
+            upstream: self.upstream.as_deref(),
+            reason: self.reason.as_deref(),
+            error,
+        });
+    }
+}
+
+fn version_str(v: Version) -> &'static str {
+    match v {
+        Version::HTTP_09 => "0.9",
+        Version::HTTP_10 => "1.0",
+        Version::HTTP_11 => "1.1",
+        Version::HTTP_2 => "2",
+        Version::HTTP_3 => "3",
+        _ => "?",
+    }
+}
+
+/// hyper's service function.
+pub async fn handle(
+    ctx: Arc<ConnCtx>,
+    req: Request<Incoming>,
+) -> Result<Response<RespBody>, Infallible> {
+    Ok(proxy(&ctx, req).await)
+}
+
+async fn proxy(ctx: &ConnCtx, mut req: Request<Incoming>) -> Response<RespBody> {
+    let start = Instant::now();
+    let start_wall = SystemTime::now();
+    let in_flight = InFlight::new(&ctx.shared);
+    let g = ctx.edge.current();
+    let listener = g.listener_index.get(&ctx.conn.listener).copied();
+
+    let extended_connect = req.extensions().get::<hyper::ext::Protocol>().cloned();
+    let client_upgrade = if extended_connect.is_some() || wants_upgrade(&req) {
+        Some(hyper::upgrade::on(&mut req))
+    } else {
+        None
+    };
+    let (mut head, body) = req.into_parts();
+    if extended_connect.is_some() {
+        head.extensions.insert(ExtendedConnect);
+    }
+    let accept = head.headers.get(header::ACCEPT).cloned();
+
+    let mut view = RequestView::new(head, ctx.conn.clone(), listener.unwrap_or(usize::MAX));
+    let mut done = Done {
+        g: g.clone(),
+        site: None,
+        route: None,
+        listener: ctx.conn.listener.clone(),
+        conn: ctx.conn.clone(),
+        start,
+        start_wall,
+        status: 0,
+        request_id: String::new(),
+        client_ip: view.client_ip,
+        method: view.head.method.clone(),
+        version: view.head.version,
+        uri: view.head.uri.clone(),
+        host: String::new(),
+        user_agent: view.head.headers.get(header::USER_AGENT).cloned(),
+        referrer: view.head.headers.get(header::REFERER).cloned(),
+        upstream: None,
+        reason: None,
+        error: None,
+        _in_flight: in_flight,
+    };
+
+    let flow = g
+        .pipeline
+        .on_request(&g.config, &mut view, &mut StageTimer(&g.stage_hist));
+    done.site = view.site;
+    done.route = view.route;
+    done.request_id.clone_from(&view.request_id);
+    done.client_ip = view.client_ip;
+    done.host.clone_from(&view.host);
+    if done.request_id.is_empty() {
+        done.request_id = crate::runtime::new_request_id();
+    }
+    if let Flow::Respond(reply) = flow {
+        return edge_reply(&g, done, accept.as_ref(), reply);
+    }
+    let (Some(site), Some(route)) = (view.site, view.route) else {
+        return edge_reply(
+            &g,
+            done,
+            accept.as_ref(),
+            Reply::new(StatusCode::NOT_FOUND, "no route"),
+        );
+    };
+    let pool_idx = g.config.sites[site].routes[route].pool;
+    let Some(pool) = g.pools.get(pool_idx).cloned() else {
+        return edge_reply(
+            &g,
+            done,
+            accept.as_ref(),
+            Reply::new(StatusCode::SERVICE_UNAVAILABLE, "pool not available"),
+        );
+    };
+    let limits = &g.config.listeners[view.listener].limits;
+
+    // Content-Length beyond the limit: refuse before reading anything.
+    if let (Some(max), Some(len)) = (limits.max_body_bytes, content_length(&view.head.headers)) {
+        if len > max {
+            return edge_reply(
+                &g,
+                done,
+                accept.as_ref(),
+                Reply::closing(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "request body larger than allowed",
+                ),
+            );
+        }
+    }
+    let mut body = ReqBody::new(
+        body,
+        limits.max_body_bytes,
+        if ctx.guarded {
+            None
+        } else {
+            Some(limits.body_timeout)
+        },
+    );
+
+    // Body prefix for stages that inspect bodies.
+    let want = g.pipeline.body_prefix_wanted(&g.config, &view);
+    if want > 0 {
+        match body.read_prefix(want).await {
+            Ok((prefix, complete)) => {
+                if let Flow::Respond(reply) = g.pipeline.on_request_body(
+                    &g.config,
+                    &mut view,
+                    &prefix,
+                    complete,
+                    &mut StageTimer(&g.stage_hist),
+                ) {
+                    return edge_reply(&g, done, accept.as_ref(), reply);
+                }
+            }
+            Err(e) => {
+                let reply = client_body_reply(ctx, &*e);
+                return edge_reply(&g, done, accept.as_ref(), reply);
+            }
+        }
+    }
+
+    let upgrading = client_upgrade.is_some();
+    let forward = match build_upstream_head(&view, &pool, extended_connect.is_some(), upgrading) {
+        Ok(h) => h,
+        Err(reason) => {
+            return edge_reply(
+                &g,
+                done,
+                accept.as_ref(),
+                Reply::closing(StatusCode::BAD_REQUEST, reason),
+            );
+        }
+    };
+
+    // Send, retrying a body-less idempotent request once on another server if the first
+    // could not even be connected to.
+    let retryable = body.is_end_stream_hint()
+        && matches!(
+            view.head.method,
+            Method::GET | Method::HEAD | Method::OPTIONS
+        )
+        && pool.servers.len() > 1
+        && !upgrading;
+    let mut exclude = None;
+    let mut attempt = 0;
+    let mut body = Some(body);
+    let (resp, lease) = loop {
+        attempt += 1;
+        let Some(lease) = pool.pick(exclude) else {
+            return edge_reply(
+                &g,
+                done,
+                accept.as_ref(),
+                Reply::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "no origin server available",
+                ),
+            );
+        };
+        done.upstream = Some(lease.server().authority.clone());
+        let req = forward.to_request(&pool, &lease, body.take().unwrap_or_else(ReqBody::empty));
+        let sent =
+            tokio::time::timeout(pool.spec.read_timeout, lease.server().client.request(req)).await;
+        match sent {
+            Ok(Ok(resp)) => break (resp, lease),
+            Err(_) => {
+                lease.record(Outcome::Timeout);
+                done.error = Some("origin response timed out".into());
+                tracing::warn!(tenant = %pool.tenant, pool = %pool.spec.id, server = %lease.server().authority, request_id = %done.request_id, "origin response timed out");
+                return edge_reply(
+                    &g,
+                    done,
+                    accept.as_ref(),
+                    Reply::new(
+                        StatusCode::GATEWAY_TIMEOUT,
+                        "the origin server did not answer in time",
+                    ),
+                );
+            }
+            Ok(Err(e)) => {
+                let connect = find_connect_error(&e);
+                if let Some(ce) = connect {
+                    lease.record(Outcome::ConnectError);
+                    done.error = Some(ce.to_string());
+                    tracing::warn!(tenant = %pool.tenant, pool = %pool.spec.id, server = %lease.server().authority, request_id = %done.request_id, error = %ce, "origin connect failed");
+                    if retryable && attempt < 2 {
+                        exclude = Some(lease_index(&pool, &lease));
+                        continue;
+                    }
+                    let (status, reason) = match ce {
+                        ConnectError::Timeout => (
+                            StatusCode::GATEWAY_TIMEOUT,
+                            "the origin server did not accept the connection in time",
+                        ),
+                        _ => (
+                            StatusCode::BAD_GATEWAY,
+                            "the origin server could not be reached",
+                        ),
+                    };
+                    return edge_reply(&g, done, accept.as_ref(), Reply::new(status, reason));
+                }
+                if let Some(be) = find_body_error(&e) {
+                    done.error = Some(be.to_string());
+                    let reply = match be {
+                        BodyError::TooLarge => Reply::closing(
+                            StatusCode::PAYLOAD_TOO_LARGE,
+                            "request body larger than allowed",
+                        ),
+                        BodyError::Timeout => Reply::closing(
+                            StatusCode::REQUEST_TIMEOUT,
+                            "request body not received in time",
+                        ),
+                    };
+                    return edge_reply(&g, done, accept.as_ref(), reply);
+                }
+                if let Some(v) = ctx.shared.violation() {
+                    done.error = Some(v.rejection.reason.into());
+                    return edge_reply(
+                        &g,
+                        done,
+                        accept.as_ref(),
+                        Reply::closing(v.rejection.status, v.rejection.reason),
+                    );
+                }
+                if is_client_body_error(&e) {
+                    done.error = Some(error_chain(&e));
+                    return edge_reply(
+                        &g,
+                        done,
+                        accept.as_ref(),
+                        Reply::closing(StatusCode::BAD_REQUEST, "request body could not be read"),
+                    );
+                }
+                lease.record(Outcome::Error);
+                done.error = Some(error_chain(&e));
+                tracing::warn!(tenant = %pool.tenant, pool = %pool.spec.id, server = %lease.server().authority, request_id = %done.request_id, error = %error_chain(&e), "origin request failed");
+                return edge_reply(
+                    &g,
+                    done,
+                    accept.as_ref(),
+                    Reply::new(
+                        StatusCode::BAD_GATEWAY,
+                        "the origin server failed to answer",
+                    ),
+                );
+            }
+        }
+    };
+    lease.record(if resp.status().is_server_error() {
+        Outcome::ServerError
+    } else {
+        Outcome::Ok
+    });
+
+    let (mut rparts, rbody) = resp.into_parts();
+    let switching = rparts.status == StatusCode::SWITCHING_PROTOCOLS;
+    strip_hop_by_hop(
+        &mut rparts.headers,
+        switching && upgrading && extended_connect.is_none(),
+    );
+    if let Ok(v) = HeaderValue::from_str(&done.request_id) {
+        rparts.headers.insert(X_REQUEST_ID.clone(), v);
+    }
+    if let Flow::Respond(reply) = g.pipeline.on_response(
+        &g.config,
+        &view,
+        &mut rparts,
+        &mut StageTimer(&g.stage_hist),
+    ) {
+        return edge_reply(&g, done, accept.as_ref(), reply);
+    }
+
+    if let Some(client_upgrade) = client_upgrade {
+        if switching {
+            let origin = Response::from_parts(rparts.clone(), rbody);
+            spawn_tunnel(ctx, client_upgrade, origin, lease);
+            if extended_connect.is_some() {
+                // RFC 8441: the HTTP/2 answer to an accepted extended CONNECT is 200.
+                rparts.status = StatusCode::OK;
+                rparts.headers.remove(header::UPGRADE);
+                rparts.headers.remove(header::SEC_WEBSOCKET_ACCEPT);
+            }
+            done.status = rparts.status.as_u16();
+            let resp = Response::from_parts(rparts, RespBody::page(bytes::Bytes::new()));
+            return finish(resp, done);
+        }
+        // The switch was refused: bytes after this request were not checked by the framing
+        // guard (it passed them through expecting a tunnel), so the connection ends here.
+        rparts
+            .headers
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    done.status = rparts.status.as_u16();
+    let body = RespBody::origin(rbody, pool.spec.read_timeout);
+    drop(lease);
+    finish(Response::from_parts(rparts, body), done)
+}
+
+fn finish(resp: Response<RespBody>, done: Done) -> Response<RespBody> {
+    let (parts, body) = resp.into_parts();
+    let body = body.on_done(Box::new(move |bytes, ok| done.finish(bytes, ok)));
+    Response::from_parts(parts, body)
+}
+
+static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+static X_FORWARDED_PORT: HeaderName = HeaderName::from_static("x-forwarded-port");
+
+fn content_length(h: &HeaderMap) -> Option<u64> {
+    h.get(header::CONTENT_LENGTH)?.to_str().ok()?.parse().ok()
+}
+
+fn wants_upgrade<B>(req: &Request<B>) -> bool {
+    req.version() == Version::HTTP_11
+        && req.headers().contains_key(header::UPGRADE)
+        && req.headers().get_all(header::CONNECTION).iter().any(|v| {
+            v.to_str().is_ok_and(|s| {
+                s.split(',')
+                    .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
+            })
+        })
+}
+
+trait EndHint {
+    fn is_end_stream_hint(&self) -> bool;
+}
+impl EndHint for ReqBody {
+    fn is_end_stream_hint(&self) -> bool {
+        http_body::Body::is_end_stream(self)
+    }
+}
+
+fn lease_index(pool: &PoolRuntime, lease: &Lease) -> usize {
+    pool.servers
+        .iter()
+        .position(|s| std::ptr::eq(s, lease.server()))
+        .unwrap_or(usize::MAX)
+}
+
+/// The request head to send upstream, kept so a retry can rebuild it.
+struct Forward {
+    method: Method,
+    path_and_query: String,
+    host: Option<HeaderValue>,
+    headers: HeaderMap,
+}
+
+impl Forward {
+    fn to_request(&self, pool: &PoolRuntime, lease: &Lease, body: ReqBody) -> Request<ReqBody> {
+        let scheme = if pool.spec.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        let (version, authority) = match pool.spec.protocol {
+            UpstreamProtocol::Http1 => (Version::HTTP_11, lease.server().authority.clone()),
+            UpstreamProtocol::Http2 => (
+                Version::HTTP_2,
+                self.host
+                    .as_ref()
+                    .and_then(|h| h.to_str().ok())
+                    .map_or_else(|| lease.server().authority.clone(), str::to_owned),
+            ),
+        };
+        let uri = format!("{scheme}://{authority}{}", self.path_and_query);
+        let mut req = Request::new(body);
+        *req.method_mut() = self.method.clone();
+        *req.uri_mut() = uri.parse().unwrap_or_else(|_| http::Uri::from_static("/"));
+        *req.version_mut() = version;
+        *req.headers_mut() = self.headers.clone();
+        if pool.spec.protocol == UpstreamProtocol::Http2 {
+            req.headers_mut().remove(header::HOST);
+        }
+        req
+    }
+}
+
+/// Normalises the client's head into what the origin receives.
+fn build_upstream_head(
+    view: &RequestView,
+    pool: &PoolRuntime,
+    extended_connect: bool,
+    upgrading: bool,
+) -> Result<Forward, &'static str> {
+    let head = &view.head;
+    let mut headers = head.headers.clone();
+    strip_hop_by_hop(&mut headers, upgrading && !extended_connect);
+    // Host: the authority the client addressed (HTTP/2 `:authority` or Host).
+    let host = match head.uri.authority() {
+        Some(a) => Some(HeaderValue::from_str(a.as_str()).map_err(|_| "invalid authority")?),
+        None => head.headers.get(header::HOST).cloned(),
+    };
+    if let Some(h) = &host {
+        headers.insert(header::HOST, h.clone());
+    }
+    let from_trusted = view.from_trusted_proxy;
+    // X-Forwarded-For: the trusted chain plus the peer; from anyone else only the peer.
+    let peer = rampart_core::net::canonical(view.conn.peer.ip()).to_string();
+    let xff = if from_trusted {
+        let prior: Vec<&str> = head
+            .headers
+            .get_all(&X_FORWARDED_FOR)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .collect();
+        if prior.is_empty() {
+            peer
+        } else {
+            format!("{}, {peer}", prior.join(", "))
+        }
+    } else {
+        peer
+    };
+    headers.insert(
+        X_FORWARDED_FOR.clone(),
+        HeaderValue::from_str(&xff).map_err(|_| "invalid X-Forwarded-For")?,
+    );
+    if !(from_trusted && headers.contains_key(&X_FORWARDED_PROTO)) {
+        headers.insert(
+            X_FORWARDED_PROTO.clone(),
+            HeaderValue::from_static(if view.conn.tls { "https" } else { "http" }),
+        );
+    }
+    if !(from_trusted && headers.contains_key(&X_FORWARDED_PORT)) {
+        headers.insert(
+            X_FORWARDED_PORT.clone(),
+            HeaderValue::from(view.conn.local.port()),
+        );
+    }
+    headers.insert(
+        X_REQUEST_ID.clone(),
+        HeaderValue::from_str(&view.request_id).map_err(|_| "invalid request id")?,
+    );
+
+    let mut method = head.method.clone();
+    if extended_connect {
+        // RFC 8441 → RFC 6455: the origin gets a classic HTTP/1.1 WebSocket upgrade.
+        if pool.spec.protocol != UpstreamProtocol::Http1 {
+            return Err("extended CONNECT needs an HTTP/1.1 origin pool");
+        }
+        method = Method::GET;
+        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+        headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+        headers.insert(
+            header::SEC_WEBSOCKET_KEY,
+            HeaderValue::from_str(&crate::runtime::websocket_key()).map_err(|_| "key")?,
+        );
+        if !headers.contains_key(header::SEC_WEBSOCKET_VERSION) {
+            headers.insert(
+                header::SEC_WEBSOCKET_VERSION,
+                HeaderValue::from_static("13"),
+            );
+        }
+    }
+    let path_and_query = head.uri.path_and_query().map_or("/", |pq| pq.as_str());
+    let path_and_query = if path_and_query == "*" || path_and_query.is_empty() {
+        "/".to_owned()
+    } else {
+        path_and_query.to_owned()
+    };
+    Ok(Forward {
+        method,
+        path_and_query,
+        host,
+        headers,
+    })
+}
+
+/// Removes hop-by-hop fields (RFC 9110 §7.6.1), including those the Connection field
+/// names. With `keep_upgrade`, `Connection: upgrade` and `Upgrade` stay.
+fn strip_hop_by_hop(h: &mut HeaderMap, keep_upgrade: bool) {
+    let named: Vec<HeaderName> = h
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
+        .filter(|n| !(keep_upgrade && n == header::UPGRADE))
+        .filter(|n| n != X_REQUEST_ID && n != header::HOST)
+        .collect();
+    for n in named {
+        h.remove(n);
+    }
+    for n in [
+        header::TRANSFER_ENCODING,
+        header::TRAILER,
+        header::PROXY_AUTHENTICATE,
+        HeaderName::from_static("keep-alive"),
+        HeaderName::from_static("proxy-connection"),
+        HeaderName::from_static("http2-settings"),
+    ] {
+        h.remove(n);
+    }
+    if h.get(header::TE)
+        .is_some_and(|v| !v.as_bytes().eq_ignore_ascii_case(b"trailers"))
+    {
+        h.remove(header::TE);
+    }
+    if keep_upgrade {
+        h.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    } else {
+        h.remove(header::CONNECTION);
+        h.remove(header::UPGRADE);
+    }
+}
+
+fn find_connect_error(e: &hyper_util::client::legacy::Error) -> Option<&ConnectError> {
+    let mut err: &(dyn std::error::Error + 'static) = e;
+    loop {
+        if let Some(c) = err.downcast_ref::<ConnectError>() {
+            return Some(c);
+        }
+        err = err.source()?;
+    }
+}
+
+fn is_client_body_error(e: &hyper_util::client::legacy::Error) -> bool {
+    let mut err: &(dyn std::error::Error + 'static) = e;
+    loop {
+        if let Some(h) = err.downcast_ref::<hyper::Error>() {
+            if h.is_incomplete_message() || h.is_body_write_aborted() {
+                return false;
+            }
+        }
+        match err.source() {
+            Some(s) => err = s,
+            None => return e.to_string().contains("body") && !e.is_connect(),
+        }
+    }
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}
+
+fn client_body_reply(ctx: &ConnCtx, e: &(dyn std::error::Error + 'static)) -> Reply {
+    match find_body_error(e) {
+        Some(BodyError::TooLarge) => Reply::closing(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "request body larger than allowed",
+        ),
+        Some(BodyError::Timeout) => Reply::closing(
+            StatusCode::REQUEST_TIMEOUT,
+            "request body not received in time",
+        ),
+        None => match ctx.shared.violation() {
+            Some(v) => Reply::closing(v.rejection.status, v.rejection.reason),
+            None => Reply::closing(StatusCode::BAD_REQUEST, "request body could not be read"),
+        },
+    }
+}
+
+/// An error page from the edge itself.
+fn edge_reply(
+    g: &Generation,
+    mut done: Done,
+    accept: Option<&HeaderValue>,
+    reply: Reply,
+) -> Response<RespBody> {
+    let (ctype, page) = errorpage::render(
+        reply.status,
+        &reply.reason,
+        &done.request_id,
+        errorpage::negotiate(accept),
+    );
+    let mut resp = Response::new(RespBody::page(page));
+    *resp.status_mut() = reply.status;
+    errorpage::headers(resp.headers_mut(), ctype, &done.request_id);
+    if reply.close {
+        resp.headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    let site = done.site.and_then(|s| g.config.sites.get(s));
+    let tenant = site
+        .and_then(|s| g.config.tenants.get(s.tenant))
+        .map_or("-", |t| &t.id);
+    let site_id = site.map_or("-", |s| &s.id);
+    g.metrics
+        .edge_responses
+        .with(&[tenant, site_id, reply.status.as_str(), &reply.reason])
+        .inc();
+    if reply.status.is_server_error() {
+        tracing::warn!(tenant, site = site_id, request_id = %done.request_id, status = reply.status.as_u16(), reason = %reply.reason, "edge error response");
+    } else {
+        tracing::debug!(tenant, site = site_id, request_id = %done.request_id, status = reply.status.as_u16(), reason = %reply.reason, "edge response");
+    }
+    done.status = reply.status.as_u16();
+    done.reason = Some(reply.reason.into_owned());
+    finish(resp, done)
+}
+
+/// Joins the client's and the origin's upgraded connections after a 101.
+fn spawn_tunnel(
+    ctx: &ConnCtx,
+    client: hyper::upgrade::OnUpgrade,
+    mut origin: Response<Incoming>,
+    lease: Lease,
+) {
+    let origin_upgrade = hyper::upgrade::on(&mut origin);
+    let tracker = ctx.edge.tracker();
+    let listener = ctx.conn.listener.clone();
+    tokio::spawn(async move {
+        let _guard = tracker;
+        let _lease = lease;
+        match tokio::join!(client, origin_upgrade) {
+            (Ok(c), Ok(o)) => {
+                let mut c = hyper_util::rt::TokioIo::new(c);
+                let mut o = hyper_util::rt::TokioIo::new(o);
+                match tokio::io::copy_bidirectional(&mut c, &mut o).await {
+                    Ok((up, down)) => {
+                        tracing::debug!(listener = %listener, up, down, "tunnel closed")
+                    }
+                    Err(e) => {
+                        tracing::debug!(listener = %listener, error = %e, "tunnel ended with error")
+                    }
+                }
+            }
+            (c, o) => {
+                tracing::debug!(listener = %listener, client = c.is_ok(), origin = o.is_ok(), "upgrade failed")
+            }
+        }
+    });
+}

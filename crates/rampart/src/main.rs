@@ -1,0 +1,214 @@
+//! `rampart`: one binary for the whole system.
+//!
+//! - `rampart serve -c FILE`: run the edge (SIGHUP reloads, SIGTERM/SIGINT drain and stop);
+//! - `rampart check -c FILE`: validate a configuration as `serve` would, printing every
+//!   problem with file:line:col, what was expected and a hint (exit 0 valid, 1 invalid);
+//! - `rampart reload -c FILE`: ask a running edge (through its admin endpoint) to reload.
+
+use std::io::{Read, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand, ValueEnum};
+use rampart_edge::EdgeError;
+
+#[derive(Parser)]
+#[command(
+    name = "rampart",
+    version,
+    about = "Rampart: web application and API protection on any port"
+)]
+struct Cli {
+    /// Diagnostic log format (the access log is always JSON lines).
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the edge.
+    Serve {
+        /// Configuration file.
+        #[arg(short, long)]
+        config: PathBuf,
+    },
+    /// Validate a configuration file (syntax, references, certificates) and exit.
+    Check {
+        /// Configuration file.
+        #[arg(short, long)]
+        config: PathBuf,
+    },
+    /// Ask a running edge to reload its configuration (via the admin endpoint).
+    Reload {
+        /// Configuration file (its `[edge] admin` address is used).
+        #[arg(short, long)]
+        config: PathBuf,
+    },
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("RAMPART_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_format);
+    let result = match cli.command {
+        Command::Check { config } => check(&config),
+        Command::Serve { config } => serve(config),
+        Command::Reload { config } => reload(&config),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn report(e: &EdgeError) {
+    match e {
+        EdgeError::Config(d) => eprintln!("{d}"),
+        other => eprintln!("error: {other}"),
+    }
+}
+
+fn check(path: &std::path::Path) -> anyhow::Result<ExitCode> {
+    match rampart_edge::check(path) {
+        Ok(cfg) => {
+            println!(
+                "{}: OK ({} tenant(s), {} listener(s), {} site(s), {} pool(s), {} certificate(s))",
+                path.display(),
+                cfg.tenants.len(),
+                cfg.listeners.len(),
+                cfg.sites.len(),
+                cfg.pools.len(),
+                cfg.certificates.len()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            report(&e);
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}
+
+fn serve(path: PathBuf) -> anyhow::Result<ExitCode> {
+    let cfg = match rampart_edge::check(&path) {
+        Ok(c) => c,
+        Err(e) => {
+            report(&e);
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    let mut rt = tokio::runtime::Builder::new_multi_thread();
+    rt.enable_all().thread_name("rampart-worker");
+    if cfg.edge.workers > 0 {
+        rt.worker_threads(cfg.edge.workers);
+    }
+    let rt = rt.build().context("cannot start the async runtime")?;
+    rt.block_on(async move {
+        let edge = match rampart_edge::Edge::start(&path).await {
+            Ok(e) => e,
+            Err(e) => {
+                report(&e);
+                return Ok(ExitCode::FAILURE);
+            }
+        };
+        let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+            .context("SIGHUP handler")?;
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .context("SIGTERM handler")?;
+        let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
+            .context("SIGINT handler")?;
+        loop {
+            tokio::select! {
+                _ = hup.recv() => {
+                    tracing::info!("SIGHUP: reloading configuration");
+                    if let Err(e) = edge.reload().await {
+                        report(&e);
+                    }
+                }
+                _ = term.recv() => break,
+                _ = int.recv() => break,
+            }
+        }
+        let deadline = edge.current().config.edge.drain_timeout;
+        tracing::info!(
+            deadline_ms = deadline.as_millis() as u64,
+            "draining in-flight requests"
+        );
+        let left = edge.shutdown(deadline).await;
+        if left > 0 {
+            tracing::warn!(
+                connections = left,
+                "drain deadline reached; closing remaining connections"
+            );
+        } else {
+            tracing::info!("drained; exiting");
+        }
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+fn reload(path: &std::path::Path) -> anyhow::Result<ExitCode> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let source = rampart_core::config::SourceFile::new(path.display().to_string(), text);
+    let cfg = match rampart_core::config::load_str(&source) {
+        Ok(c) => c,
+        Err(d) => {
+            eprintln!("{d}");
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    let Some(admin) = cfg.edge.admin else {
+        bail!(
+            "{} has no [edge] admin address; send SIGHUP to the rampart process instead",
+            path.display()
+        );
+    };
+    let connect_to = if admin.ip().is_unspecified() {
+        std::net::SocketAddr::new([127, 0, 0, 1].into(), admin.port())
+    } else {
+        admin
+    };
+    let mut s = std::net::TcpStream::connect_timeout(&connect_to, Duration::from_secs(5))
+        .with_context(|| format!("cannot reach the admin endpoint at {connect_to}"))?;
+    s.set_read_timeout(Some(Duration::from_secs(60)))?;
+    write!(
+        s,
+        "POST /-/reload HTTP/1.1\r\nHost: {connect_to}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut resp = String::new();
+    s.read_to_string(&mut resp)?;
+    let (head, body) = resp.split_once("\r\n\r\n").unwrap_or((&resp, ""));
+    let ok = head.starts_with("HTTP/1.1 200");
+    if ok {
+        print!("{body}");
+        Ok(ExitCode::SUCCESS)
+    } else {
+        eprint!("{body}");
+        Ok(ExitCode::FAILURE)
+    }
+}
