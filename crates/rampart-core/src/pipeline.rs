@@ -231,6 +231,11 @@ impl Pipeline {
         ])
     }
 
+    /// Takes the stages out, to extend the chain.
+    pub fn into_stages(self) -> Vec<Box<dyn Stage>> {
+        self.stages
+    }
+
     /// The stages, in order.
     pub fn stages(&self) -> &[Box<dyn Stage>] {
         &self.stages

@@ -13,11 +13,21 @@ use std::sync::Arc;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use hyper_util::server::conn::auto;
 use rampart_core::config::{AccessLogTarget, Config, Diagnostics, ListenerKind, SourceFile, Span};
-use rampart_core::pipeline::Pipeline;
+use rampart_core::pipeline::{Pipeline, Stage};
 
 use crate::accesslog::AccessLog;
 use crate::metrics::{Histogram, Metrics, SiteMetrics};
 use crate::upstream::PoolRuntime;
+
+/// Makes the stages that run after the standard ones (site/route resolution and client
+/// identity), once per generation. Later components (WAF, policies, bot defence) plug in
+/// here.
+pub type StageFactory = Arc<dyn Fn() -> Vec<Box<dyn Stage>> + Send + Sync>;
+
+/// No extra stages.
+pub fn no_stages() -> StageFactory {
+    Arc::new(Vec::new)
+}
 
 /// See the module docs.
 pub struct Generation {
@@ -64,6 +74,7 @@ impl Generation {
         source: SourceFile,
         previous: Option<&Generation>,
         metrics: &Arc<Metrics>,
+        extra_stages: &StageFactory,
     ) -> Result<Self, Diagnostics> {
         let config = rampart_core::config::load_str(&source)?;
         let tls = crate::tls::server_config(&source, &config)?;
@@ -91,7 +102,9 @@ impl Generation {
             Some(g) if g.config.edge.access_log == config.edge.access_log => g.access_log.clone(),
             _ => open_access_log(&source, &config.edge.access_log, metrics)?,
         };
-        let pipeline = Pipeline::standard(crate::runtime::new_request_id);
+        let mut stages = Pipeline::standard(crate::runtime::new_request_id).into_stages();
+        stages.extend(extra_stages());
+        let pipeline = Pipeline::new(stages);
         let stage_hist = pipeline
             .stages()
             .iter()

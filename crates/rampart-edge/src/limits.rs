@@ -7,7 +7,7 @@
 //! again (rate), so memory follows the number of active clients.
 
 use std::collections::HashMap;
-use std::hash::{BuildHasher, Hash, Hasher, RandomState};
+use std::hash::{BuildHasher, RandomState};
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -31,9 +31,7 @@ impl Default for ConnLimiter {
 }
 
 fn shard_of(hasher: &RandomState, ip: &IpAddr) -> usize {
-    let mut h = hasher.build_hasher();
-    ip.hash(&mut h);
-    (h.finish() as usize) % SHARDS
+    (hasher.hash_one(ip) as usize) % SHARDS
 }
 
 /// One counted connection; released on drop.

@@ -272,10 +272,13 @@ async fn proxy(ctx: &ConnCtx, mut req: Request<Incoming>) -> Response<RespBody> 
     if want > 0 {
         match body.read_prefix(want).await {
             Ok((prefix, complete)) => {
+                // Frames may carry more than asked for: stages see exactly the bound.
+                let seen = &prefix[..prefix.len().min(want)];
+                let complete = complete && seen.len() == prefix.len();
                 if let Flow::Respond(reply) = g.pipeline.on_request_body(
                     &g.config,
                     &mut view,
-                    &prefix,
+                    seen,
                     complete,
                     &mut StageTimer(&g.stage_hist),
                 ) {

@@ -22,7 +22,7 @@ use rampart_core::config::{Diagnostics, SourceFile};
 use rampart_core::request_id::IdGen;
 use tokio::sync::{Notify, watch};
 
-use crate::generation::Generation;
+use crate::generation::{Generation, StageFactory, no_stages};
 use crate::limits::{ConnLimiter, RateLimiter};
 use crate::metrics::Metrics;
 
@@ -139,6 +139,7 @@ pub struct Shared {
     shutdown: watch::Sender<bool>,
     tracker: Arc<Tracker>,
     admin: Mutex<Option<SocketAddr>>,
+    stages: StageFactory,
 }
 
 impl Shared {
@@ -183,9 +184,10 @@ impl Shared {
         let id = old.id + 1;
         let metrics = self.metrics.clone();
         let old2 = old.clone();
+        let stages = self.stages.clone();
         // Building reads certificate files: keep that off the async workers.
         let g = tokio::task::spawn_blocking(move || {
-            Generation::build(id, source, Some(&old2), &metrics)
+            Generation::build(id, source, Some(&old2), &metrics, &stages)
         })
         .await
         .map_err(|e| EdgeError::Read {
@@ -296,9 +298,16 @@ impl Edge {
     /// Loads `path`, binds every listener and the admin endpoint, and starts serving.
     /// Must be called inside a tokio runtime.
     pub async fn start(path: &Path) -> Result<Edge, EdgeError> {
+        Self::start_with(path, no_stages()).await
+    }
+
+    /// Like [`Edge::start`], with `stages` run after the standard ones.
+    pub async fn start_with(path: &Path, stages: StageFactory) -> Result<Edge, EdgeError> {
         let source = read_source(path)?;
         let metrics = Arc::new(Metrics::new());
-        let g = Arc::new(Generation::build(1, source, None, &metrics).map_err(EdgeError::Config)?);
+        let g = Arc::new(
+            Generation::build(1, source, None, &metrics, &stages).map_err(EdgeError::Config)?,
+        );
         let mut bound = Vec::new();
         for l in &g.config.listeners {
             let sock = crate::listener::bind(l.bind).map_err(|source| EdgeError::Bind {
@@ -329,6 +338,7 @@ impl Edge {
             shutdown,
             tracker: Arc::new(Tracker::default()),
             admin: Mutex::new(None),
+            stages,
         });
         {
             let mut running = shared.listeners.lock().unwrap_or_else(|p| p.into_inner());

@@ -21,15 +21,15 @@ pub fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
-fn file_error(src: &SourceFile, span: Span, what: String, hint: &str) -> Diagnostic {
-    src.diagnostic(span, what, None, Some(hint.to_owned()))
+fn file_error(src: &SourceFile, span: Span, what: String, hint: &str) -> Box<Diagnostic> {
+    Box::new(src.diagnostic(span, what, None, Some(hint.to_owned())))
 }
 
 fn load_key(
     src: &SourceFile,
     cert: &Certificate,
     provider: &CryptoProvider,
-) -> Result<Arc<CertifiedKey>, Diagnostic> {
+) -> Result<Arc<CertifiedKey>, Box<Diagnostic>> {
     let (cert_path, cert_span) = &cert.cert;
     let (key_path, key_span) = &cert.key;
     let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert_path)
@@ -161,7 +161,7 @@ pub fn server_config(
                     resolver.default = Some(key);
                 }
             }
-            Err(d) => diags.push(d),
+            Err(d) => diags.push(*d),
         }
     }
     if !diags.is_empty() {
@@ -189,7 +189,7 @@ pub fn client_config(
     src: &SourceFile,
     tls: &UpstreamTls,
     protocol: UpstreamProtocol,
-) -> Result<Arc<rustls::ClientConfig>, Diagnostic> {
+) -> Result<Arc<rustls::ClientConfig>, Box<Diagnostic>> {
     let provider = provider();
     let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()

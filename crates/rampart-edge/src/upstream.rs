@@ -308,9 +308,10 @@ impl PoolRuntime {
             .get(spec.tenant)
             .map_or_else(|| Arc::from("-"), |t| t.id.clone());
         let tls_config = match &spec.tls {
-            Some(t) => {
-                Some(crate::tls::client_config(src, t, spec.protocol).map_err(Diagnostics::one)?)
-            }
+            Some(t) => Some(
+                crate::tls::client_config(src, t, spec.protocol)
+                    .map_err(|d| Diagnostics::one(*d))?,
+            ),
             None => None,
         };
         let mut servers = Vec::with_capacity(spec.servers.len());
@@ -427,10 +428,11 @@ impl PoolRuntime {
         let n = self.servers.len();
         let index = match self.spec.balance {
             Balance::RoundRobin => {
+                // Each skip of an unavailable server takes a fresh ticket, so its share
+                // spreads over the others instead of falling on its schedule neighbour.
                 let len = self.schedule.len();
-                let start = self.next.fetch_add(1, Ordering::Relaxed);
                 (0..len)
-                    .map(|k| self.schedule[(start + k) % len])
+                    .map(|_| self.schedule[self.next.fetch_add(1, Ordering::Relaxed) % len])
                     .find(|&i| Some(i) != exclude && self.servers[i].available(now))?
             }
             Balance::LeastConn => {

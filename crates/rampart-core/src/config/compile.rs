@@ -224,9 +224,9 @@ fn limits(ctx: &mut Ctx<'_>, raw: &RawLimits, base: &HttpLimits) -> HttpLimits {
     l
 }
 
-fn lookup<'m>(
+fn lookup(
     ctx: &mut Ctx<'_>,
-    map: &'m HashMap<String, usize>,
+    map: &HashMap<String, usize>,
     v: &Sp<String>,
     what: &str,
     section: &str,
@@ -859,7 +859,7 @@ pub fn compile(src: &SourceFile, raw: raw::RawConfig) -> Result<Config, Diagnost
                 });
             }
         }
-        routes.sort_by(|a, b| b.prefix.len().cmp(&a.prefix.len()));
+        routes.sort_by_key(|r| std::cmp::Reverse(r.prefix.len()));
         sites.push(Site {
             id: Arc::from(s.id.get_ref().as_str()),
             tenant: tenant.unwrap_or(0),
@@ -868,7 +868,7 @@ pub fn compile(src: &SourceFile, raw: raw::RawConfig) -> Result<Config, Diagnost
         });
     }
     for table in &mut routing {
-        table.wildcard.sort_by(|a, b| b.0.len().cmp(&a.0.len()));
+        table.wildcard.sort_by_key(|w| std::cmp::Reverse(w.0.len()));
     }
 
     if ctx.diags.is_empty() {

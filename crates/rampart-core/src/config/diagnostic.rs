@@ -166,7 +166,7 @@ impl Diagnostics {
 
     /// Sorts by position, so errors read top to bottom.
     pub fn sort(&mut self) {
-        self.0.sort_by(|a, b| (a.line, a.col).cmp(&(b.line, b.col)));
+        self.0.sort_by_key(|d| (d.line, d.col));
         self.0.dedup();
     }
 }

@@ -1,0 +1,454 @@
+//! The request path through a real edge to real origins over loopback sockets.
+
+mod support;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::StatusCode;
+use rampart_core::config::Config;
+use rampart_core::pipeline::{Flow, Reply, RequestView, Stage};
+use support::*;
+
+const T: Duration = Duration::from_secs(5);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forwards_with_forwarding_headers_and_request_id() {
+    let o = Origin::start("o1").await;
+    let e = TestEdge::start(TempDir::new("fwd"), &basic_config(&[o.addr], "", "")).await;
+    let addr = e.addr("web");
+    let (status, head, body) = get(
+        addr,
+        "shop.test",
+        "/a/b?x=1",
+        "X-Forwarded-For: 6.6.6.6\r\nX-Request-Id: forged\r\n",
+    )
+    .await;
+    assert_eq!(status, 200, "{head}");
+    assert_eq!(body, "o1 GET 0");
+    let id = head
+        .lines()
+        .find_map(|l| l.strip_prefix("x-request-id: "))
+        .unwrap()
+        .to_owned();
+    assert_eq!(id.len(), 32, "a fresh id replaces the untrusted one");
+    assert!(
+        !head.contains("keep-alive: timeout"),
+        "hop-by-hop field from the origin removed: {head}"
+    );
+    let seen = o.seen();
+    assert_eq!(seen.len(), 1);
+    let h = &seen[0].headers;
+    assert_eq!(seen[0].path, "/a/b?x=1");
+    assert_eq!(h["host"], "shop.test");
+    assert_eq!(
+        h["x-forwarded-for"], "127.0.0.1",
+        "untrusted client's X-Forwarded-For replaced"
+    );
+    assert_eq!(h["x-forwarded-proto"], "http");
+    assert_eq!(h["x-forwarded-port"], addr.port().to_string().as_str());
+    assert_eq!(h["x-request-id"], id.as_str());
+    assert_eq!(seen[0].version, http::Version::HTTP_11);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trusted_proxy_chain_and_request_id_are_kept() {
+    let o = Origin::start("o1").await;
+    let e = TestEdge::start(
+        TempDir::new("trusted"),
+        &basic_config(&[o.addr], "", "trusted_proxies = [\"127.0.0.1/32\"]"),
+    )
+    .await;
+    let addr = e.addr("web");
+    let (status, head, _) = get(
+        addr,
+        "shop.test",
+        "/",
+        "X-Forwarded-For: 203.0.113.7\r\nX-Request-Id: lb-42\r\n",
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert!(head.contains("x-request-id: lb-42"), "{head}");
+    let h = &o.seen()[0].headers;
+    assert_eq!(h["x-forwarded-for"], "203.0.113.7, 127.0.0.1");
+    assert_eq!(h["x-request-id"], "lb-42");
+    // From 127.0.0.9 (not trusted) the same headers are not believed.
+    let req = b"GET / HTTP/1.1\r\nHost: shop.test\r\nX-Forwarded-For: 203.0.113.7\r\nX-Request-Id: lb-42\r\nConnection: close\r\n\r\n";
+    let (_, head, _) = split(&raw_from(Some("127.0.0.9"), addr, req, T).await);
+    assert!(!head.contains("x-request-id: lb-42"), "{head}");
+    assert_eq!(o.seen()[1].headers["x-forwarded-for"], "127.0.0.9");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sites_and_routes_pick_pools_and_unknown_hosts_get_404_pages() {
+    let web = Origin::start("web").await;
+    let api = Origin::start("api").await;
+    let other = Origin::start("other").await;
+    let cfg = format!(
+        r#"
+[edge]
+access_log = "off"
+[[tenant]]
+id = "acme"
+[[tenant]]
+id = "globex"
+[[listener]]
+name = "web"
+bind = "127.0.0.1:0"
+[[pool]]
+id = "web"
+tenant = "acme"
+servers = ["{}"]
+[[pool]]
+id = "api"
+tenant = "acme"
+servers = ["{}"]
+[[pool]]
+id = "g"
+tenant = "globex"
+servers = ["{}"]
+[[site]]
+id = "shop"
+tenant = "acme"
+hosts = ["shop.test", "*.shop.test"]
+route = [{{ path = "/", pool = "web" }}, {{ path = "/api", pool = "api" }}]
+[[site]]
+id = "globex"
+tenant = "globex"
+hosts = ["globex.test"]
+route = [{{ path = "/", pool = "g" }}]
+"#,
+        web.addr, api.addr, other.addr
+    );
+    let e = TestEdge::start(TempDir::new("routes"), &cfg).await;
+    let a = e.addr("web");
+    assert_eq!(get(a, "shop.test", "/index.html", "").await.2, "web GET 0");
+    assert_eq!(
+        get(a, "x.shop.test", "/api/v1/items", "").await.2,
+        "api GET 0"
+    );
+    assert_eq!(get(a, "shop.test", "/apix", "").await.2, "web GET 0");
+    assert_eq!(get(a, "GLOBEX.test:80", "/", "").await.2, "other GET 0");
+    let (status, head, body) = get(a, "unknown.test", "/", "").await;
+    assert_eq!(status, 404);
+    assert!(head.contains("content-type: text/html"));
+    let id = head
+        .lines()
+        .find_map(|l| l.strip_prefix("x-request-id: "))
+        .unwrap();
+    assert!(body.contains(id), "the page quotes the request id");
+    let (status, head, body) = get(a, "unknown.test", "/", "Accept: application/json\r\n").await;
+    assert_eq!(status, 404);
+    assert!(head.contains("content-type: application/json"));
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["error"]["status"], 404);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn origin_failures_become_502_503_504_with_metrics_and_log() {
+    let slow = Origin::start("slow").await;
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap(); // closed at once
+    let dir = TempDir::new("fail");
+    let log = dir.path("access.log");
+    let cfg = format!(
+        r#"
+[edge]
+access_log = "{log}"
+[[tenant]]
+id = "acme"
+[[listener]]
+name = "web"
+bind = "127.0.0.1:0"
+[[pool]]
+id = "dead"
+tenant = "acme"
+servers = ["{dead}"]
+passive = {{ connect_failures = 2, ejection_time = "30s" }}
+[[pool]]
+id = "slow"
+tenant = "acme"
+servers = ["{}"]
+read_timeout = "300ms"
+[[site]]
+id = "s"
+tenant = "acme"
+hosts = ["shop.test"]
+route = [{{ path = "/", pool = "dead" }}, {{ path = "/slow", pool = "slow" }}]
+"#,
+        slow.addr
+    );
+    let e = TestEdge::start(dir, &cfg).await;
+    let a = e.addr("web");
+    let (s1, _, b1) = get(a, "shop.test", "/", "").await;
+    assert_eq!(s1, 502);
+    assert!(b1.contains("could not be reached"), "{b1}");
+    let (s2, _, _) = get(a, "shop.test", "/", "Accept: application/json\r\n").await;
+    assert_eq!(s2, 502);
+    // two connect failures ejected the only server: now 503
+    let (s3, h3, b3) = get(a, "shop.test", "/", "Accept: application/json\r\n").await;
+    assert_eq!(s3, 503, "{h3}");
+    assert!(b3.contains("no origin server available"));
+    let (s4, _, _) = get(a, "shop.test", "/slow?ms=2000", "").await;
+    assert_eq!(s4, 504);
+    // the edge keeps serving other requests
+    assert_eq!(get(a, "shop.test", "/slow", "").await.0, 200);
+    let metrics = e.edge.metrics().render();
+    assert!(metrics.contains(r#"rampart_http_edge_responses_total{tenant="acme",site="s",code="502",reason="the origin server could not be reached"} 2"#), "{metrics}");
+    assert!(metrics.contains(r#"code="503""#) && metrics.contains(r#"code="504""#));
+    assert!(
+        metrics.contains(r#"rampart_upstream_ejections_total{tenant="acme",pool="dead",server=""#)
+    );
+    assert!(metrics.contains(r#"rampart_upstream_server_up{tenant="acme",pool="dead","#));
+    let logged = eventually(T, || {
+        std::fs::read_to_string(&log)
+            .map(|t| t.lines().count() >= 5)
+            .unwrap_or(false)
+    })
+    .await;
+    assert!(logged);
+    let text = std::fs::read_to_string(&log).unwrap();
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(lines.iter().any(|v| v["http.response.status_code"] == 504
+        && v["rampart.upstream.pool"] == "slow"
+        && v["organization.id"] == "acme"));
+    assert!(
+        lines
+            .iter()
+            .all(|v| v["http.request.id"].as_str().is_some_and(|s| s.len() == 32))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn round_robin_spreads_and_connect_failures_are_retried_elsewhere() {
+    let a = Origin::start("a").await;
+    let b = Origin::start("b").await;
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let e = TestEdge::start(
+        TempDir::new("rr"),
+        &basic_config(
+            &[a.addr, b.addr, dead],
+            "passive = { connect_failures = 1, ejection_time = \"30s\" }",
+            "",
+        ),
+    )
+    .await;
+    let addr = e.addr("web");
+    for _ in 0..12 {
+        assert_eq!(
+            get(addr, "shop.test", "/", "").await.0,
+            200,
+            "a dead server never fails a GET: it is retried once elsewhere"
+        );
+    }
+    let (na, nb) = (
+        a.hits.load(std::sync::atomic::Ordering::SeqCst),
+        b.hits.load(std::sync::atomic::Ordering::SeqCst),
+    );
+    assert_eq!(na + nb, 12);
+    assert!((5..=7).contains(&na), "round robin: {na} / {nb}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn least_conn_avoids_the_busy_server() {
+    let a = Origin::start("a").await;
+    let b = Origin::start("b").await;
+    let e = TestEdge::start(
+        TempDir::new("lc"),
+        &basic_config(&[a.addr, b.addr], "balance = \"least_conn\"", ""),
+    )
+    .await;
+    let addr = e.addr("web");
+    // hold two slow requests in flight; they land one on each server
+    let slow1 = tokio::spawn(get(addr, "shop.test", "/?ms=1500", ""));
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let slow2 = tokio::spawn(get(addr, "shop.test", "/?ms=1500", ""));
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let busy_a = a.hits.load(std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(busy_a, 1, "first two requests spread over both servers");
+    slow1.await.unwrap();
+    // a is free again, b still busy: the next request goes to a
+    let before = a.hits.load(std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(get(addr, "shop.test", "/", "").await.0, 200);
+    assert_eq!(a.hits.load(std::sync::atomic::Ordering::SeqCst), before + 1);
+    slow2.await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_checks_and_5xx_bursts_take_servers_out_and_back() {
+    let a = Origin::start("a").await;
+    let b = Origin::start("b").await;
+    let e = TestEdge::start(
+        TempDir::new("hc"),
+        &basic_config(&[a.addr, b.addr], "health_check = { path = \"/healthz\", interval = \"100ms\", timeout = \"1s\", healthy_threshold = 1, unhealthy_threshold = 2 }\npassive = { connect_failures = 3, consecutive_5xx = 3, ejection_time = \"400ms\" }", ""),
+    )
+    .await;
+    let addr = e.addr("web");
+    a.healthy.store(false, std::sync::atomic::Ordering::SeqCst);
+    let pool = e.edge.current().pools[0].clone();
+    assert!(
+        eventually(T, || !pool.is_available(0)).await,
+        "a marked unhealthy"
+    );
+    let before = a.hits.load(std::sync::atomic::Ordering::SeqCst);
+    for _ in 0..6 {
+        assert_eq!(get(addr, "shop.test", "/", "").await.2, "b GET 0");
+    }
+    assert_eq!(a.hits.load(std::sync::atomic::Ordering::SeqCst), before);
+    a.healthy.store(true, std::sync::atomic::Ordering::SeqCst);
+    assert!(eventually(T, || pool.is_available(0)).await, "a back");
+    // 5xx burst: three 500s from a server eject it for 400ms
+    let mut ejected = false;
+    for _ in 0..12 {
+        get(addr, "shop.test", "/status/500", "").await;
+        if !pool.is_available(0) || !pool.is_available(1) {
+            ejected = true;
+            break;
+        }
+    }
+    assert!(ejected, "a server was ejected after consecutive 5xx");
+    assert!(
+        eventually(T, || pool.is_available(0) && pool.is_available(1)).await,
+        "ejection expires"
+    );
+    let m = e.edge.metrics().render();
+    assert!(
+        m.contains("rampart_upstream_health_checks_total") && m.contains(r#"cause="5xx""#),
+        "{m}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bodies_stream_both_ways_without_limit() {
+    let o = Origin::start("o").await;
+    let e = TestEdge::start(TempDir::new("stream"), &basic_config(&[o.addr], "", "")).await;
+    let addr = e.addr("web");
+    // 8 MiB upload, chunked, and a 16 MiB download
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    use tokio::io::AsyncWriteExt;
+    s.write_all(b"POST /up HTTP/1.1\r\nHost: shop.test\r\nTransfer-Encoding: chunked\r\n\r\n")
+        .await
+        .unwrap();
+    let chunk = vec![b'z'; 64 * 1024];
+    for _ in 0..128 {
+        s.write_all(format!("{:x}\r\n", chunk.len()).as_bytes())
+            .await
+            .unwrap();
+        s.write_all(&chunk).await.unwrap();
+        s.write_all(b"\r\n").await.unwrap();
+    }
+    s.write_all(b"0\r\n\r\n").await.unwrap();
+    let resp = read_until_quiet(&mut s, Duration::from_millis(1500)).await;
+    assert_eq!(split(&resp).2, format!("o POST {}", 8 << 20));
+    let resp = raw(
+        addr,
+        b"GET /big?n=16777216 HTTP/1.1\r\nHost: shop.test\r\nConnection: close\r\n\r\n",
+        T,
+    )
+    .await;
+    let (status, _, body) = split(&resp);
+    assert_eq!(status, 200);
+    // chunked framing adds a little; the payload is 16 MiB of 'x'
+    assert!(body.bytes().filter(|&c| c == b'x').count() == 16 << 20);
+}
+
+struct Inspect;
+impl Stage for Inspect {
+    fn name(&self) -> &'static str {
+        "test_inspect"
+    }
+    fn on_request(&self, _: &Config, _: &mut RequestView) -> Flow {
+        Flow::Continue
+    }
+    fn body_prefix_wanted(&self, _: &Config, _: &RequestView) -> usize {
+        16
+    }
+    fn on_request_body(
+        &self,
+        _: &Config,
+        _: &mut RequestView,
+        prefix: &[u8],
+        complete: bool,
+    ) -> Flow {
+        if prefix.windows(4).any(|w| w == b"EVIL") {
+            return Flow::Respond(Reply::new(
+                StatusCode::FORBIDDEN,
+                "body refused by a test stage",
+            ));
+        }
+        if !complete && prefix.len() != 16 {
+            return Flow::Respond(Reply::new(StatusCode::IM_A_TEAPOT, "prefix size wrong"));
+        }
+        Flow::Continue
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stage_reads_a_bounded_body_prefix_and_the_origin_gets_it_all() {
+    let o = Origin::start("o").await;
+    let stages: rampart_edge::generation::StageFactory =
+        Arc::new(|| vec![Box::new(Inspect) as Box<dyn Stage>]);
+    let e = TestEdge::start_with(
+        TempDir::new("prefix"),
+        &basic_config(&[o.addr], "", ""),
+        stages,
+    )
+    .await;
+    let addr = e.addr("web");
+    let body = "0123456789abcdefEVIL-after-the-prefix-is-not-seen-by-the-stage";
+    let req = format!(
+        "POST / HTTP/1.1\r\nHost: shop.test\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let (status, _, resp) = split(&raw(addr, req.as_bytes(), T).await);
+    assert_eq!(status, 200, "{resp}");
+    assert_eq!(
+        o.seen()[0].body,
+        body.as_bytes(),
+        "prefix and rest reach the origin in order"
+    );
+    let req = "POST / HTTP/1.1\r\nHost: shop.test\r\nContent-Length: 8\r\nConnection: close\r\n\r\nabEVILcd";
+    assert_eq!(split(&raw(addr, req.as_bytes(), T).await).0, 403);
+    assert_eq!(
+        o.seen().len(),
+        1,
+        "a refused request never reaches the origin"
+    );
+    let m = e.edge.metrics().render();
+    assert!(
+        m.contains(r#"rampart_pipeline_stage_duration_seconds_count{stage="test_inspect"}"#),
+        "{m}"
+    );
+    assert!(m.contains(r#"rampart_pipeline_stage_duration_seconds_count{stage="resolve"}"#));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn body_size_limit_gives_413() {
+    let o = Origin::start("o").await;
+    let e = TestEdge::start(
+        TempDir::new("413"),
+        &basic_config(&[o.addr], "", "[limits]\nmax_body_bytes = 1000"),
+    )
+    .await;
+    let addr = e.addr("web");
+    let big = "x".repeat(2000);
+    let req = format!("POST / HTTP/1.1\r\nHost: shop.test\r\nContent-Length: 2000\r\n\r\n{big}");
+    assert_eq!(statuses(&raw(addr, req.as_bytes(), T).await), vec![413]);
+    let req = format!(
+        "POST / HTTP/1.1\r\nHost: shop.test\r\nTransfer-Encoding: chunked\r\n\r\n7d0\r\n{big}\r\n0\r\n\r\n"
+    );
+    assert_eq!(statuses(&raw(addr, req.as_bytes(), T).await), vec![413]);
+    let ok = "x".repeat(900);
+    let req = format!(
+        "POST / HTTP/1.1\r\nHost: shop.test\r\nContent-Length: 900\r\nConnection: close\r\n\r\n{ok}"
+    );
+    assert_eq!(statuses(&raw(addr, req.as_bytes(), T).await), vec![200]);
+}
