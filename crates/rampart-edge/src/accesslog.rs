@@ -233,7 +233,7 @@ mod tests {
         assert_eq!(rfc3339(UNIX_EPOCH), "1970-01-01T00:00:00.000Z");
         assert_eq!(
             rfc3339(UNIX_EPOCH + Duration::from_millis(1_795_334_400_123)),
-            "2026-11-22T04:00:00.123Z"
+            "2026-11-22T08:00:00.123Z"
         );
         assert_eq!(
             rfc3339(UNIX_EPOCH + Duration::from_secs(951_782_400)),

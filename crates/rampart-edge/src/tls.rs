@@ -136,7 +136,9 @@ pub fn server_config(
     src: &SourceFile,
     cfg: &Config,
 ) -> Result<Option<Arc<rustls::ServerConfig>>, Diagnostics> {
-    if !cfg.listeners.iter().any(|l| l.is_tls()) {
+    // Every certificate is loaded, so a broken file is refused even before a TLS
+    // listener uses it.
+    if cfg.certificates.is_empty() {
         return Ok(None);
     }
     let provider = provider();

@@ -6,6 +6,8 @@
 //! never receives a header injected through HTTP/2, and the edge answers each case
 //! exactly as listed — refused cases with exactly one 400 and a closed connection.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod support;
 
 use std::time::Duration;

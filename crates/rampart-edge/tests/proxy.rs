@@ -1,5 +1,7 @@
 //! The request path through a real edge to real origins over loopback sockets.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod support;
 
 use std::sync::Arc;

@@ -503,7 +503,7 @@ pub fn compile(src: &SourceFile, raw: raw::RawConfig) -> Result<Config, Diagnost
     for l in &raw.listeners {
         ctx.id(&l.name, "listener name");
         let bind = ctx.socket_addr(&l.bind, "bind address");
-        if let Some(b) = bind {
+        if let Some(b) = bind.filter(|b| b.port() != 0) {
             if let Some(other) = binds.insert(b, l.name.get_ref().clone()) {
                 ctx.err(
                     l.bind.span(),

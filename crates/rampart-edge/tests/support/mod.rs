@@ -1,5 +1,11 @@
 //! Test support: real origin servers, a real edge, raw and TLS clients — all on loopback.
-#![allow(dead_code, missing_docs)]
+#![allow(
+    dead_code,
+    missing_docs,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic
+)]
 
 use std::collections::HashMap;
 use std::convert::Infallible;
