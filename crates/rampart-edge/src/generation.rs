@@ -190,7 +190,7 @@ fn open_access_log(
         AccessLogTarget::File(path) => match std::fs::OpenOptions::new()
             .create(true)
             .append(true)
-            .open(path)
+            .open(crate::tls::resolve(src, path))
         {
             Ok(f) => Box::new(f),
             Err(e) => {

@@ -16,6 +16,18 @@ use rustls::sign::CertifiedKey;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
+/// A path from the configuration: relative paths are relative to the configuration
+/// file's directory, so a configuration and its certificates move together.
+pub fn resolve(src: &SourceFile, path: &str) -> std::path::PathBuf {
+    let p = std::path::Path::new(path);
+    if p.is_absolute() {
+        return p.to_owned();
+    }
+    std::path::Path::new(src.name())
+        .parent()
+        .map_or_else(|| p.to_owned(), |dir| dir.join(p))
+}
+
 /// The crypto provider used everywhere.
 pub fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
@@ -32,30 +44,31 @@ fn load_key(
 ) -> Result<Arc<CertifiedKey>, Box<Diagnostic>> {
     let (cert_path, cert_span) = &cert.cert;
     let (key_path, key_span) = &cert.key;
-    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert_path)
-        .map_err(|e| {
-            file_error(
-                src,
-                *cert_span,
-                format!(
-                    "cannot read certificate file `{cert_path}`: {}",
-                    pem_error(&e)
-                ),
-                "the file must exist, be readable and hold PEM \"CERTIFICATE\" blocks",
-            )
-        })?
-        .collect::<Result<_, _>>()
-        .map_err(|e| {
-            file_error(
-                src,
-                *cert_span,
-                format!(
-                    "certificate file `{cert_path}` is not valid PEM: {}",
-                    pem_error(&e)
-                ),
-                "expected PEM \"CERTIFICATE\" blocks, leaf first",
-            )
-        })?;
+    let chain: Vec<CertificateDer<'static>> =
+        CertificateDer::pem_file_iter(resolve(src, cert_path))
+            .map_err(|e| {
+                file_error(
+                    src,
+                    *cert_span,
+                    format!(
+                        "cannot read certificate file `{cert_path}`: {}",
+                        pem_error(&e)
+                    ),
+                    "the file must exist, be readable and hold PEM \"CERTIFICATE\" blocks",
+                )
+            })?
+            .collect::<Result<_, _>>()
+            .map_err(|e| {
+                file_error(
+                    src,
+                    *cert_span,
+                    format!(
+                        "certificate file `{cert_path}` is not valid PEM: {}",
+                        pem_error(&e)
+                    ),
+                    "expected PEM \"CERTIFICATE\" blocks, leaf first",
+                )
+            })?;
     if chain.is_empty() {
         return Err(file_error(
             src,
@@ -64,7 +77,7 @@ fn load_key(
             "expected PEM \"CERTIFICATE\" blocks, leaf first",
         ));
     }
-    let key = PrivateKeyDer::from_pem_file(key_path).map_err(|e| {
+    let key = PrivateKeyDer::from_pem_file(resolve(src, key_path)).map_err(|e| {
         file_error(
             src,
             *key_span,
@@ -212,24 +225,25 @@ pub fn client_config(
         let mut roots = rustls::RootCertStore::empty();
         match &tls.ca_file {
             Some((path, span)) => {
-                let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
-                    .map_err(|e| {
-                        file_error(
-                            src,
-                            *span,
-                            format!("cannot read CA file `{path}`: {}", pem_error(&e)),
-                            "a PEM bundle of CA certificates",
-                        )
-                    })?
-                    .collect::<Result<_, _>>()
-                    .map_err(|e| {
-                        file_error(
-                            src,
-                            *span,
-                            format!("CA file `{path}` is not valid PEM: {}", pem_error(&e)),
-                            "a PEM bundle of CA certificates",
-                        )
-                    })?;
+                let certs: Vec<CertificateDer<'static>> =
+                    CertificateDer::pem_file_iter(resolve(src, path))
+                        .map_err(|e| {
+                            file_error(
+                                src,
+                                *span,
+                                format!("cannot read CA file `{path}`: {}", pem_error(&e)),
+                                "a PEM bundle of CA certificates",
+                            )
+                        })?
+                        .collect::<Result<_, _>>()
+                        .map_err(|e| {
+                            file_error(
+                                src,
+                                *span,
+                                format!("CA file `{path}` is not valid PEM: {}", pem_error(&e)),
+                                "a PEM bundle of CA certificates",
+                            )
+                        })?;
                 let (added, _) = roots.add_parsable_certificates(certs);
                 if added == 0 {
                     return Err(file_error(

@@ -1,0 +1,290 @@
+//! The `rampart` binary as a user runs it: `check`, `serve` with signals, `reload`.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+// This test drives a child process from plain threads: no async runtime to block.
+#![allow(clippy::disallowed_methods)]
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_rampart"))
+}
+
+fn temp(tag: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("rampart-cli-{tag}-{}", std::process::id()));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[test]
+fn check_accepts_the_shipped_example() {
+    let example = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../examples/rampart.toml");
+    let dir = temp("example");
+    // the example names certificate files under examples/; generate throwaway ones there
+    let text = std::fs::read_to_string(&example).unwrap();
+    let ck = rcgen::generate_simple_self_signed(vec!["shop.example.com".to_string()]).unwrap();
+    std::fs::write(dir.join("shop.crt"), ck.cert.pem()).unwrap();
+    std::fs::write(dir.join("shop.key"), ck.key_pair.serialize_pem()).unwrap();
+    let text = text
+        .replace("/etc/rampart/certs/", &format!("{}/", dir.display()))
+        .replace(
+            "/var/log/rampart/access.log",
+            &dir.join("access.log").display().to_string(),
+        );
+    let cfg = dir.join("rampart.toml");
+    std::fs::write(&cfg, text).unwrap();
+    let out = Command::new(bin())
+        .args(["check", "-c"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains(": OK ("));
+}
+
+#[test]
+fn check_reports_every_error_with_file_line_col_and_fails() {
+    let dir = temp("bad");
+    let cfg = dir.join("bad.toml");
+    std::fs::write(
+        &cfg,
+        "[edge]\nadmin = \"nowhere\"\n\n[[tenant]]\nid = \"t\"\n\n[[listener]]\nname = \"web\"\nbind = \"127.0.0.1:99999\"\n\n[[certificate]]\nname = \"c\"\ncert = \"/missing.pem\"\nkey = \"/missing.key\"\ndefault = true\n",
+    )
+    .unwrap();
+    let out = Command::new(bin())
+        .args(["check", "-c"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    let name = cfg.display().to_string();
+    assert!(
+        err.contains(&format!(
+            "{name}:2:9: error: invalid admin address `nowhere`"
+        )),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!("{name}:9:8: error: invalid bind address")),
+        "{err}"
+    );
+    assert!(err.contains("expected:") && err.contains("hint:"), "{err}");
+    // syntax errors are located too
+    std::fs::write(&cfg, "[edge\n").unwrap();
+    let out = Command::new(bin())
+        .args(["check", "-c"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains(&format!("{name}:1:")));
+    // a certificate file that does not exist, once the syntax is right
+    std::fs::write(&cfg, "[[certificate]]\nname = \"c\"\ncert = \"/missing.pem\"\nkey = \"/missing.key\"\ndefault = true\n").unwrap();
+    let out = Command::new(bin())
+        .args(["check", "-c"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!(
+            "{name}:3:8: error: cannot read certificate file `/missing.pem`"
+        )),
+        "{err}"
+    );
+    // a file that does not exist
+    let out = Command::new(bin())
+        .args(["check", "-c", "/nonexistent/rampart.toml"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read /nonexistent/rampart.toml"));
+}
+
+struct Proc(Child);
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn origin() -> SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for s in l.incoming() {
+            let Ok(mut s) = s else { continue };
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 4096];
+                let mut acc = Vec::new();
+                loop {
+                    let Ok(n) = s.read(&mut buf) else { return };
+                    if n == 0 {
+                        return;
+                    }
+                    acc.extend_from_slice(&buf[..n]);
+                    while let Some(end) = acc.windows(4).position(|w| w == b"\r\n\r\n") {
+                        let head = String::from_utf8_lossy(&acc[..end]).to_string();
+                        acc.drain(..end + 4);
+                        if head.contains("/slow") {
+                            std::thread::sleep(Duration::from_millis(800));
+                        }
+                        let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\norigin");
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+fn http_get(addr: SocketAddr, path: &str) -> Option<u16> {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: shop.test\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    out.get(9..12)?.parse().ok()
+}
+
+fn wait_port(addr: SocketAddr) -> bool {
+    let end = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < end {
+        if TcpStream::connect(addr).is_ok() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    false
+}
+
+fn config(o: SocketAddr, web: u16, admin: u16, extra_listener: Option<u16>) -> String {
+    let extra = extra_listener
+        .map(|p| format!("[[listener]]\nname = \"extra\"\nbind = \"127.0.0.1:{p}\"\n"))
+        .unwrap_or_default();
+    format!(
+        "[edge]\nadmin = \"127.0.0.1:{admin}\"\naccess_log = \"off\"\ndrain_timeout = \"5s\"\n[[tenant]]\nid = \"t\"\n[[listener]]\nname = \"web\"\nbind = \"127.0.0.1:{web}\"\n{extra}[[pool]]\nid = \"p\"\ntenant = \"t\"\nservers = [\"{o}\"]\n[[site]]\nid = \"s\"\ntenant = \"t\"\nhosts = [\"shop.test\"]\nroute = [{{ path = \"/\", pool = \"p\" }}]\n"
+    )
+}
+
+#[test]
+fn serve_reloads_on_sighup_and_reload_command_and_drains_on_sigterm() {
+    let o = origin();
+    let dir = temp("serve");
+    let cfg = dir.join("rampart.toml");
+    let (web, admin, extra) = (free_port(), free_port(), free_port());
+    std::fs::write(&cfg, config(o, web, admin, None)).unwrap();
+    let child = Command::new(bin())
+        .args(["serve", "-c"])
+        .arg(&cfg)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut proc = Proc(child);
+    let web_addr: SocketAddr = format!("127.0.0.1:{web}").parse().unwrap();
+    let extra_addr: SocketAddr = format!("127.0.0.1:{extra}").parse().unwrap();
+    assert!(wait_port(web_addr), "edge did not come up");
+    assert_eq!(http_get(web_addr, "/"), Some(200));
+
+    // SIGHUP: a new listener appears
+    std::fs::write(&cfg, config(o, web, admin, Some(extra))).unwrap();
+    Command::new("kill")
+        .args(["-HUP", &proc.0.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(wait_port(extra_addr), "listener added by SIGHUP");
+    assert_eq!(http_get(extra_addr, "/"), Some(200));
+
+    // `rampart reload` with an invalid file: refused with diagnostics, still serving
+    std::fs::write(
+        &cfg,
+        config(o, web, admin, Some(extra)).replace("pool = \"p\" }", "pool = \"x\" }"),
+    )
+    .unwrap();
+    let out = Command::new(bin())
+        .args(["reload", "-c"])
+        .arg(dir.join("good-admin.toml"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "reload of a missing file fails");
+    std::fs::write(dir.join("good-admin.toml"), config(o, web, admin, None)).unwrap();
+    let out = Command::new(bin())
+        .args(["reload", "-c"])
+        .arg(dir.join("good-admin.toml"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("unknown pool `x`"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(http_get(web_addr, "/"), Some(200));
+
+    // `rampart reload` with a valid file: the extra listener goes away
+    std::fs::write(&cfg, config(o, web, admin, None)).unwrap();
+    let out = Command::new(bin())
+        .args(["reload", "-c"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("reloaded: generation"));
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(TcpStream::connect(extra_addr).is_err());
+
+    // SIGTERM with a request in flight: it completes, then the process exits 0
+    let slow = std::thread::spawn(move || http_get(web_addr, "/slow"));
+    std::thread::sleep(Duration::from_millis(200));
+    Command::new("kill")
+        .args(["-TERM", &proc.0.id().to_string()])
+        .status()
+        .unwrap();
+    assert_eq!(slow.join().unwrap(), Some(200), "in-flight request drained");
+    let end = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(s) = proc.0.try_wait().unwrap() {
+            break s;
+        }
+        assert!(Instant::now() < end, "did not exit after SIGTERM");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success());
+    let mut err = String::new();
+    proc.0
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    assert!(
+        err.contains("configuration reloaded") && err.contains("drained"),
+        "{err}"
+    );
+}

@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# Rampart's whole test command: installs what is missing, then runs every quality gate
+# and every test. CI (.ci/run) calls exactly this.
+#
+#   ./scripts/test.sh
+#
+# Gates, in order: rustfmt, clippy (-D warnings), cargo deny (licences, bans, sources),
+# the unit and integration tests (cargo nextest; doc tests with cargo test --doc).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+say() { printf '\n==> %s\n' "$*"; }
+
+# --- what is missing ------------------------------------------------------------------
+if ! command -v cargo >/dev/null; then
+    echo "cargo is missing: Rampart needs a Rust toolchain (1.85 or newer) on PATH" >&2
+    exit 1
+fi
+for comp in rustfmt clippy; do
+    if ! cargo "${comp/rustfmt/fmt}" --version >/dev/null 2>&1; then
+        say "installing the $comp component"
+        rustup component add "$comp"
+    fi
+done
+if ! cargo nextest --version >/dev/null 2>&1; then
+    say "installing cargo-nextest (from crates.io)"
+    cargo install --locked cargo-nextest
+fi
+if ! cargo deny --version >/dev/null 2>&1; then
+    say "installing cargo-deny (from crates.io; a few minutes, once)"
+    cargo install --locked cargo-deny
+fi
+
+# --- gates ----------------------------------------------------------------------------
+say "rustfmt"
+cargo fmt --all -- --check
+
+say "clippy"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+say "cargo deny (licences, duplicate versions, sources)"
+cargo deny --log-level error check licenses bans sources
+
+say "doc tests"
+cargo test --workspace --doc --locked --quiet
+
+say "tests"
+cargo nextest run --workspace --locked --no-fail-fast
