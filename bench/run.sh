@@ -1,0 +1,215 @@
+#!/usr/bin/env bash
+# Side-by-side benchmark: Rampart and nginx as bare reverse proxies in front of the same
+# origin, measured in the same run with wrk. Loopback only; every wrk run is bounded in
+# time and in request count.
+#
+#   bench/run.sh                     # from the repository root, with ../shared beside it
+#
+# Targets (all proxy to the peer origin on 127.0.0.1:18080, nginx `return 200`):
+#   nginx      127.0.0.1:18097  bare nginx proxy (configured as the peers' bare proxy on :18082,
+#                               but in its own nginx instance so its CPU is the proxy's alone)
+#   rampart    127.0.0.1:18090  Rampart, plain
+#   nginx_tls  127.0.0.1:18096  nginx, TLS (same instance, same certificate as Rampart)
+#   rampart_tls 127.0.0.1:18093 Rampart, TLS
+# The origin is the peer origin of ../shared/peers/modsec-nginx.sh (nginx `return 200`).
+# Both proxies run 2 workers (nginx worker_processes 2; Rampart workers = 2), access logs off.
+# Scenarios: get (keep-alive GET /index.html?q=hello), post (2 KiB urlencoded POST,
+# keep-alive), newconn (GET with Connection: close: a new TCP (+TLS) connection per request).
+#
+# Env: THREADS=2 CONNS=64 DURATION=10 ROUNDS=2 WARMUP=2 MAX_REQ=2000000 OUT_DIR=/tmp/rampart-bench
+#      PROFILE=bench-lto (cargo profile used to build Rampart)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+SHARED=${SHARED:-$ROOT/../shared}
+THREADS=${THREADS:-2}
+CONNS=${CONNS:-64}
+DURATION=${DURATION:-10}
+ROUNDS=${ROUNDS:-2}
+WARMUP=${WARMUP:-2}
+MAX_REQ=${MAX_REQ:-2000000}
+PROFILE=${PROFILE:-bench-lto}
+OUT_DIR=${OUT_DIR:-/tmp/rampart-bench}
+TS=$(date -u +%Y%m%dT%H%M%SZ)
+RUN="$OUT_DIR/$TS"
+mkdir -p "$RUN/raw" "$RUN/nginx-tls/logs" "$RUN/nginx-tls/tmp"
+
+need=()
+command -v wrk >/dev/null || need+=(wrk)
+command -v openssl >/dev/null || need+=(openssl)
+command -v nginx >/dev/null || need+=(nginx)
+if ((${#need[@]})); then
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+
+echo "building rampart (profile $PROFILE)"
+cargo build --locked --profile "$PROFILE" -p rampart
+BIN="$ROOT/target/$PROFILE/rampart"
+
+FTW_PROFILE=0 bash "$SHARED/peers/modsec-nginx.sh" start "$SHARED/crs"
+
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 -subj "/CN=localhost" \
+    -addext "subjectAltName=DNS:localhost" -keyout "$RUN/localhost.key" -out "$RUN/localhost.crt" 2>/dev/null
+
+cat >"$RUN/nginx-tls/nginx.conf" <<NGINX
+worker_processes 2;
+pid $RUN/nginx-tls/nginx.pid;
+error_log $RUN/nginx-tls/logs/error.log warn;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    client_body_temp_path $RUN/nginx-tls/tmp/body;
+    proxy_temp_path $RUN/nginx-tls/tmp/proxy;
+    fastcgi_temp_path $RUN/nginx-tls/tmp/fastcgi;
+    uwsgi_temp_path $RUN/nginx-tls/tmp/uwsgi;
+    scgi_temp_path $RUN/nginx-tls/tmp/scgi;
+    keepalive_requests 100000;
+    upstream origin { server 127.0.0.1:18080; keepalive 64; }
+    server {
+        listen 127.0.0.1:18097 backlog=4096;
+        location / {
+            proxy_pass http://origin;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header Host \$host;
+        }
+    }
+    server {
+        listen 127.0.0.1:18096 ssl backlog=4096;
+        ssl_certificate $RUN/localhost.crt;
+        ssl_certificate_key $RUN/localhost.key;
+        ssl_protocols TLSv1.2 TLSv1.3;
+        location / {
+            proxy_pass http://origin;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header Host \$host;
+        }
+    }
+}
+NGINX
+nginx -p "$RUN/nginx-tls" -c "$RUN/nginx-tls/nginx.conf"
+
+cat >"$RUN/rampart.toml" <<TOML
+[edge]
+access_log = "off"
+workers = 2
+[limits]
+max_connections_per_ip = 100000
+[[tenant]]
+id = "bench"
+[[listener]]
+name = "plain"
+bind = "127.0.0.1:18090"
+[[listener]]
+name = "tls"
+bind = "127.0.0.1:18093"
+tls = true
+[[certificate]]
+name = "localhost"
+cert = "$RUN/localhost.crt"
+key = "$RUN/localhost.key"
+default = true
+[[pool]]
+id = "origin"
+tenant = "bench"
+servers = ["127.0.0.1:18080"]
+[[site]]
+id = "bench"
+tenant = "bench"
+hosts = ["*"]
+route = [{ path = "/", pool = "origin" }]
+TOML
+"$BIN" check -c "$RUN/rampart.toml"
+RAMPART_LOG=warn "$BIN" serve -c "$RUN/rampart.toml" 2>"$RUN/rampart.err" &
+RAMPART_PID=$!
+
+cleanup() {
+    kill "$RAMPART_PID" 2>/dev/null || true
+    [[ -f $RUN/nginx-tls/nginx.pid ]] && kill "$(cat "$RUN/nginx-tls/nginx.pid")" 2>/dev/null || true
+    bash "$SHARED/peers/modsec-nginx.sh" stop || true
+}
+trap cleanup EXIT
+
+for port in 18090 18093 18096 18097 18080; do
+    for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.1; done
+done
+
+declare -A URL=(
+    [nginx]="http://127.0.0.1:18097" [rampart]="http://127.0.0.1:18090"
+    [nginx_tls]="https://127.0.0.1:18096" [rampart_tls]="https://127.0.0.1:18093"
+)
+TARGETS=(nginx rampart nginx_tls rampart_tls)
+SCENARIOS=(get post newconn)
+
+pids_of() { # target -> pids whose CPU and memory count
+    case $1 in
+        nginx*) local m; m=$(cat "$RUN/nginx-tls/nginx.pid"); echo "$m $(pgrep -P "$m" | xargs)" ;;
+        rampart*) echo "$RAMPART_PID" ;;
+    esac
+}
+cpu_ticks() { local t=0 p; for p in $1; do t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null || echo 0))); done; echo $t; }
+rss_kib() { local t=0 p; for p in $1; do t=$((t + $(awk '/VmRSS/ {print $2}' "/proc/$p/status" 2>/dev/null || echo 0))); done; echo $t; }
+
+python3 - "$RUN/body2k.txt" <<'PY'
+import sys
+body = "&".join("field%02d=%s" % (i, "alpha+bravo+charlie+delta") for i in range(1, 200))
+body = body[:2040]
+body += "&pad=" + "x" * (2048 - len(body) - 5)
+assert len(body) == 2048
+open(sys.argv[1], "w").write(body)
+PY
+per_thread=$(( (MAX_REQ + THREADS - 1) / THREADS ))
+stop_lua="local n = 0
+function response(status, headers, body)
+  n = n + 1
+  if n >= $per_thread then wrk.thread:stop() end
+end"
+common='wrk.headers["Host"] = "localhost"
+wrk.headers["User-Agent"] = "Mozilla/5.0 (X11; Linux x86_64) bench"
+wrk.headers["Accept"] = "text/html,application/xhtml+xml,*/*;q=0.8"'
+printf 'wrk.method = "GET"\nwrk.path = "/index.html?q=hello"\n%s\n%s\n' "$common" "$stop_lua" >"$RUN/get.lua"
+printf 'wrk.method = "GET"\nwrk.path = "/index.html?q=hello"\n%s\nwrk.headers["Connection"] = "close"\n%s\n' "$common" "$stop_lua" >"$RUN/newconn.lua"
+cat >"$RUN/post.lua" <<LUA
+wrk.method = "POST"
+wrk.path = "/submit"
+$common
+wrk.headers["Content-Type"] = "application/x-www-form-urlencoded"
+local f = assert(io.open("$RUN/body2k.txt", "rb"))
+wrk.body = f:read("*a")
+f:close()
+$stop_lua
+LUA
+
+run_wrk() { # scenario target seconds out
+    local path=/index.html
+    timeout $(( $3 + 20 )) wrk -t "$THREADS" -c "$CONNS" -d "${3}s" --latency -s "$RUN/$1.lua" "${URL[$2]}$path" >"$4" 2>&1 || true
+}
+
+{
+    echo "date_utc=$TS host=$(hostname) cpus=$(nproc) model=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
+    echo "threads=$THREADS conns=$CONNS duration=${DURATION}s rounds=$ROUNDS max_req=$MAX_REQ profile=$PROFILE"
+    echo "nginx=$(nginx -v 2>&1 | sed 's/.*\///') wrk=$(dpkg-query -W -f='${Version}' wrk 2>/dev/null) rampart=$(git -C "$ROOT" rev-parse --short HEAD)"
+    echo "loadavg_before=$(cut -d' ' -f1-3 /proc/loadavg)"
+} | tee "$RUN/meta.txt"
+
+echo "warm-up"
+for s in "${SCENARIOS[@]}"; do for t in "${TARGETS[@]}"; do run_wrk "$s" "$t" "$WARMUP" /dev/null; done; done
+
+for r in $(seq 1 "$ROUNDS"); do
+    for s in "${SCENARIOS[@]}"; do
+        for t in "${TARGETS[@]}"; do
+            pids=$(pids_of "$t")
+            c0=$(cpu_ticks "$pids")
+            run_wrk "$s" "$t" "$DURATION" "$RUN/raw/r$r-$s-$t.txt"
+            c1=$(cpu_ticks "$pids")
+            echo "cpu_ticks=$((c1 - c0)) clk_tck=$(getconf CLK_TCK) rss_kib=$(rss_kib "$pids")" >>"$RUN/raw/r$r-$s-$t.txt"
+            echo "round $r $s $t: $(grep -E 'Requests/sec' "$RUN/raw/r$r-$s-$t.txt" | xargs)"
+        done
+    done
+done
+echo "loadavg_after=$(cut -d' ' -f1-3 /proc/loadavg)" | tee -a "$RUN/meta.txt"
+
+python3 "$ROOT/bench/summarize.py" "$RUN" | tee "$RUN/summary.md"
+echo "raw output: $RUN"
