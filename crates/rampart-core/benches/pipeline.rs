@@ -44,13 +44,13 @@ fn id() -> String {
 
 fn bench(c: &mut Criterion) {
     let cfg = load_str(&SourceFile::new("b.toml", CFG)).unwrap_or_else(|d| panic!("{d}"));
-    let conn = Arc::new(ConnInfo {
-        peer: ([127, 0, 0, 1], 40000).into(),
-        local: ([127, 0, 0, 1], 8080).into(),
-        listener: "web".into(),
-        tls: false,
-        sni: None,
-    });
+    let conn = Arc::new(ConnInfo::new(
+        ([127, 0, 0, 1], 40000).into(),
+        ([127, 0, 0, 1], 8080).into(),
+        "web".into(),
+        false,
+        None,
+    ));
     let (head, ()) = Request::builder()
         .uri("/index.html?q=hello")
         .header("host", "localhost")

@@ -240,8 +240,16 @@ impl Guard {
         if blank > 0 {
             return Step::Pass(blank);
         }
-        let mut headers = vec![httparse::EMPTY_HEADER; self.limits.max_headers];
-        let mut req = httparse::Request::new(&mut headers);
+        // The usual case fits on the stack; only very large limits allocate.
+        let mut stack = [httparse::EMPTY_HEADER; 128];
+        let mut heap = Vec::new();
+        let headers: &mut [httparse::Header<'_>] = if self.limits.max_headers <= stack.len() {
+            &mut stack[..self.limits.max_headers]
+        } else {
+            heap.resize(self.limits.max_headers, httparse::EMPTY_HEADER);
+            &mut heap
+        };
+        let mut req = httparse::Request::new(headers);
         let head_len = match req.parse(input) {
             Ok(httparse::Status::Complete(n)) => n,
             Ok(httparse::Status::Partial) => {

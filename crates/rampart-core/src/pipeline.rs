@@ -47,12 +47,39 @@ pub struct ConnInfo {
     pub tls: bool,
     /// SNI the client sent, lower case.
     pub sni: Option<Arc<str>>,
+    /// `peer`'s address as text (IPv4-mapped IPv6 shown as IPv4), formatted once per
+    /// connection for `X-Forwarded-For`.
+    pub peer_ip: Arc<str>,
+}
+
+impl ConnInfo {
+    /// Connection facts; `peer_ip` is derived from `peer`.
+    pub fn new(
+        peer: SocketAddr,
+        local: SocketAddr,
+        listener: Arc<str>,
+        tls: bool,
+        sni: Option<Arc<str>>,
+    ) -> Self {
+        let peer_ip = Arc::from(crate::net::canonical(peer.ip()).to_string().as_str());
+        ConnInfo {
+            peer,
+            local,
+            listener,
+            tls,
+            sni,
+            peer_ip,
+        }
+    }
 }
 
 /// A request as the pipeline sees it: the parsed head plus what stages derived.
 #[derive(Debug)]
 pub struct RequestView {
     /// Method, URI, version, headers. Stages may amend headers sent to the origin.
+    /// When the request is forwarded its headers *move* to the origin request (no copy on
+    /// the hot path): `on_response` stages see an empty header map, so a stage that needs
+    /// request headers at response time keeps what it needs in `on_request`.
     pub head: http::request::Parts,
     /// The connection.
     pub conn: Arc<ConnInfo>,

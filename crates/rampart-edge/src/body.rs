@@ -40,24 +40,29 @@ pub fn find_body_error(mut err: &(dyn std::error::Error + 'static)) -> Option<Bo
     }
 }
 
-/// An idle timer re-armed after every frame.
+/// An idle timer: it starts at the first pause and is re-armed after every frame. It is
+/// created lazily, so a body that never has to wait (the common small response) never
+/// touches the timer wheel.
 struct Idle {
     after: Duration,
-    sleep: Pin<Box<Sleep>>,
+    sleep: Option<Pin<Box<Sleep>>>,
 }
 
 impl Idle {
     fn new(after: Duration) -> Self {
-        Idle {
-            after,
-            sleep: Box::pin(tokio::time::sleep(after)),
-        }
+        Idle { after, sleep: None }
     }
     fn reset(&mut self) {
-        self.sleep.as_mut().reset(Instant::now() + self.after);
+        if let Some(s) = self.sleep.as_mut() {
+            s.as_mut().reset(Instant::now() + self.after);
+        }
     }
     fn poll_expired(&mut self, cx: &mut Context<'_>) -> bool {
-        self.sleep.as_mut().poll(cx).is_ready()
+        let after = self.after;
+        let sleep = self
+            .sleep
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(after)));
+        sleep.as_mut().poll(cx).is_ready()
     }
 }
 

@@ -94,7 +94,9 @@ pub struct GuardedIo<T> {
     farewell: Option<(Vec<u8>, usize)>,
 }
 
-const READ_CHUNK: usize = 16 * 1024;
+/// Reads are made in pieces of this size (the buffer is kept for the connection's life,
+/// like hyper's own read buffer).
+const READ_CHUNK: usize = 8 * 1024;
 
 impl<T> GuardedIo<T> {
     /// Wraps a client stream.
@@ -221,13 +223,6 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AsyncRead for GuardedIo<T> {
                 }
                 Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
                 Poll::Pending => {
-                    if this.buf.is_empty()
-                        && this.buf.capacity() > 0
-                        && this.guard.phase() == Phase::Head
-                    {
-                        // idle between requests: give the read buffer back
-                        this.buf = BytesMut::new();
-                    }
                     let want = this.wanted_timer();
                     if want != this.timer {
                         this.timer = want;

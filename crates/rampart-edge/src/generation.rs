@@ -75,6 +75,7 @@ impl Generation {
         previous: Option<&Generation>,
         metrics: &Arc<Metrics>,
         extra_stages: &StageFactory,
+        workers: usize,
     ) -> Result<Self, Diagnostics> {
         let config = rampart_core::config::load_str(&source)?;
         let tls = crate::tls::server_config(&source, &config)?;
@@ -89,7 +90,7 @@ impl Generation {
                 pools.push(old.clone());
                 continue;
             }
-            match PoolRuntime::build(&source, &config, i, metrics) {
+            match PoolRuntime::build(&source, &config, i, metrics, workers) {
                 Ok(rt) => pools.push(Arc::new(rt)),
                 Err(d) => diags.0.extend(d.0),
             }

@@ -50,7 +50,7 @@ pub fn bind(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
     Ok(sock.into())
 }
 
-/// Starts the accept loop of a bound listener.
+/// Starts an accept loop for a bound listener on every worker thread.
 pub(crate) fn spawn(
     shared: Arc<Shared>,
     name: Arc<str>,
@@ -60,8 +60,23 @@ pub(crate) fn spawn(
     let local = sock.local_addr().unwrap_or(bind);
     let (stop_tx, stop_rx) = watch::channel(false);
     let running = Running::new(bind, local, stop_tx);
-    tracing::info!(listener = %name, addr = %local, "listening");
-    tokio::spawn(accept_loop(shared, name, sock, stop_rx));
+    tracing::info!(listener = %name, addr = %local, workers = shared.workers.len(), "listening");
+    // Every worker accepts on its own handle to the same socket; the kernel wakes one.
+    for handle in shared.workers.handles() {
+        match sock.try_clone() {
+            Ok(s) => {
+                handle.spawn(accept_loop(
+                    shared.clone(),
+                    name.clone(),
+                    s,
+                    stop_rx.clone(),
+                ));
+            }
+            Err(e) => {
+                tracing::error!(listener = %name, error = %e, "cannot share the listening socket with a worker")
+            }
+        }
+    }
     running
 }
 
@@ -379,13 +394,7 @@ async fn connection(shared: Arc<Shared>, name: Arc<str>, mut tcp: TcpStream, tcp
     let Some(builder) = g.http.get(idx).cloned().flatten() else {
         return;
     };
-    let conn = Arc::new(ConnInfo {
-        peer,
-        local: dest,
-        listener: name.clone(),
-        tls: spec.is_tls(),
-        sni,
-    });
+    let conn = Arc::new(ConnInfo::new(peer, dest, name.clone(), spec.is_tls(), sni));
     let conn_shared = Arc::new(ConnShared::default());
     let ctx = Arc::new(ConnCtx {
         edge: shared.clone(),

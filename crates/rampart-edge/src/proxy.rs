@@ -73,17 +73,23 @@ impl Drop for InFlight {
     }
 }
 
-/// What the access log and metrics need once the response is finished.
+/// What metrics need once the response is finished.
 struct Done {
     g: Arc<Generation>,
     site: Option<usize>,
     route: Option<usize>,
-    listener: Arc<str>,
-    conn: Arc<ConnInfo>,
     start: Instant,
-    start_wall: SystemTime,
     status: u16,
     request_id: String,
+    /// Present only when the access log is on: the request path pays for nothing else.
+    log: Option<Box<LogFields>>,
+    _in_flight: InFlight,
+}
+
+/// What the access log needs.
+struct LogFields {
+    conn: Arc<ConnInfo>,
+    start_wall: SystemTime,
     client_ip: IpAddr,
     method: Method,
     version: Version,
@@ -94,55 +100,64 @@ struct Done {
     upstream: Option<String>,
     reason: Option<String>,
     error: Option<String>,
-    _in_flight: InFlight,
 }
 
 impl Done {
+    fn set_upstream(&mut self, authority: &str) {
+        if let Some(l) = self.log.as_mut() {
+            l.upstream = Some(authority.to_owned());
+        }
+    }
+
+    fn set_error(&mut self, e: impl FnOnce() -> String) {
+        if let Some(l) = self.log.as_mut() {
+            l.error = Some(e());
+        }
+    }
+
     fn finish(self, bytes: u64, ok: bool) {
         let elapsed = self.start.elapsed();
         let g = &self.g;
         if let Some(m) = self.site.and_then(|s| g.site_metrics.get(s)) {
             m.record(self.status, elapsed);
         }
-        if !g.access_log.enabled() {
-            return;
-        }
+        let Some(l) = self.log else { return };
         let cfg = &g.config;
         let site = self.site.and_then(|s| cfg.sites.get(s));
         let tenant = site.and_then(|s| cfg.tenants.get(s.tenant)).map(|t| &*t.id);
         let route = site.and_then(|s| self.route.and_then(|r| s.routes.get(r)));
         let pool = route.and_then(|r| cfg.pools.get(r.pool)).map(|p| &*p.id);
         let error = if ok {
-            self.error.as_deref()
+            l.error.as_deref()
         } else {
-            Some(self.error.as_deref().unwrap_or("response aborted"))
+            Some(l.error.as_deref().unwrap_or("response aborted"))
         };
         g.access_log.write(&Entry {
-            start: Some(self.start_wall),
+            start: Some(l.start_wall),
             duration: elapsed,
             tenant,
             site: site.map(|s| &*s.id),
             route: route.map(|r| r.prefix.as_str()),
-            listener: &self.listener,
+            listener: &l.conn.listener,
             request_id: &self.request_id,
-            method: Some(self.method.as_str()),
-            version: Some(version_str(self.version)),
-            domain: (!self.host.is_empty()).then_some(self.host.as_str()),
-            path: Some(self.uri.path()),
-            query: self.uri.query(),
-            scheme: if self.conn.tls { "https" } else { "http" },
-            source: Some(self.conn.peer),
-            client_ip: Some(self.client_ip),
-            destination_port: self.conn.local.port(),
-            user_agent: self.user_agent.as_ref().and_then(|v| v.to_str().ok()),
-            referrer: self.referrer.as_ref().and_then(|v| v.to_str().ok()),
+            method: Some(l.method.as_str()),
+            version: Some(version_str(l.version)),
+            domain: (!l.host.is_empty()).then_some(l.host.as_str()),
+            path: Some(l.uri.path()),
+            query: l.uri.query(),
+            scheme: if l.conn.tls { "https" } else { "http" },
+            source: Some(l.conn.peer),
+            client_ip: Some(l.client_ip),
+            destination_port: l.conn.local.port(),
+            user_agent: l.user_agent.as_ref().and_then(|v| v.to_str().ok()),
+            referrer: l.referrer.as_ref().and_then(|v| v.to_str().ok()),
             status: self.status,
             body_bytes: bytes,
-            tls: self.conn.tls,
-            sni: self.conn.sni.as_deref(),
+            tls: l.conn.tls,
+            sni: l.conn.sni.as_deref(),
             pool,
-            upstream: self.upstream.as_deref(),
-            reason: self.reason.as_deref(),
+            upstream: l.upstream.as_deref(),
+            reason: l.reason.as_deref(),
             error,
         });
     }
@@ -169,7 +184,6 @@ pub async fn handle(
 
 async fn proxy(ctx: &ConnCtx, mut req: Request<Incoming>) -> Response<RespBody> {
     let start = Instant::now();
-    let start_wall = SystemTime::now();
     let in_flight = InFlight::new(&ctx.shared);
     let g = ctx.edge.current();
     let listener = g.listener_index.get(&ctx.conn.listener).copied();
@@ -187,26 +201,30 @@ async fn proxy(ctx: &ConnCtx, mut req: Request<Incoming>) -> Response<RespBody> 
     let accept = head.headers.get(header::ACCEPT).cloned();
 
     let mut view = RequestView::new(head, ctx.conn.clone(), listener.unwrap_or(usize::MAX));
+    let log = g.access_log.enabled().then(|| {
+        Box::new(LogFields {
+            conn: ctx.conn.clone(),
+            start_wall: SystemTime::now(),
+            client_ip: view.client_ip,
+            method: view.head.method.clone(),
+            version: view.head.version,
+            uri: view.head.uri.clone(),
+            host: String::new(),
+            user_agent: view.head.headers.get(header::USER_AGENT).cloned(),
+            referrer: view.head.headers.get(header::REFERER).cloned(),
+            upstream: None,
+            reason: None,
+            error: None,
+        })
+    });
     let mut done = Done {
         g: g.clone(),
         site: None,
         route: None,
-        listener: ctx.conn.listener.clone(),
-        conn: ctx.conn.clone(),
         start,
-        start_wall,
         status: 0,
         request_id: String::new(),
-        client_ip: view.client_ip,
-        method: view.head.method.clone(),
-        version: view.head.version,
-        uri: view.head.uri.clone(),
-        host: String::new(),
-        user_agent: view.head.headers.get(header::USER_AGENT).cloned(),
-        referrer: view.head.headers.get(header::REFERER).cloned(),
-        upstream: None,
-        reason: None,
-        error: None,
+        log,
         _in_flight: in_flight,
     };
 
@@ -216,8 +234,10 @@ async fn proxy(ctx: &ConnCtx, mut req: Request<Incoming>) -> Response<RespBody> 
     done.site = view.site;
     done.route = view.route;
     done.request_id.clone_from(&view.request_id);
-    done.client_ip = view.client_ip;
-    done.host.clone_from(&view.host);
+    if let Some(l) = done.log.as_mut() {
+        l.client_ip = view.client_ip;
+        l.host.clone_from(&view.host);
+    }
     if done.request_id.is_empty() {
         done.request_id = crate::runtime::new_request_id();
     }
@@ -293,17 +313,18 @@ async fn proxy(ctx: &ConnCtx, mut req: Request<Incoming>) -> Response<RespBody> 
     }
 
     let upgrading = client_upgrade.is_some();
-    let forward = match build_upstream_head(&view, &pool, extended_connect.is_some(), upgrading) {
-        Ok(h) => h,
-        Err(reason) => {
-            return edge_reply(
-                &g,
-                done,
-                accept.as_ref(),
-                Reply::closing(StatusCode::BAD_REQUEST, reason),
-            );
-        }
-    };
+    let mut forward =
+        match build_upstream_head(&mut view, &pool, extended_connect.is_some(), upgrading) {
+            Ok(h) => h,
+            Err(reason) => {
+                return edge_reply(
+                    &g,
+                    done,
+                    accept.as_ref(),
+                    Reply::closing(StatusCode::BAD_REQUEST, reason),
+                );
+            }
+        };
 
     // Send, retrying a body-less idempotent request once on another server if the first
     // could not even be connected to.
@@ -330,15 +351,22 @@ async fn proxy(ctx: &ConnCtx, mut req: Request<Incoming>) -> Response<RespBody> 
                 ),
             );
         };
-        done.upstream = Some(lease.server().authority.clone());
-        let req = forward.to_request(&pool, &lease, body.take().unwrap_or_else(ReqBody::empty));
+        done.set_upstream(&lease.server().authority);
+        // Keep a copy of the head only while a retry is still possible.
+        let this = if retryable && attempt < 2 {
+            forward.clone()
+        } else {
+            std::mem::take(&mut forward)
+        };
+        let req = this.into_request(&pool, &lease, body.take().unwrap_or_else(ReqBody::empty));
         let sent =
-            tokio::time::timeout(pool.spec.read_timeout, lease.server().client.request(req)).await;
+            tokio::time::timeout(pool.spec.read_timeout, lease.server().client().request(req))
+                .await;
         match sent {
             Ok(Ok(resp)) => break (resp, lease),
             Err(_) => {
                 lease.record(Outcome::Timeout);
-                done.error = Some("origin response timed out".into());
+                done.set_error(|| "origin response timed out".into());
                 tracing::warn!(tenant = %pool.tenant, pool = %pool.spec.id, server = %lease.server().authority, request_id = %done.request_id, "origin response timed out");
                 return edge_reply(
                     &g,
@@ -354,7 +382,7 @@ async fn proxy(ctx: &ConnCtx, mut req: Request<Incoming>) -> Response<RespBody> 
                 let connect = find_connect_error(&e);
                 if let Some(ce) = connect {
                     lease.record(Outcome::ConnectError);
-                    done.error = Some(ce.to_string());
+                    done.set_error(|| ce.to_string());
                     tracing::warn!(tenant = %pool.tenant, pool = %pool.spec.id, server = %lease.server().authority, request_id = %done.request_id, error = %ce, "origin connect failed");
                     if retryable && attempt < 2 {
                         exclude = Some(lease_index(&pool, &lease));
@@ -373,7 +401,7 @@ async fn proxy(ctx: &ConnCtx, mut req: Request<Incoming>) -> Response<RespBody> 
                     return edge_reply(&g, done, accept.as_ref(), Reply::new(status, reason));
                 }
                 if let Some(be) = find_body_error(&e) {
-                    done.error = Some(be.to_string());
+                    done.set_error(|| be.to_string());
                     let reply = match be {
                         BodyError::TooLarge => Reply::closing(
                             StatusCode::PAYLOAD_TOO_LARGE,
@@ -387,7 +415,7 @@ async fn proxy(ctx: &ConnCtx, mut req: Request<Incoming>) -> Response<RespBody> 
                     return edge_reply(&g, done, accept.as_ref(), reply);
                 }
                 if let Some(v) = ctx.shared.violation() {
-                    done.error = Some(v.rejection.reason.into());
+                    done.set_error(|| v.rejection.reason.into());
                     return edge_reply(
                         &g,
                         done,
@@ -396,7 +424,7 @@ async fn proxy(ctx: &ConnCtx, mut req: Request<Incoming>) -> Response<RespBody> 
                     );
                 }
                 if is_client_body_error(&e) {
-                    done.error = Some(error_chain(&e));
+                    done.set_error(|| error_chain(&e));
                     return edge_reply(
                         &g,
                         done,
@@ -405,7 +433,7 @@ async fn proxy(ctx: &ConnCtx, mut req: Request<Incoming>) -> Response<RespBody> 
                     );
                 }
                 lease.record(Outcome::Error);
-                done.error = Some(error_chain(&e));
+                done.set_error(|| error_chain(&e));
                 tracing::warn!(tenant = %pool.tenant, pool = %pool.spec.id, server = %lease.server().authority, request_id = %done.request_id, error = %error_chain(&e), "origin request failed");
                 return edge_reply(
                     &g,
@@ -512,36 +540,52 @@ fn lease_index(pool: &PoolRuntime, lease: &Lease) -> usize {
 }
 
 /// The request head to send upstream, kept so a retry can rebuild it.
+#[derive(Clone)]
 struct Forward {
     method: Method,
-    path_and_query: String,
+    path_and_query: http::uri::PathAndQuery,
     host: Option<HeaderValue>,
     headers: HeaderMap,
 }
 
+impl Default for Forward {
+    fn default() -> Self {
+        Forward {
+            method: Method::GET,
+            path_and_query: http::uri::PathAndQuery::from_static("/"),
+            host: None,
+            headers: HeaderMap::new(),
+        }
+    }
+}
+
 impl Forward {
-    fn to_request(&self, pool: &PoolRuntime, lease: &Lease, body: ReqBody) -> Request<ReqBody> {
-        let scheme = if pool.spec.tls.is_some() {
-            "https"
-        } else {
-            "http"
-        };
+    fn into_request(self, pool: &PoolRuntime, lease: &Lease, body: ReqBody) -> Request<ReqBody> {
+        let server = lease.server();
         let (version, authority) = match pool.spec.protocol {
-            UpstreamProtocol::Http1 => (Version::HTTP_11, lease.server().authority.clone()),
+            UpstreamProtocol::Http1 => (Version::HTTP_11, server.authority_parsed.clone()),
             UpstreamProtocol::Http2 => (
                 Version::HTTP_2,
                 self.host
                     .as_ref()
-                    .and_then(|h| h.to_str().ok())
-                    .map_or_else(|| lease.server().authority.clone(), str::to_owned),
+                    .and_then(|h| http::uri::Authority::try_from(h.as_bytes()).ok())
+                    .unwrap_or_else(|| server.authority_parsed.clone()),
             ),
         };
-        let uri = format!("{scheme}://{authority}{}", self.path_and_query);
+        let mut parts = http::uri::Parts::default();
+        parts.scheme = Some(if pool.spec.tls.is_some() {
+            http::uri::Scheme::HTTPS
+        } else {
+            http::uri::Scheme::HTTP
+        });
+        parts.authority = Some(authority);
+        parts.path_and_query = Some(self.path_and_query);
         let mut req = Request::new(body);
-        *req.method_mut() = self.method.clone();
-        *req.uri_mut() = uri.parse().unwrap_or_else(|_| http::Uri::from_static("/"));
+        *req.method_mut() = self.method;
+        *req.uri_mut() =
+            http::Uri::from_parts(parts).unwrap_or_else(|_| http::Uri::from_static("/"));
         *req.version_mut() = version;
-        *req.headers_mut() = self.headers.clone();
+        *req.headers_mut() = self.headers;
         if pool.spec.protocol == UpstreamProtocol::Http2 {
             req.headers_mut().remove(header::HOST);
         }
@@ -551,44 +595,43 @@ impl Forward {
 
 /// Normalises the client's head into what the origin receives.
 fn build_upstream_head(
-    view: &RequestView,
+    view: &mut RequestView,
     pool: &PoolRuntime,
     extended_connect: bool,
     upgrading: bool,
 ) -> Result<Forward, &'static str> {
+    // The headers move to the upstream request; see `RequestView::head`.
+    let mut headers = std::mem::take(&mut view.head.headers);
     let head = &view.head;
-    let mut headers = head.headers.clone();
-    strip_hop_by_hop(&mut headers, upgrading && !extended_connect);
-    // Host: the authority the client addressed (HTTP/2 `:authority` or Host).
-    let host = match head.uri.authority() {
-        Some(a) => Some(HeaderValue::from_str(a.as_str()).map_err(|_| "invalid authority")?),
-        None => head.headers.get(header::HOST).cloned(),
-    };
-    if let Some(h) = &host {
-        headers.insert(header::HOST, h.clone());
-    }
-    let from_trusted = view.from_trusted_proxy;
     // X-Forwarded-For: the trusted chain plus the peer; from anyone else only the peer.
-    let peer = rampart_core::net::canonical(view.conn.peer.ip()).to_string();
-    let xff = if from_trusted {
-        let prior: Vec<&str> = head
-            .headers
+    let from_trusted = view.from_trusted_proxy;
+    let peer = &view.conn.peer_ip;
+    let prior = if from_trusted {
+        let prior: Vec<&str> = headers
             .get_all(&X_FORWARDED_FOR)
             .iter()
             .filter_map(|v| v.to_str().ok())
             .collect();
-        if prior.is_empty() {
-            peer
-        } else {
-            format!("{}, {peer}", prior.join(", "))
-        }
+        (!prior.is_empty()).then(|| prior.join(", "))
     } else {
-        peer
+        None
     };
-    headers.insert(
-        X_FORWARDED_FOR.clone(),
-        HeaderValue::from_str(&xff).map_err(|_| "invalid X-Forwarded-For")?,
-    );
+    let xff = match prior {
+        Some(p) => {
+            HeaderValue::from_str(&format!("{p}, {peer}")).map_err(|_| "invalid X-Forwarded-For")?
+        }
+        None => HeaderValue::from_str(peer).map_err(|_| "invalid X-Forwarded-For")?,
+    };
+    strip_hop_by_hop(&mut headers, upgrading && !extended_connect);
+    // Host: the authority the client addressed (HTTP/2 `:authority` or Host).
+    let host = match head.uri.authority() {
+        Some(a) => Some(HeaderValue::from_str(a.as_str()).map_err(|_| "invalid authority")?),
+        None => headers.get(header::HOST).cloned(),
+    };
+    if let Some(h) = &host {
+        headers.insert(header::HOST, h.clone());
+    }
+    headers.insert(X_FORWARDED_FOR.clone(), xff);
     if !(from_trusted && headers.contains_key(&X_FORWARDED_PROTO)) {
         headers.insert(
             X_FORWARDED_PROTO.clone(),
@@ -626,11 +669,9 @@ fn build_upstream_head(
             );
         }
     }
-    let path_and_query = head.uri.path_and_query().map_or("/", |pq| pq.as_str());
-    let path_and_query = if path_and_query == "*" || path_and_query.is_empty() {
-        "/".to_owned()
-    } else {
-        path_and_query.to_owned()
+    let path_and_query = match head.uri.path_and_query() {
+        Some(pq) if pq.as_str() != "*" && !pq.as_str().is_empty() => pq.clone(),
+        _ => http::uri::PathAndQuery::from_static("/"),
     };
     Ok(Forward {
         method,
@@ -766,7 +807,9 @@ fn edge_reply(
         tracing::debug!(tenant, site = site_id, request_id = %done.request_id, status = reply.status.as_u16(), reason = %reply.reason, "edge response");
     }
     done.status = reply.status.as_u16();
-    done.reason = Some(reply.reason.into_owned());
+    if let Some(l) = done.log.as_mut() {
+        l.reason = Some(reply.reason.into_owned());
+    }
     finish(resp, done)
 }
 

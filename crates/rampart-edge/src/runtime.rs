@@ -28,6 +28,103 @@ use crate::metrics::Metrics;
 
 thread_local! {
     static IDS: RefCell<IdGen> = RefCell::new(IdGen::new(seed()));
+    static WORKER: std::cell::Cell<Option<usize>> = const { std::cell::Cell::new(None) };
+}
+
+/// The index of the worker thread running the caller, if it is one.
+pub fn worker_index() -> Option<usize> {
+    WORKER.with(|w| w.get())
+}
+
+/// The data-plane threads: one single-threaded async runtime each, like nginx's worker
+/// processes. Every listener is accepted on by every worker (on a clone of the same
+/// socket), and everything a connection needs — its requests, its origin connections,
+/// its timers — stays on the worker that accepted it. No request crosses threads, so
+/// there are no cross-thread wake-ups on the request path.
+pub struct Workers {
+    handles: Vec<tokio::runtime::Handle>,
+    stops: Mutex<Vec<tokio::sync::oneshot::Sender<()>>>,
+}
+
+impl std::fmt::Debug for Workers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Workers({})", self.handles.len())
+    }
+}
+
+impl Workers {
+    /// Starts `n` worker threads (at least one).
+    pub fn start(n: usize) -> std::io::Result<Workers> {
+        let mut handles = Vec::new();
+        let mut stops = Vec::new();
+        for i in 0..n.max(1) {
+            let (tx, rx) = std::sync::mpsc::channel();
+            let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+            std::thread::Builder::new()
+                .name(format!("rampart-worker-{i}"))
+                .spawn(move || {
+                    WORKER.with(|w| w.set(Some(i)));
+                    let rt = match tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                    {
+                        Ok(rt) => rt,
+                        Err(e) => {
+                            let _ = tx.send(Err(e));
+                            return;
+                        }
+                    };
+                    let _ = tx.send(Ok(rt.handle().clone()));
+                    let _ = rt.block_on(stop_rx);
+                })?;
+            let handle = rx
+                .recv()
+                .map_err(|_| std::io::Error::other("worker thread died at start"))??;
+            handles.push(handle);
+            stops.push(stop_tx);
+        }
+        Ok(Workers {
+            handles,
+            stops: Mutex::new(stops),
+        })
+    }
+
+    /// Number of workers.
+    pub fn len(&self) -> usize {
+        self.handles.len()
+    }
+
+    /// Whether there are no workers (never, once started).
+    pub fn is_empty(&self) -> bool {
+        self.handles.is_empty()
+    }
+
+    /// Runtime handles, one per worker.
+    pub fn handles(&self) -> &[tokio::runtime::Handle] {
+        &self.handles
+    }
+
+    /// Stops every worker; their remaining tasks are dropped.
+    pub fn stop(&self) {
+        for s in self
+            .stops
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .drain(..)
+        {
+            let _ = s.send(());
+        }
+    }
+}
+
+impl Drop for Workers {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn default_workers() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
 fn seed() -> u64 {
@@ -140,6 +237,8 @@ pub struct Shared {
     tracker: Arc<Tracker>,
     admin: Mutex<Option<SocketAddr>>,
     stages: StageFactory,
+    /// The data-plane threads.
+    pub(crate) workers: Workers,
 }
 
 impl Shared {
@@ -185,9 +284,10 @@ impl Shared {
         let metrics = self.metrics.clone();
         let old2 = old.clone();
         let stages = self.stages.clone();
+        let workers = self.workers.len();
         // Building reads certificate files: keep that off the async workers.
         let g = tokio::task::spawn_blocking(move || {
-            Generation::build(id, source, Some(&old2), &metrics, &stages)
+            Generation::build(id, source, Some(&old2), &metrics, &stages, workers)
         })
         .await
         .map_err(|e| EdgeError::Read {
@@ -305,8 +405,20 @@ impl Edge {
     pub async fn start_with(path: &Path, stages: StageFactory) -> Result<Edge, EdgeError> {
         let source = read_source(path)?;
         let metrics = Arc::new(Metrics::new());
+        // Validate before starting threads, so a bad file costs nothing.
+        let config = rampart_core::config::load_str(&source).map_err(EdgeError::Config)?;
+        let n = if config.edge.workers == 0 {
+            default_workers()
+        } else {
+            config.edge.workers
+        };
+        let workers = Workers::start(n).map_err(|source| EdgeError::Read {
+            path: "worker threads".into(),
+            source,
+        })?;
         let g = Arc::new(
-            Generation::build(1, source, None, &metrics, &stages).map_err(EdgeError::Config)?,
+            Generation::build(1, source, None, &metrics, &stages, workers.len())
+                .map_err(EdgeError::Config)?,
         );
         let mut bound = Vec::new();
         for l in &g.config.listeners {
@@ -339,6 +451,7 @@ impl Edge {
             tracker: Arc::new(Tracker::default()),
             admin: Mutex::new(None),
             stages,
+            workers,
         });
         {
             let mut running = shared.listeners.lock().unwrap_or_else(|p| p.into_inner());

@@ -203,8 +203,12 @@ pub enum Outcome {
 pub struct ServerRuntime {
     /// `host:port`.
     pub authority: String,
-    /// Its HTTP client.
-    pub client: UpstreamClient,
+    /// The same, parsed once for request URIs.
+    pub authority_parsed: http::uri::Authority,
+    /// One HTTP client (keep-alive pool) per worker thread, plus one for the control
+    /// thread (health checks), so a connection is only ever used by the thread whose
+    /// runtime drives it: no cross-thread wake-ups per request.
+    clients: Vec<UpstreamClient>,
     healthy: AtomicBool,
     ejected_until_ms: AtomicU64,
     connect_failures: AtomicU32,
@@ -228,6 +232,13 @@ impl std::fmt::Debug for ServerRuntime {
 }
 
 impl ServerRuntime {
+    /// The client for the calling thread.
+    pub fn client(&self) -> &UpstreamClient {
+        let last = self.clients.len() - 1;
+        let i = crate::runtime::worker_index().map_or(last, |w| w.min(last));
+        &self.clients[i]
+    }
+
     fn available(&self, now: u64) -> bool {
         self.healthy.load(Ordering::Relaxed) && now >= self.ejected_until_ms.load(Ordering::Relaxed)
     }
@@ -301,6 +312,7 @@ impl PoolRuntime {
         cfg: &Config,
         index: usize,
         metrics: &Metrics,
+        workers: usize,
     ) -> Result<Self, Diagnostics> {
         let spec = cfg.pools[index].clone();
         let tenant: Arc<str> = cfg
@@ -347,6 +359,9 @@ impl PoolRuntime {
             if spec.protocol == UpstreamProtocol::Http2 {
                 builder.http2_only(true);
             }
+            let clients = (0..=workers)
+                .map(|_| builder.build(connector.clone()))
+                .collect();
             let authority = s.authority();
             let labels = |extra: &str| -> [String; 4] {
                 [
@@ -361,7 +376,17 @@ impl PoolRuntime {
                 fam.with(&[&l[0], &l[1], &l[2], &l[3]])
             };
             let server = ServerRuntime {
-                client: builder.build(connector),
+                clients,
+                authority_parsed: http::uri::Authority::try_from(authority.as_str()).map_err(
+                    |_| {
+                        Diagnostics::one(src.diagnostic(
+                            s.span,
+                            format!("`{authority}` is not a valid authority"),
+                            None,
+                            None,
+                        ))
+                    },
+                )?,
                 healthy: AtomicBool::new(true),
                 ejected_until_ms: AtomicU64::new(0),
                 connect_failures: AtomicU32::new(0),
@@ -408,7 +433,7 @@ impl PoolRuntime {
         index: usize,
         metrics: &Metrics,
     ) -> Result<(), Diagnostics> {
-        Self::build(src, cfg, index, metrics).map(|_| ())
+        Self::build(src, cfg, index, metrics, 0).map(|_| ())
     }
 
     /// Whether `other` (from a new configuration) describes the same pool, so this
@@ -529,7 +554,7 @@ impl PoolRuntime {
                         .header(http::header::HOST, host)
                         .header(http::header::USER_AGENT, "rampart-health-check")
                         .body(ReqBody::empty());
-                    let client = s.client.clone();
+                    let client = s.client().clone();
                     let timeout = hc.timeout;
                     let expect = hc.expect_status;
                     async move {

@@ -121,12 +121,14 @@ fn serve(path: PathBuf) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::FAILURE);
         }
     };
-    let mut rt = tokio::runtime::Builder::new_multi_thread();
-    rt.enable_all().thread_name("rampart-worker");
-    if cfg.edge.workers > 0 {
-        rt.worker_threads(cfg.edge.workers);
-    }
-    let rt = rt.build().context("cannot start the async runtime")?;
+    // The control thread: signals, admin endpoint, reloads, health checks. The data
+    // plane runs on the edge's own worker threads (`[edge] workers`).
+    let _ = cfg;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .thread_name("rampart-control")
+        .build()
+        .context("cannot start the async runtime")?;
     rt.block_on(async move {
         let edge = match rampart_edge::Edge::start(&path).await {
             Ok(e) => e,

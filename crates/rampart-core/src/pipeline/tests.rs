@@ -40,13 +40,13 @@ fn cfg() -> Config {
 fn view(req: Request<()>, peer: &str) -> RequestView {
     let (head, ()) = req.into_parts();
     let peer: SocketAddr = peer.parse().unwrap_or_else(|_| unreachable!());
-    let conn = Arc::new(ConnInfo {
+    let conn = Arc::new(ConnInfo::new(
         peer,
-        local: "127.0.0.1:8080".parse().unwrap_or_else(|_| unreachable!()),
-        listener: "web".into(),
-        tls: false,
-        sni: None,
-    });
+        "127.0.0.1:8080".parse().unwrap_or_else(|_| unreachable!()),
+        "web".into(),
+        false,
+        None,
+    ));
     RequestView::new(head, conn, 0)
 }
 
