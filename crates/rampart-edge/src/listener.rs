@@ -61,9 +61,17 @@ pub(crate) fn spawn(
     let (stop_tx, stop_rx) = watch::channel(false);
     let running = Running::new(bind, local, stop_tx);
     tracing::info!(listener = %name, addr = %local, workers = shared.workers.len(), "listening");
-    // Every worker accepts on its own handle to the same socket; the kernel wakes one.
-    for handle in shared.workers.handles() {
-        match sock.try_clone() {
+    // Every worker accepts on a socket of its own, bound to the same address with
+    // SO_REUSEPORT: the kernel spreads new connections evenly over the workers (by
+    // connection hash) instead of letting them race for one queue. The first socket is
+    // the one already bound (its port is the real one when the configuration said 0).
+    let mut sock = Some(sock);
+    for (i, handle) in shared.workers.handles().iter().enumerate() {
+        let s = match sock.take() {
+            Some(first) => Ok(first),
+            None => crate::listener::bind(local),
+        };
+        match s {
             Ok(s) => {
                 handle.spawn(accept_loop(
                     shared.clone(),
@@ -73,7 +81,7 @@ pub(crate) fn spawn(
                 ));
             }
             Err(e) => {
-                tracing::error!(listener = %name, error = %e, "cannot share the listening socket with a worker")
+                tracing::error!(listener = %name, worker = i, error = %e, "cannot bind the listener for this worker")
             }
         }
     }
