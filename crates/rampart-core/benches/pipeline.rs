@@ -81,6 +81,16 @@ fn bench(c: &mut Criterion) {
             v
         })
     });
+    // The cost of one empty stage on its own, without building a view per iteration.
+    let none = Pipeline::new(Vec::new());
+    let one_empty = Pipeline::new(vec![Box::new(Empty)]);
+    let mut view = RequestView::new(head.clone(), conn.clone(), 0);
+    g.bench_function("no_stages", |b| {
+        b.iter(|| black_box(none.on_request(&cfg, black_box(&mut view), &mut NoProbe)))
+    });
+    g.bench_function("one_empty_stage", |b| {
+        b.iter(|| black_box(one_empty.on_request(&cfg, black_box(&mut view), &mut NoProbe)))
+    });
     g.finish();
 }
 

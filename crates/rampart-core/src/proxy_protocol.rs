@@ -59,6 +59,12 @@ fn parse_v1(buf: &[u8]) -> Result<Header, Error> {
         return Err(Error::Invalid("v1 header does not start with \"PROXY \""));
     }
     let window = &buf[..buf.len().min(V1_MAX_LEN)];
+    // A line feed before the first carriage return can never become a valid line.
+    if let Some(lf) = window.iter().position(|&b| b == b'\n') {
+        if !window[..lf].contains(&b'\r') {
+            return Err(Error::Invalid("v1 line ends without CR"));
+        }
+    }
     let Some(cr) = window.iter().position(|&b| b == b'\r') else {
         if window.contains(&b'\n') {
             return Err(Error::Invalid("v1 line ends without CR"));

@@ -68,6 +68,8 @@ fn v1_invalid() {
         b"PROXY TCP4 ::1 5.6.7.8 1 2\r\n",
         b"PROXY TCP4 1.2.3.4  5.6.7.8 1 2\r\n",
         b"GET / HTTP/1.1\r\n",
+        // found by fuzzing: LF first, CR later (was reported incomplete)
+        b"PROXY \x1d\n\r",
     ] {
         assert!(
             matches!(parse(bad), Err(Error::Invalid(_))),
