@@ -496,3 +496,33 @@ async fn h2_continuation_flood_is_cut_off() {
         "the edge keeps serving"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h2_slow_body_gets_408() {
+    let (o, e) = setup("h2slow").await;
+    let tcp = tokio::net::TcpStream::connect(e.addr("web")).await.unwrap();
+    let mut h2 = h2_client(tcp).await;
+    let req = http::Request::post("http://shop.test/upload")
+        .header("content-length", "100")
+        .body(())
+        .unwrap();
+    let (resp, mut stream) = h2.send_request(req, false).unwrap();
+    stream
+        .send_data(bytes::Bytes::from_static(b"only a part"), false)
+        .unwrap();
+    let t0 = std::time::Instant::now();
+    let resp = tokio::time::timeout(Duration::from_secs(5), resp)
+        .await
+        .expect("answered in time")
+        .unwrap();
+    assert_eq!(resp.status(), 408);
+    assert!(
+        t0.elapsed() >= Duration::from_millis(450),
+        "{:?}",
+        t0.elapsed()
+    );
+    assert!(
+        o.seen().iter().all(|s| s.body.len() != 100),
+        "the origin never got a complete body"
+    );
+}
