@@ -454,3 +454,20 @@ async fn body_size_limit_gives_413() {
     );
     assert_eq!(statuses(&raw(addr, req.as_bytes(), T).await), vec![200]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn head_204_and_304_keep_the_connection_in_step() {
+    let o = Origin::start("o").await;
+    let e = TestEdge::start(TempDir::new("bodyless"), &basic_config(&[o.addr], "", "")).await;
+    // HEAD, then 204, then 304, then a GET, all on one keep-alive connection: if any
+    // bodiless response were framed wrong, the next response would be misread.
+    let req = b"HEAD / HTTP/1.1\r\nHost: shop.test\r\n\r\nGET /status/204 HTTP/1.1\r\nHost: shop.test\r\n\r\nGET /status/304 HTTP/1.1\r\nHost: shop.test\r\n\r\nGET /last HTTP/1.1\r\nHost: shop.test\r\nConnection: close\r\n\r\n";
+    let resp = raw(e.addr("web"), req, Duration::from_secs(3)).await;
+    assert_eq!(
+        statuses(&resp),
+        vec![200, 204, 304, 200],
+        "{}",
+        String::from_utf8_lossy(&resp)
+    );
+    assert!(String::from_utf8_lossy(&resp).ends_with("o GET 0"));
+}
