@@ -102,6 +102,8 @@ pub struct Guard {
     at_start: bool,
     /// Requests whose head was released.
     requests: u64,
+    /// The connection speaks HTTP/2 (preface seen, or negotiated by ALPN).
+    h2: bool,
 }
 
 impl Guard {
@@ -112,7 +114,26 @@ impl Guard {
             state: State::Head,
             at_start: true,
             requests: 0,
+            h2: false,
         }
+    }
+
+    /// A guard for a connection that negotiated HTTP/2 by ALPN: everything passes (the
+    /// HTTP/2 framing layer validates), and [`Guard::is_h2`] says so.
+    pub fn h2(limits: Limits) -> Self {
+        Guard {
+            limits,
+            state: State::Tunnel,
+            at_start: false,
+            requests: 0,
+            h2: true,
+        }
+    }
+
+    /// Whether the connection speaks HTTP/2 (its bytes pass through; HTTP/2 has its own
+    /// framing, validated by the HTTP/2 implementation).
+    pub fn is_h2(&self) -> bool {
+        self.h2
     }
 
     /// Where the guard is.
@@ -231,6 +252,7 @@ impl Guard {
                     return Step::NeedMore;
                 }
                 self.state = State::Tunnel;
+                self.h2 = true;
                 return Step::Pass(input.len());
             }
         }

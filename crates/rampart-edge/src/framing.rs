@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
 use http::StatusCode;
-use rampart_core::h1::{Guard, Limits, Phase, Rejection, Step};
+use rampart_core::h1::{Guard, Phase, Rejection, Step};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, Sleep};
 
@@ -102,14 +102,14 @@ impl<T> GuardedIo<T> {
     /// Wraps a client stream.
     pub fn new(
         inner: T,
-        limits: Limits,
+        guard: Guard,
         timeouts: Timeouts,
         shared: Arc<ConnShared>,
         responder: Arc<ErrorResponder>,
     ) -> Self {
         GuardedIo {
             inner,
-            guard: Guard::new(limits),
+            guard,
             buf: BytesMut::new(),
             ready: 0,
             eof: false,
@@ -151,6 +151,9 @@ impl<T> GuardedIo<T> {
             Phase::Head if self.buf.is_empty() => Timer::Idle,
             Phase::Head => Timer::Head,
             Phase::Body | Phase::Chunked => Timer::Body,
+            // An HTTP/2 connection with no stream in flight is idle; an upgraded
+            // (WebSocket) tunnel is not timed here.
+            Phase::Tunnel if self.guard.is_h2() && !busy => Timer::Idle,
             Phase::Tunnel | Phase::Rejected => Timer::Off,
         }
     }

@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use bytes::{Buf, Bytes};
 use rampart_core::config::ListenerKind;
-use rampart_core::h1::Limits;
+use rampart_core::h1::{Guard, Limits};
 use rampart_core::pipeline::ConnInfo;
 use rampart_core::proxy_protocol;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
@@ -408,17 +408,11 @@ async fn connection(shared: Arc<Shared>, name: Arc<str>, mut tcp: TcpStream, tcp
         edge: shared.clone(),
         conn,
         shared: conn_shared.clone(),
-        guarded: !h2,
     });
     let service = hyper::service::service_fn(move |req| crate::proxy::handle(ctx.clone(), req));
     let mut shutdown = shared.shutdown_signal();
     drop(g);
-    if h2 {
-        serve_conn!(
-            builder.serve_connection_with_upgrades(hyper_util::rt::TokioIo::new(io), service),
-            shutdown
-        );
-    } else {
+    {
         let lim = &spec.limits;
         let limits = Limits {
             max_uri_bytes: lim.max_uri_bytes,
@@ -443,7 +437,14 @@ async fn connection(shared: Arc<Shared>, name: Arc<str>, mut tcp: TcpStream, tcp
                 crate::errorpage::raw_response(r.status, r.reason, &id)
             },
         ));
-        let guarded = GuardedIo::new(io, limits, timeouts, conn_shared, responder);
+        // HTTP/1 (and cleartext HTTP/2, recognised by its preface) passes the framing
+        // guard; TLS with ALPN h2 starts in HTTP/2 mode. Both get the idle timeout.
+        let guard = if h2 {
+            Guard::h2(limits)
+        } else {
+            Guard::new(limits)
+        };
+        let guarded = GuardedIo::new(io, guard, timeouts, conn_shared, responder);
         serve_conn!(
             builder.serve_connection_with_upgrades(hyper_util::rt::TokioIo::new(guarded), service),
             shutdown

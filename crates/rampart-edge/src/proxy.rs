@@ -36,9 +36,6 @@ pub struct ConnCtx {
     pub conn: Arc<ConnInfo>,
     /// State shared with the connection's framing guard.
     pub shared: Arc<ConnShared>,
-    /// The framing guard and its timers are in front of this connection (every
-    /// connection but TLS with ALPN `h2`; cleartext HTTP/2 passes the guard untimed).
-    pub guarded: bool,
 }
 
 /// Records each stage's duration in its histogram.
@@ -281,9 +278,9 @@ async fn proxy(ctx: &ConnCtx, mut req: Request<Incoming>) -> Response<RespBody> 
     let mut body = ReqBody::new(
         body,
         limits.max_body_bytes,
-        // HTTP/1 bodies are timed by the framing guard; HTTP/2 bodies (ALPN or cleartext
-        // prior knowledge, which the guard passes through) are timed here.
-        if ctx.guarded && view.head.version < Version::HTTP_2 {
+        // HTTP/1 bodies are timed by the framing guard; HTTP/2 bodies (whose frames the
+        // guard passes through) are timed here.
+        if view.head.version < Version::HTTP_2 {
             None
         } else {
             Some(limits.body_timeout)

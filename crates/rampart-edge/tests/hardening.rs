@@ -526,3 +526,31 @@ async fn h2_slow_body_gets_408() {
         "the origin never got a complete body"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_http2_connections_are_closed() {
+    let (_o, e) = setup("h2idle").await;
+    let mut s = connect_from(None, e.addr("web")).await;
+    use tokio::io::AsyncWriteExt;
+    let mut first = PREFACE.to_vec();
+    first.extend(frame(0x4, 0, 0, &[]));
+    first.extend(frame(
+        0x1,
+        END_HEADERS | END_STREAM,
+        1,
+        &request_block("/", &[(b"content-length", b"0")]),
+    ));
+    s.write_all(&first).await.unwrap();
+    let t0 = std::time::Instant::now();
+    // read until the edge closes the connection (keepalive_timeout = 1s)
+    let got = read_until_quiet(&mut s, Duration::from_secs(4)).await;
+    let took = t0.elapsed();
+    assert!(
+        Frames::parse(&got).headers_on(1),
+        "the request was answered"
+    );
+    assert!(
+        took >= Duration::from_millis(900) && took < Duration::from_millis(3900),
+        "idle HTTP/2 connection closed after {took:?}"
+    );
+}

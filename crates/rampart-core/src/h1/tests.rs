@@ -232,6 +232,8 @@ fn upgrade_and_h2_preface_switch_to_tunnel() {
         Step::Pass(26)
     );
     assert_eq!(g.phase(), Phase::Tunnel);
+    assert!(g.is_h2());
+    assert!(Guard::h2(LIMITS).is_h2());
 
     // the preface is not accepted after a request
     let mut g = Guard::new(LIMITS);
