@@ -239,7 +239,14 @@ impl Body for ReqBody {
 pub type OnDone = Box<dyn FnOnce(u64, bool) + Send>;
 
 enum Source {
-    Origin { body: Incoming, idle: Idle },
+    Origin {
+        body: Incoming,
+        idle: Idle,
+    },
+    OriginH1 {
+        body: crate::upstream::h1::H1Body,
+        idle: Idle,
+    },
     Page(Option<Bytes>),
 }
 
@@ -264,6 +271,20 @@ impl RespBody {
     pub fn origin(body: Incoming, read_timeout: Duration) -> Self {
         RespBody {
             source: Source::Origin {
+                body,
+                idle: Idle::new(read_timeout),
+            },
+            sent: 0,
+            ok: true,
+            on_done: None,
+        }
+    }
+
+    /// A body read by the inline HTTP/1.1 client; fails if the origin pauses longer than
+    /// `read_timeout`.
+    pub fn origin_h1(body: crate::upstream::h1::H1Body, read_timeout: Duration) -> Self {
+        RespBody {
+            source: Source::OriginH1 {
                 body,
                 idle: Idle::new(read_timeout),
             },
@@ -333,6 +354,20 @@ impl Body for RespBody {
                 Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(BoxError::from(e)))),
                 Poll::Ready(None) => Poll::Ready(None),
             },
+            Source::OriginH1 { body, idle } => match Pin::new(body).poll_frame(cx) {
+                Poll::Pending => {
+                    if idle.poll_expired(cx) {
+                        Poll::Ready(Some(Err(BoxError::from(BodyError::Timeout))))
+                    } else {
+                        Poll::Pending
+                    }
+                }
+                Poll::Ready(Some(Ok(f))) => {
+                    idle.reset();
+                    Poll::Ready(Some(Ok(f)))
+                }
+                other => other,
+            },
         };
         let out = ready!(polled);
         match &out {
@@ -354,6 +389,7 @@ impl Body for RespBody {
         match &self.source {
             Source::Page(b) => b.is_none(),
             Source::Origin { body, .. } => body.is_end_stream(),
+            Source::OriginH1 { body, .. } => body.is_end_stream(),
         }
     }
 
@@ -361,6 +397,7 @@ impl Body for RespBody {
         match &self.source {
             Source::Page(b) => SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64)),
             Source::Origin { body, .. } => body.size_hint(),
+            Source::OriginH1 { body, .. } => body.size_hint(),
         }
     }
 }

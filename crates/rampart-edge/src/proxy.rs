@@ -359,9 +359,23 @@ async fn proxy(ctx: &ConnCtx, mut req: Request<Incoming>) -> Response<RespBody> 
             std::mem::take(&mut forward)
         };
         let req = this.into_request(&pool, &lease, body.take().unwrap_or_else(ReqBody::empty));
-        let sent =
-            tokio::time::timeout(pool.spec.read_timeout, lease.server().client().request(req))
-                .await;
+        let server = lease_index(&pool, &lease);
+        let sent = tokio::time::timeout(pool.spec.read_timeout, async {
+            match pool.spec.protocol {
+                UpstreamProtocol::Http1 => crate::upstream::h1::send(&pool, server, req)
+                    .await
+                    .map(Answer::H1)
+                    .map_err(|e| classify_h1(&e)),
+                UpstreamProtocol::Http2 => lease
+                    .server()
+                    .client()
+                    .request(req)
+                    .await
+                    .map(Answer::Hyper)
+                    .map_err(|e| classify_hyper(&e)),
+            }
+        })
+        .await;
         match sent {
             Ok(Ok(resp)) => break (resp, lease),
             Err(_) => {
@@ -378,29 +392,29 @@ async fn proxy(ctx: &ConnCtx, mut req: Request<Incoming>) -> Response<RespBody> 
                     ),
                 );
             }
-            Ok(Err(e)) => {
-                let connect = find_connect_error(&e);
-                if let Some(ce) = connect {
+            Ok(Err(f)) => {
+                if let Some((timed_out, what)) = f.connect {
                     lease.record(Outcome::ConnectError);
-                    done.set_error(|| ce.to_string());
-                    tracing::warn!(tenant = %pool.tenant, pool = %pool.spec.id, server = %lease.server().authority, request_id = %done.request_id, error = %ce, "origin connect failed");
+                    tracing::warn!(tenant = %pool.tenant, pool = %pool.spec.id, server = %lease.server().authority, request_id = %done.request_id, error = %what, "origin connect failed");
+                    done.set_error(|| what);
                     if retryable && attempt < 2 {
-                        exclude = Some(lease_index(&pool, &lease));
+                        exclude = Some(server);
                         continue;
                     }
-                    let (status, reason) = match ce {
-                        ConnectError::Timeout => (
+                    let (status, reason) = if timed_out {
+                        (
                             StatusCode::GATEWAY_TIMEOUT,
                             "the origin server did not accept the connection in time",
-                        ),
-                        _ => (
+                        )
+                    } else {
+                        (
                             StatusCode::BAD_GATEWAY,
                             "the origin server could not be reached",
-                        ),
+                        )
                     };
                     return edge_reply(&g, done, accept.as_ref(), Reply::new(status, reason));
                 }
-                if let Some(be) = find_body_error(&e) {
+                if let Some(be) = f.body {
                     done.set_error(|| be.to_string());
                     let reply = match be {
                         BodyError::TooLarge => Reply::closing(
@@ -423,8 +437,8 @@ async fn proxy(ctx: &ConnCtx, mut req: Request<Incoming>) -> Response<RespBody> 
                         Reply::closing(v.rejection.status, v.rejection.reason),
                     );
                 }
-                if is_client_body_error(&e) {
-                    done.set_error(|| error_chain(&e));
+                if f.client_body {
+                    done.set_error(|| f.detail.clone());
                     return edge_reply(
                         &g,
                         done,
@@ -433,8 +447,8 @@ async fn proxy(ctx: &ConnCtx, mut req: Request<Incoming>) -> Response<RespBody> 
                     );
                 }
                 lease.record(Outcome::Error);
-                done.set_error(|| error_chain(&e));
-                tracing::warn!(tenant = %pool.tenant, pool = %pool.spec.id, server = %lease.server().authority, request_id = %done.request_id, error = %error_chain(&e), "origin request failed");
+                tracing::warn!(tenant = %pool.tenant, pool = %pool.spec.id, server = %lease.server().authority, request_id = %done.request_id, error = %f.detail, "origin request failed");
+                done.set_error(|| f.detail);
                 return edge_reply(
                     &g,
                     done,
@@ -447,13 +461,18 @@ async fn proxy(ctx: &ConnCtx, mut req: Request<Incoming>) -> Response<RespBody> 
             }
         }
     };
-    lease.record(if resp.status().is_server_error() {
+    let (mut rparts, rbody) = match resp {
+        Answer::Hyper(r) => {
+            let (p, b) = r.into_parts();
+            (p, OriginBody::Hyper(b))
+        }
+        Answer::H1(x) => (x.head, OriginBody::H1(x.body, x.upgraded)),
+    };
+    lease.record(if rparts.status.is_server_error() {
         Outcome::ServerError
     } else {
         Outcome::Ok
     });
-
-    let (mut rparts, rbody) = resp.into_parts();
     let switching = rparts.status == StatusCode::SWITCHING_PROTOCOLS;
     strip_hop_by_hop(
         &mut rparts.headers,
@@ -473,8 +492,16 @@ async fn proxy(ctx: &ConnCtx, mut req: Request<Incoming>) -> Response<RespBody> 
 
     if let Some(client_upgrade) = client_upgrade {
         if switching {
-            let origin = Response::from_parts(rparts.clone(), rbody);
-            spawn_tunnel(ctx, client_upgrade, origin, lease);
+            match rbody {
+                OriginBody::H1(_, Some(conn)) => spawn_tunnel_h1(ctx, client_upgrade, conn, lease),
+                OriginBody::Hyper(b) => spawn_tunnel(
+                    ctx,
+                    client_upgrade,
+                    Response::from_parts(rparts.clone(), b),
+                    lease,
+                ),
+                OriginBody::H1(_, None) => {}
+            }
             if extended_connect.is_some() {
                 // RFC 8441: the HTTP/2 answer to an accepted extended CONNECT is 200.
                 rparts.status = StatusCode::OK;
@@ -492,9 +519,74 @@ async fn proxy(ctx: &ConnCtx, mut req: Request<Incoming>) -> Response<RespBody> 
             .insert(header::CONNECTION, HeaderValue::from_static("close"));
     }
     done.status = rparts.status.as_u16();
-    let body = RespBody::origin(rbody, pool.spec.read_timeout);
+    let body = match rbody {
+        OriginBody::Hyper(b) => RespBody::origin(b, pool.spec.read_timeout),
+        OriginBody::H1(b, _) => RespBody::origin_h1(b, pool.spec.read_timeout),
+    };
     drop(lease);
     finish(Response::from_parts(rparts, body), done)
+}
+
+/// The origin's answer, from either client.
+enum Answer {
+    Hyper(Response<Incoming>),
+    H1(crate::upstream::h1::Exchange),
+}
+
+enum OriginBody {
+    Hyper(Incoming),
+    H1(
+        crate::upstream::h1::H1Body,
+        Option<crate::upstream::h1::Conn>,
+    ),
+}
+
+/// A failed exchange with the origin, whichever client made it.
+struct Failure {
+    /// The connection could not be made: (it timed out, description).
+    connect: Option<(bool, String)>,
+    /// The client's body broke a limit.
+    body: Option<BodyError>,
+    /// The client's body could not be read for another reason.
+    client_body: bool,
+    detail: String,
+}
+
+fn classify_hyper(e: &hyper_util::client::legacy::Error) -> Failure {
+    Failure {
+        connect: find_connect_error(e)
+            .map(|ce| (matches!(ce, ConnectError::Timeout), ce.to_string())),
+        body: find_body_error(e),
+        client_body: is_client_body_error(e),
+        detail: error_chain(e),
+    }
+}
+
+fn classify_h1(e: &crate::upstream::h1::SendError) -> Failure {
+    use crate::upstream::h1::SendError;
+    match e {
+        SendError::Connect(ce) => Failure {
+            connect: Some((matches!(ce, ConnectError::Timeout), ce.to_string())),
+            body: None,
+            client_body: false,
+            detail: ce.to_string(),
+        },
+        SendError::Body(b) => {
+            let body = find_body_error(&**b);
+            Failure {
+                connect: None,
+                body,
+                client_body: body.is_none(),
+                detail: error_chain(&**b),
+            }
+        }
+        other => Failure {
+            connect: None,
+            body: None,
+            client_body: false,
+            detail: error_chain(other),
+        },
+    }
 }
 
 fn finish(resp: Response<RespBody>, done: Done) -> Response<RespBody> {
@@ -682,7 +774,7 @@ fn build_upstream_head(
 }
 
 /// Removes hop-by-hop fields (RFC 9110 §7.6.1), including those the Connection field
-/// names. With `keep_upgrade`, `Connection: upgrade` and `Upgrade` stay.
+/// names. `Trailer` is end-to-end and stays: it announces the trailer fields. With `keep_upgrade`, `Connection: upgrade` and `Upgrade` stay.
 fn strip_hop_by_hop(h: &mut HeaderMap, keep_upgrade: bool) {
     let named: Vec<HeaderName> = h
         .get_all(header::CONNECTION)
@@ -698,7 +790,6 @@ fn strip_hop_by_hop(h: &mut HeaderMap, keep_upgrade: bool) {
     }
     for n in [
         header::TRANSFER_ENCODING,
-        header::TRAILER,
         header::PROXY_AUTHENTICATE,
         HeaderName::from_static("keep-alive"),
         HeaderName::from_static("proxy-connection"),
@@ -811,6 +902,38 @@ fn edge_reply(
         l.reason = Some(reply.reason.into_owned());
     }
     finish(resp, done)
+}
+
+/// Joins the client's upgraded connection and the inline client's origin connection
+/// after a 101; bytes the origin already sent after its head go first.
+fn spawn_tunnel_h1(
+    ctx: &ConnCtx,
+    client: hyper::upgrade::OnUpgrade,
+    conn: crate::upstream::h1::Conn,
+    lease: Lease,
+) {
+    let tracker = ctx.edge.tracker();
+    let listener = ctx.conn.listener.clone();
+    tokio::spawn(async move {
+        let _guard = tracker;
+        let _lease = lease;
+        let Ok(c) = client.await else {
+            tracing::debug!(listener = %listener, "client upgrade failed");
+            return;
+        };
+        let mut c = hyper_util::rt::TokioIo::new(c);
+        let mut origin = conn.io;
+        if !conn.buf.is_empty() {
+            use tokio::io::AsyncWriteExt;
+            if c.write_all(&conn.buf).await.is_err() {
+                return;
+            }
+        }
+        match tokio::io::copy_bidirectional(&mut c, &mut origin).await {
+            Ok((up, down)) => tracing::debug!(listener = %listener, up, down, "tunnel closed"),
+            Err(e) => tracing::debug!(listener = %listener, error = %e, "tunnel ended with error"),
+        }
+    });
 }
 
 /// Joins the client's and the origin's upgraded connections after a 101.

@@ -8,6 +8,12 @@
 //! that dials that server, optionally over TLS, within the pool's connect timeout.
 //! A server takes traffic when it is *healthy* (active checks, if configured) and not
 //! *ejected* (passive: consecutive connect failures or 5xx responses).
+//!
+//! HTTP/1.1 origins are spoken to by [`h1`], an inline client: the request is written and
+//! the response read by the task serving the client request, with no connection task or
+//! channel in between. HTTP/2 origins use hyper's pooled client.
+
+pub mod h1;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -26,6 +32,12 @@ use tokio::net::TcpStream;
 
 use crate::body::ReqBody;
 use crate::metrics::{Counter, Gauge, Metrics};
+
+/// The per-thread slot of the caller among `n` (workers first, the control thread last).
+pub fn thread_slot(n: usize) -> usize {
+    let last = n.saturating_sub(1);
+    crate::runtime::worker_index().map_or(last, |w| w.min(last))
+}
 
 /// Milliseconds since the process's first call, for cheap atomic deadlines.
 fn now_ms() -> u64 {
@@ -137,6 +149,34 @@ pub struct Connector {
 }
 
 impl Connector {
+    /// Connects (TCP, then TLS if configured) within the connect timeout.
+    pub async fn dial_stream(&self) -> Result<h1::Stream, ConnectError> {
+        let tcp = match tokio::time::timeout(
+            self.connect_timeout,
+            TcpStream::connect((&*self.host, self.port)),
+        )
+        .await
+        {
+            Err(_) => return Err(ConnectError::Timeout),
+            Ok(Err(e)) => return Err(ConnectError::Io(e)),
+            Ok(Ok(s)) => s,
+        };
+        let _ = tcp.set_nodelay(true);
+        match &self.tls {
+            None => Ok(h1::Stream::Plain(tcp)),
+            Some((connector, name)) => match tokio::time::timeout(
+                self.connect_timeout,
+                connector.connect(name.clone(), tcp),
+            )
+            .await
+            {
+                Err(_) => Err(ConnectError::Timeout),
+                Ok(Err(e)) => Err(ConnectError::Tls(e)),
+                Ok(Ok(s)) => Ok(h1::Stream::Tls(Box::new(s))),
+            },
+        }
+    }
+
     async fn dial(self) -> Result<UpstreamIo, ConnectError> {
         let tcp = match tokio::time::timeout(
             self.connect_timeout,
@@ -209,6 +249,10 @@ pub struct ServerRuntime {
     /// thread (health checks), so a connection is only ever used by the thread whose
     /// runtime drives it: no cross-thread wake-ups per request.
     clients: Vec<UpstreamClient>,
+    /// Idle HTTP/1.1 connections of the inline client, per thread like `clients`.
+    pub h1_idle: Vec<h1::Idle>,
+    /// Dials this server.
+    pub connector: Connector,
     healthy: AtomicBool,
     ejected_until_ms: AtomicU64,
     connect_failures: AtomicU32,
@@ -234,9 +278,7 @@ impl std::fmt::Debug for ServerRuntime {
 impl ServerRuntime {
     /// The client for the calling thread.
     pub fn client(&self) -> &UpstreamClient {
-        let last = self.clients.len() - 1;
-        let i = crate::runtime::worker_index().map_or(last, |w| w.min(last));
-        &self.clients[i]
+        &self.clients[thread_slot(self.clients.len())]
     }
 
     fn available(&self, now: u64) -> bool {
@@ -377,6 +419,8 @@ impl PoolRuntime {
             };
             let server = ServerRuntime {
                 clients,
+                h1_idle: (0..=workers).map(|_| h1::Idle::default()).collect(),
+                connector: connector.clone(),
                 authority_parsed: http::uri::Authority::try_from(authority.as_str()).map_err(
                     |_| {
                         Diagnostics::one(src.diagnostic(

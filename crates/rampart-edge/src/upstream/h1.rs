@@ -1,0 +1,764 @@
+//! The inline HTTP/1.1 origin client.
+//!
+//! The task that serves a client request writes the request to the origin connection and
+//! reads the response itself; the response body is read from the origin socket as the
+//! client consumes it. There is no per-connection task and no channel: on a proxy the
+//! origin exchange is on the request path, and every hop between tasks costs a wake-up.
+//!
+//! Connections are kept per worker thread and per server ([`Idle`]), reused only when the
+//! previous response was read to its end with keep-alive, and checked before reuse (a
+//! connection the origin closed while idle is dropped). A request without a body that
+//! fails on a reused connection before any response byte arrived is sent once more on a
+//! new connection — the origin never saw it.
+//!
+//! Framing follows RFC 9112 §6: the request body is sent with Content-Length when its size
+//! is known, otherwise chunked; the response body is delimited by the request method and
+//! status (HEAD, 1xx, 204, 304 have none), chunked coding, Content-Length, or the end of
+//! the connection, and any inconsistency (differing Content-Length values, a malformed
+//! chunk) is an error that ends the connection, never a guess.
+
+use std::pin::Pin;
+use std::sync::Mutex;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use bytes::{Buf, Bytes, BytesMut};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, StatusCode, header};
+use http_body::{Body, Frame};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::net::TcpStream;
+
+use std::sync::Arc;
+
+use super::{ConnectError, Connector, PoolRuntime};
+use crate::body::{BoxError, ReqBody};
+
+/// Largest response head accepted from an origin.
+const MAX_HEAD: usize = 64 * 1024;
+/// Largest chunk-size line or trailer section accepted from an origin.
+const MAX_LINE: usize = 16 * 1024;
+/// Most header fields in an origin response.
+const MAX_HEADERS: usize = 128;
+/// Size of reads from the origin.
+const READ_CHUNK: usize = 16 * 1024;
+
+/// A connection to an origin, plain or TLS.
+pub enum Stream {
+    /// Plain TCP.
+    Plain(TcpStream),
+    /// TLS over TCP.
+    Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
+}
+
+macro_rules! both {
+    ($self:ident, $s:ident => $e:expr) => {
+        match $self.get_mut() {
+            Stream::Plain($s) => {
+                let $s = Pin::new($s);
+                $e
+            }
+            Stream::Tls($s) => {
+                let $s = Pin::new($s.as_mut());
+                $e
+            }
+        }
+    };
+}
+
+impl AsyncRead for Stream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        both!(self, s => s.poll_read(cx, buf))
+    }
+}
+
+impl AsyncWrite for Stream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        both!(self, s => s.poll_write(cx, buf))
+    }
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        both!(self, s => s.poll_flush(cx))
+    }
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        both!(self, s => s.poll_shutdown(cx))
+    }
+}
+
+/// An origin connection with the bytes read from it and not yet used.
+pub struct Conn {
+    /// The socket.
+    pub io: Stream,
+    /// Bytes read past what was consumed (the start of a tunnel after a 101).
+    pub buf: BytesMut,
+    idle_since: Instant,
+    reused: bool,
+}
+
+impl Conn {
+    /// Whether an idle connection is still usable: not expired, and the origin has
+    /// neither closed it nor sent anything unasked.
+    fn still_good(&mut self, idle_timeout: Duration) -> bool {
+        if self.idle_since.elapsed() >= idle_timeout {
+            return false;
+        }
+        let mut probe = [0u8; 1];
+        let mut rb = ReadBuf::new(&mut probe);
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        matches!(
+            Pin::new(&mut self.io).poll_read(&mut cx, &mut rb),
+            Poll::Pending
+        )
+    }
+}
+
+/// Idle keep-alive connections to one server, for one thread.
+#[derive(Default)]
+pub struct Idle(Mutex<Vec<Conn>>);
+
+impl Idle {
+    fn take(&self, idle_timeout: Duration) -> Option<Conn> {
+        let mut list = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        while let Some(mut c) = list.pop() {
+            if c.still_good(idle_timeout) {
+                c.reused = true;
+                return Some(c);
+            }
+        }
+        None
+    }
+
+    /// Keeps a connection for reuse.
+    pub fn put(&self, mut conn: Conn) {
+        conn.idle_since = Instant::now();
+        let mut list = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        // bounded: a burst should not leave thousands of sockets open
+        if list.len() < 1024 {
+            list.push(conn);
+        }
+    }
+}
+
+/// Why an exchange with the origin failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SendError {
+    /// No connection could be made.
+    #[error(transparent)]
+    Connect(#[from] ConnectError),
+    /// The client's request body failed (too large, too slow, malformed).
+    #[error("request body: {0}")]
+    Body(BoxError),
+    /// The connection to the origin failed.
+    #[error("origin connection: {0}")]
+    Io(#[from] std::io::Error),
+    /// The origin's response broke HTTP/1.1.
+    #[error("invalid response from origin: {0}")]
+    Protocol(&'static str),
+}
+
+/// How the response body is delimited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Framing {
+    Length(u64),
+    Chunked(Chunk),
+    UntilClose,
+    Done,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Chunk {
+    Size,
+    Data(u64),
+    DataEnd,
+    Trailers,
+}
+
+/// An origin response: its head, and either its body or (after 101) the connection.
+pub struct Exchange {
+    /// Status, headers.
+    pub head: http::response::Parts,
+    /// The body (empty for a 101).
+    pub body: H1Body,
+    /// After 101 Switching Protocols: the connection, to tunnel.
+    pub upgraded: Option<Conn>,
+}
+
+/// Sends `req` to the server `connector` dials, reusing a connection from `idle` if one is
+/// good. Returns when the response head has arrived.
+pub async fn send(
+    pool: &Arc<PoolRuntime>,
+    server: usize,
+    req: Request<ReqBody>,
+) -> Result<Exchange, SendError> {
+    let slot = super::thread_slot(pool.servers[server].h1_idle.len());
+    let idle = &pool.servers[server].h1_idle[slot];
+    let connector = &pool.servers[server].connector;
+    let idle_timeout = pool.spec.idle_timeout;
+    let (parts, mut body) = req.into_parts();
+    let head_bytes = encode_head(&parts, &body);
+    let empty_body = body.is_end_stream();
+    let head_only = parts.method == Method::HEAD;
+    let mut conn = match idle.take(idle_timeout) {
+        Some(c) => c,
+        None => new_conn(connector).await?,
+    };
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let result = exchange(&mut conn, &head_bytes, &mut body, head_only).await;
+        match result {
+            Err(Failure::BeforeResponse(e)) if conn.reused && empty_body && attempt == 1 => {
+                tracing::debug!(error = %e, "reused origin connection failed before answering; sending again on a new one");
+                conn = new_conn(connector).await?;
+            }
+            Err(Failure::BeforeResponse(e)) | Err(Failure::Other(e)) => return Err(e),
+            Ok((head, framing, keep_alive)) => {
+                if head.status == StatusCode::SWITCHING_PROTOCOLS {
+                    return Ok(Exchange {
+                        head,
+                        body: H1Body::empty(),
+                        upgraded: Some(conn),
+                    });
+                }
+                let body = H1Body {
+                    conn: Some(conn),
+                    framing,
+                    keep_alive,
+                    home: Some((pool.clone(), server, slot)),
+                };
+                let mut body = body;
+                if body.framing == Framing::Done {
+                    body.finish();
+                }
+                return Ok(Exchange {
+                    head,
+                    body,
+                    upgraded: None,
+                });
+            }
+        }
+    }
+}
+
+async fn new_conn(connector: &Connector) -> Result<Conn, SendError> {
+    let io = connector.dial_stream().await?;
+    Ok(Conn {
+        io,
+        buf: BytesMut::with_capacity(READ_CHUNK),
+        idle_since: Instant::now(),
+        reused: false,
+    })
+}
+
+enum Failure {
+    /// Nothing of a response arrived: the origin may never have seen the request.
+    BeforeResponse(SendError),
+    Other(SendError),
+}
+
+/// The request line and header section, with our own framing.
+fn encode_head(parts: &http::request::Parts, body: &ReqBody) -> Vec<u8> {
+    let mut out = Vec::with_capacity(512);
+    out.extend_from_slice(parts.method.as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(
+        parts
+            .uri
+            .path_and_query()
+            .map_or("/", |pq| pq.as_str())
+            .as_bytes(),
+    );
+    out.extend_from_slice(b" HTTP/1.1\r\n");
+    let mut had_length = false;
+    for (name, value) in &parts.headers {
+        if name == header::CONTENT_LENGTH {
+            had_length = true;
+            continue;
+        }
+        if name == header::TRANSFER_ENCODING || name == header::EXPECT {
+            continue;
+        }
+        out.extend_from_slice(name.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    let hint = body.size_hint();
+    if body.is_end_stream() {
+        if had_length || matches!(parts.method, Method::POST | Method::PUT | Method::PATCH) {
+            out.extend_from_slice(b"content-length: 0\r\n");
+        }
+    } else if let Some(n) = hint.exact() {
+        out.extend_from_slice(b"content-length: ");
+        out.extend_from_slice(n.to_string().as_bytes());
+        out.extend_from_slice(b"\r\n");
+    } else {
+        out.extend_from_slice(b"transfer-encoding: chunked\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+    out
+}
+
+async fn exchange(
+    conn: &mut Conn,
+    head: &[u8],
+    body: &mut ReqBody,
+    head_only: bool,
+) -> Result<(http::response::Parts, Framing, bool), Failure> {
+    let declared = body.size_hint().exact();
+    let chunked = !body.is_end_stream() && declared.is_none();
+    // Coalesce the head with a first body frame that is already there (small POSTs).
+    let mut out = head.to_vec();
+    let mut sent: u64 = 0;
+    let mut done = body.is_end_stream();
+    if !done {
+        let mut first = None;
+        std::future::poll_fn(|cx| {
+            first = Some(Pin::new(&mut *body).poll_frame(cx));
+            Poll::Ready(())
+        })
+        .await;
+        match first {
+            Some(Poll::Ready(Some(Ok(frame)))) => {
+                if let Some(d) = frame.data_ref() {
+                    sent += d.len() as u64;
+                    put_data(&mut out, d, chunked);
+                }
+            }
+            Some(Poll::Ready(Some(Err(e)))) => return Err(Failure::Other(SendError::Body(e))),
+            Some(Poll::Ready(None)) => done = true,
+            _ => {}
+        }
+    }
+    if done && chunked {
+        out.extend_from_slice(b"0\r\n\r\n");
+    }
+    if let Err(e) = conn.io.write_all(&out).await {
+        return Err(Failure::BeforeResponse(e.into()));
+    }
+    while !done {
+        match std::future::poll_fn(|cx| Pin::new(&mut *body).poll_frame(cx)).await {
+            None => done = true,
+            Some(Err(e)) => return Err(Failure::Other(SendError::Body(e))),
+            Some(Ok(frame)) => {
+                let mut piece = Vec::new();
+                match frame.into_data() {
+                    Ok(d) => {
+                        sent += d.len() as u64;
+                        if chunked {
+                            put_data(&mut piece, &d, true);
+                            conn.io
+                                .write_all(&piece)
+                                .await
+                                .map_err(|e| Failure::Other(e.into()))?;
+                        } else {
+                            conn.io
+                                .write_all(&d)
+                                .await
+                                .map_err(|e| Failure::Other(e.into()))?;
+                        }
+                    }
+                    Err(frame) => {
+                        if let (Ok(trailers), true) = (frame.into_trailers(), chunked) {
+                            piece.extend_from_slice(b"0\r\n");
+                            for (n, v) in &trailers {
+                                piece.extend_from_slice(n.as_str().as_bytes());
+                                piece.extend_from_slice(b": ");
+                                piece.extend_from_slice(v.as_bytes());
+                                piece.extend_from_slice(b"\r\n");
+                            }
+                            piece.extend_from_slice(b"\r\n");
+                            conn.io
+                                .write_all(&piece)
+                                .await
+                                .map_err(|e| Failure::Other(e.into()))?;
+                            // the chunked end was written with the trailers
+                            return read_head(conn, head_only).await;
+                        }
+                    }
+                }
+            }
+        }
+        if done && chunked {
+            conn.io
+                .write_all(b"0\r\n\r\n")
+                .await
+                .map_err(|e| Failure::Other(e.into()))?;
+        }
+    }
+    if let Some(n) = declared {
+        if sent != n {
+            return Err(Failure::Other(SendError::Protocol(
+                "request body length differs from its Content-Length",
+            )));
+        }
+    }
+    read_head(conn, head_only).await
+}
+
+fn put_data(out: &mut Vec<u8>, data: &[u8], chunked: bool) {
+    if data.is_empty() {
+        return;
+    }
+    if chunked {
+        out.extend_from_slice(format!("{:x}\r\n", data.len()).as_bytes());
+        out.extend_from_slice(data);
+        out.extend_from_slice(b"\r\n");
+    } else {
+        out.extend_from_slice(data);
+    }
+}
+
+async fn read_more(conn: &mut Conn) -> std::io::Result<usize> {
+    if conn.buf.capacity() - conn.buf.len() < 1024 {
+        conn.buf.reserve(READ_CHUNK);
+    }
+    std::future::poll_fn(|cx| {
+        tokio_util::io::poll_read_buf(Pin::new(&mut conn.io), cx, &mut conn.buf)
+    })
+    .await
+}
+
+async fn read_head(
+    conn: &mut Conn,
+    head_only: bool,
+) -> Result<(http::response::Parts, Framing, bool), Failure> {
+    let mut got_any = !conn.buf.is_empty();
+    loop {
+        if !conn.buf.is_empty() {
+            let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+            let mut resp = httparse::Response::new(&mut headers);
+            match resp.parse(&conn.buf) {
+                Ok(httparse::Status::Complete(n)) => {
+                    let code = resp.code.unwrap_or(0);
+                    let status = StatusCode::from_u16(code).map_err(|_| {
+                        Failure::Other(SendError::Protocol("status code out of range"))
+                    })?;
+                    if status.is_informational() && status != StatusCode::SWITCHING_PROTOCOLS {
+                        // 100 Continue, 102, 103 Early Hints: not forwarded; the final
+                        // response follows.
+                        conn.buf.advance(n);
+                        continue;
+                    }
+                    let version_11 = resp.version == Some(1);
+                    let mut map = HeaderMap::with_capacity(resp.headers.len());
+                    let mut lengths: Option<Option<u64>> = None;
+                    let mut chunked = false;
+                    let mut te = false;
+                    let mut close = !version_11;
+                    for h in resp.headers.iter() {
+                        let name = HeaderName::from_bytes(h.name.as_bytes()).map_err(|_| {
+                            Failure::Other(SendError::Protocol("invalid header name"))
+                        })?;
+                        let value = HeaderValue::from_bytes(h.value).map_err(|_| {
+                            Failure::Other(SendError::Protocol("invalid header value"))
+                        })?;
+                        if name == header::CONTENT_LENGTH {
+                            let v = std::str::from_utf8(h.value)
+                                .ok()
+                                .filter(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
+                                .and_then(|s| s.parse::<u64>().ok());
+                            lengths = match (lengths, v) {
+                                (_, None) => {
+                                    return Err(Failure::Other(SendError::Protocol(
+                                        "malformed Content-Length",
+                                    )));
+                                }
+                                (None, Some(n)) => Some(Some(n)),
+                                (Some(Some(m)), Some(n)) if m == n => Some(Some(n)),
+                                _ => {
+                                    return Err(Failure::Other(SendError::Protocol(
+                                        "conflicting Content-Length values",
+                                    )));
+                                }
+                            };
+                        } else if name == header::TRANSFER_ENCODING {
+                            te = true;
+                            chunked =
+                                h.value.rsplit(|&b| b == b',').next().is_some_and(|c| {
+                                    c.trim_ascii().eq_ignore_ascii_case(b"chunked")
+                                });
+                        } else if name == header::CONNECTION {
+                            for token in h.value.split(|&b| b == b',') {
+                                let t = token.trim_ascii();
+                                if t.eq_ignore_ascii_case(b"close") {
+                                    close = true;
+                                } else if t.eq_ignore_ascii_case(b"keep-alive") && !version_11 {
+                                    close = false;
+                                }
+                            }
+                        }
+                        map.append(name, value);
+                    }
+                    conn.buf.advance(n);
+                    let no_body = head_only
+                        || status.is_informational()
+                        || status == StatusCode::NO_CONTENT
+                        || status == StatusCode::NOT_MODIFIED;
+                    let framing = if no_body {
+                        Framing::Done
+                    } else if te {
+                        if chunked {
+                            Framing::Chunked(Chunk::Size)
+                        } else {
+                            Framing::UntilClose
+                        }
+                    } else if let Some(Some(len)) = lengths {
+                        if len == 0 {
+                            Framing::Done
+                        } else {
+                            Framing::Length(len)
+                        }
+                    } else {
+                        Framing::UntilClose
+                    };
+                    let keep_alive = !close
+                        && framing != Framing::UntilClose
+                        && status != StatusCode::SWITCHING_PROTOCOLS;
+                    let mut parts = http::Response::new(()).into_parts().0;
+                    parts.status = status;
+                    parts.version = http::Version::HTTP_11;
+                    parts.headers = map;
+                    return Ok((parts, framing, keep_alive));
+                }
+                Ok(httparse::Status::Partial) => {
+                    if conn.buf.len() > MAX_HEAD {
+                        return Err(Failure::Other(SendError::Protocol(
+                            "response head too large",
+                        )));
+                    }
+                }
+                Err(_) => {
+                    return Err(Failure::Other(SendError::Protocol(
+                        "malformed response head",
+                    )));
+                }
+            }
+        }
+        match read_more(conn).await {
+            Ok(0) => {
+                let e = SendError::Io(std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    "origin closed the connection before answering",
+                ));
+                return Err(if got_any {
+                    Failure::Other(e)
+                } else {
+                    Failure::BeforeResponse(e)
+                });
+            }
+            Ok(_) => got_any = true,
+            Err(e) => {
+                return Err(if got_any {
+                    Failure::Other(e.into())
+                } else {
+                    Failure::BeforeResponse(e.into())
+                });
+            }
+        }
+    }
+}
+
+/// A response body read from the origin connection as the client takes it.
+pub struct H1Body {
+    conn: Option<Conn>,
+    framing: Framing,
+    keep_alive: bool,
+    /// Where the connection goes back to: pool, server index, thread slot.
+    home: Option<(Arc<PoolRuntime>, usize, usize)>,
+}
+
+impl H1Body {
+    fn empty() -> Self {
+        H1Body {
+            conn: None,
+            framing: Framing::Done,
+            keep_alive: false,
+            home: None,
+        }
+    }
+
+    /// The body ended: keep the connection if it can serve another request.
+    fn finish(&mut self) {
+        self.framing = Framing::Done;
+        if let (Some(conn), Some((pool, server, slot))) = (self.conn.take(), self.home.as_ref()) {
+            if self.keep_alive && conn.buf.is_empty() {
+                pool.servers[*server].h1_idle[*slot].put(conn);
+            }
+        }
+    }
+
+    fn fail(&mut self, why: &'static str) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        self.conn = None;
+        self.framing = Framing::Done;
+        Poll::Ready(Some(Err(BoxError::from(SendError::Protocol(why)))))
+    }
+}
+
+impl Body for H1Body {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = &mut *self;
+        loop {
+            let Some(conn) = this.conn.as_mut() else {
+                return Poll::Ready(None);
+            };
+            // Serve what is buffered first.
+            match this.framing {
+                Framing::Done => {
+                    this.finish();
+                    return Poll::Ready(None);
+                }
+                Framing::Length(left) if !conn.buf.is_empty() => {
+                    let k = (left.min(conn.buf.len() as u64)) as usize;
+                    let data = conn.buf.split_to(k).freeze();
+                    this.framing = if left - k as u64 == 0 {
+                        Framing::Done
+                    } else {
+                        Framing::Length(left - k as u64)
+                    };
+                    if this.framing == Framing::Done {
+                        this.finish();
+                    }
+                    return Poll::Ready(Some(Ok(Frame::data(data))));
+                }
+                Framing::UntilClose if !conn.buf.is_empty() => {
+                    let data = conn.buf.split().freeze();
+                    return Poll::Ready(Some(Ok(Frame::data(data))));
+                }
+                Framing::Chunked(state) => match state {
+                    Chunk::Size => {
+                        if let Some(lf) = conn.buf.iter().position(|&b| b == b'\n') {
+                            let line = &conn.buf[..lf];
+                            let Some(line) = line.strip_suffix(b"\r") else {
+                                return this.fail("chunk-size line without CRLF");
+                            };
+                            let digits = line.iter().take_while(|b| b.is_ascii_hexdigit()).count();
+                            if digits == 0
+                                || digits > 16
+                                || !(line.len() == digits || line[digits] == b';')
+                            {
+                                return this.fail("invalid chunk size");
+                            }
+                            let size = std::str::from_utf8(&line[..digits])
+                                .ok()
+                                .and_then(|s| u64::from_str_radix(s, 16).ok());
+                            let Some(size) = size else {
+                                return this.fail("invalid chunk size");
+                            };
+                            conn.buf.advance(lf + 1);
+                            this.framing = Framing::Chunked(if size == 0 {
+                                Chunk::Trailers
+                            } else {
+                                Chunk::Data(size)
+                            });
+                            continue;
+                        }
+                        if conn.buf.len() > MAX_LINE {
+                            return this.fail("chunk-size line too long");
+                        }
+                    }
+                    Chunk::Data(left) if !conn.buf.is_empty() => {
+                        let k = (left.min(conn.buf.len() as u64)) as usize;
+                        let data = conn.buf.split_to(k).freeze();
+                        this.framing = Framing::Chunked(if left - k as u64 == 0 {
+                            Chunk::DataEnd
+                        } else {
+                            Chunk::Data(left - k as u64)
+                        });
+                        return Poll::Ready(Some(Ok(Frame::data(data))));
+                    }
+                    Chunk::DataEnd if conn.buf.len() >= 2 => {
+                        if &conn.buf[..2] != b"\r\n" {
+                            return this.fail("chunk data not followed by CRLF");
+                        }
+                        conn.buf.advance(2);
+                        this.framing = Framing::Chunked(Chunk::Size);
+                        continue;
+                    }
+                    Chunk::Trailers => {
+                        if conn.buf.starts_with(b"\r\n") {
+                            conn.buf.advance(2);
+                            this.finish();
+                            return Poll::Ready(None);
+                        }
+                        if let Some(end) = conn.buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                            let mut fields = [httparse::EMPTY_HEADER; 64];
+                            let section = conn.buf.split_to(end + 4);
+                            let trailers = match httparse::parse_headers(&section, &mut fields) {
+                                Ok(httparse::Status::Complete((_, list))) => {
+                                    let mut map = HeaderMap::new();
+                                    for f in list {
+                                        if let (Ok(n), Ok(v)) = (
+                                            HeaderName::from_bytes(f.name.as_bytes()),
+                                            HeaderValue::from_bytes(f.value),
+                                        ) {
+                                            map.append(n, v);
+                                        }
+                                    }
+                                    map
+                                }
+                                _ => return this.fail("malformed trailer section"),
+                            };
+                            this.finish();
+                            return Poll::Ready(Some(Ok(Frame::trailers(trailers))));
+                        }
+                        if conn.buf.len() > MAX_LINE {
+                            return this.fail("trailer section too large");
+                        }
+                    }
+                    _ => {}
+                },
+                _ => {}
+            }
+            // Need more bytes from the origin.
+            let Some(conn) = this.conn.as_mut() else {
+                return Poll::Ready(None);
+            };
+            if conn.buf.capacity() - conn.buf.len() < 1024 {
+                conn.buf.reserve(READ_CHUNK);
+            }
+            match tokio_util::io::poll_read_buf(Pin::new(&mut conn.io), cx, &mut conn.buf) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Err(e)) => {
+                    this.conn = None;
+                    this.framing = Framing::Done;
+                    return Poll::Ready(Some(Err(BoxError::from(e))));
+                }
+                Poll::Ready(Ok(0)) => {
+                    if this.framing == Framing::UntilClose {
+                        this.keep_alive = false;
+                        this.conn = None;
+                        this.framing = Framing::Done;
+                        return Poll::Ready(None);
+                    }
+                    return this.fail("origin closed the connection inside the body");
+                }
+                Poll::Ready(Ok(_)) => {}
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.framing == Framing::Done
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        match self.framing {
+            Framing::Done => http_body::SizeHint::with_exact(0),
+            Framing::Length(n) => http_body::SizeHint::with_exact(n),
+            _ => http_body::SizeHint::default(),
+        }
+    }
+}
