@@ -328,6 +328,34 @@ impl Drop for RespBody {
     }
 }
 
+/// Polls an origin body, failing with [`BodyError::Timeout`] when it pauses longer than
+/// the idle timer allows.
+fn poll_timed<B>(
+    body: Pin<&mut B>,
+    idle: &mut Idle,
+    cx: &mut Context<'_>,
+) -> Poll<Option<Result<Frame<Bytes>, BoxError>>>
+where
+    B: Body<Data = Bytes>,
+    B::Error: Into<BoxError>,
+{
+    match body.poll_frame(cx) {
+        Poll::Pending => {
+            if idle.poll_expired(cx) {
+                Poll::Ready(Some(Err(BoxError::from(BodyError::Timeout))))
+            } else {
+                Poll::Pending
+            }
+        }
+        Poll::Ready(Some(Ok(f))) => {
+            idle.reset();
+            Poll::Ready(Some(Ok(f)))
+        }
+        Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e.into()))),
+        Poll::Ready(None) => Poll::Ready(None),
+    }
+}
+
 impl Body for RespBody {
     type Data = Bytes;
     type Error = BoxError;
@@ -339,35 +367,8 @@ impl Body for RespBody {
         let this = &mut *self;
         let polled = match &mut this.source {
             Source::Page(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
-            Source::Origin { body, idle } => match Pin::new(body).poll_frame(cx) {
-                Poll::Pending => {
-                    if idle.poll_expired(cx) {
-                        Poll::Ready(Some(Err(BoxError::from(BodyError::Timeout))))
-                    } else {
-                        Poll::Pending
-                    }
-                }
-                Poll::Ready(Some(Ok(f))) => {
-                    idle.reset();
-                    Poll::Ready(Some(Ok(f)))
-                }
-                Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(BoxError::from(e)))),
-                Poll::Ready(None) => Poll::Ready(None),
-            },
-            Source::OriginH1 { body, idle } => match Pin::new(body).poll_frame(cx) {
-                Poll::Pending => {
-                    if idle.poll_expired(cx) {
-                        Poll::Ready(Some(Err(BoxError::from(BodyError::Timeout))))
-                    } else {
-                        Poll::Pending
-                    }
-                }
-                Poll::Ready(Some(Ok(f))) => {
-                    idle.reset();
-                    Poll::Ready(Some(Ok(f)))
-                }
-                other => other,
-            },
+            Source::Origin { body, idle } => poll_timed(Pin::new(body), idle, cx),
+            Source::OriginH1 { body, idle } => poll_timed(Pin::new(body), idle, cx),
         };
         let out = ready!(polled);
         match &out {
