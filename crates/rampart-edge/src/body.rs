@@ -30,6 +30,25 @@ pub enum BodyError {
     Timeout,
 }
 
+/// The client's request body could not be read (connection reset, framing error, the
+/// framing guard cut the stream): never the origin's fault.
+#[derive(Debug, thiserror::Error)]
+#[error("client request body: {0}")]
+pub struct ClientBodyError(#[source] pub hyper::Error);
+
+/// Whether an error's source chain holds a [`ClientBodyError`].
+pub fn is_client_body_error(mut err: &(dyn std::error::Error + 'static)) -> bool {
+    loop {
+        if err.downcast_ref::<ClientBodyError>().is_some() {
+            return true;
+        }
+        match err.source() {
+            Some(s) => err = s,
+            None => return false,
+        }
+    }
+}
+
 /// Finds a [`BodyError`] in an error's source chain.
 pub fn find_body_error(mut err: &(dyn std::error::Error + 'static)) -> Option<BodyError> {
     loop {
@@ -174,7 +193,7 @@ impl ReqBody {
             }
             Poll::Ready(Some(Err(e))) => {
                 self.inner = None;
-                Poll::Ready(Some(Err(e.into())))
+                Poll::Ready(Some(Err(Box::new(ClientBodyError(e)))))
             }
             Poll::Ready(Some(Ok(frame))) => {
                 if let Some(idle) = self.idle.as_mut() {

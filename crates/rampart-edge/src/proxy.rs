@@ -557,7 +557,7 @@ fn classify_hyper(e: &hyper_util::client::legacy::Error) -> Failure {
         connect: find_connect_error(e)
             .map(|ce| (matches!(ce, ConnectError::Timeout), ce.to_string())),
         body: find_body_error(e),
-        client_body: is_client_body_error(e),
+        client_body: crate::body::is_client_body_error(e),
         detail: error_chain(e),
     }
 }
@@ -817,21 +817,6 @@ fn find_connect_error(e: &hyper_util::client::legacy::Error) -> Option<&ConnectE
             return Some(c);
         }
         err = err.source()?;
-    }
-}
-
-fn is_client_body_error(e: &hyper_util::client::legacy::Error) -> bool {
-    let mut err: &(dyn std::error::Error + 'static) = e;
-    loop {
-        if let Some(h) = err.downcast_ref::<hyper::Error>() {
-            if h.is_incomplete_message() || h.is_body_write_aborted() {
-                return false;
-            }
-        }
-        match err.source() {
-            Some(s) => err = s,
-            None => return e.to_string().contains("body") && !e.is_connect(),
-        }
     }
 }
 
