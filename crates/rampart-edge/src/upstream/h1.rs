@@ -120,12 +120,13 @@ impl Conn {
 
 /// Idle keep-alive connections to one server, for one thread.
 #[derive(Default)]
-pub struct Idle(Mutex<Vec<Conn>>);
+pub struct Idle(Mutex<std::collections::VecDeque<Conn>>);
 
 impl Idle {
+    /// The most recently used good connection (LIFO keeps few connections warm).
     fn take(&self, idle_timeout: Duration) -> Option<Conn> {
         let mut list = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        while let Some(mut c) = list.pop() {
+        while let Some(mut c) = list.pop_back() {
             if c.still_good(idle_timeout) {
                 c.reused = true;
                 return Some(c);
@@ -134,13 +135,20 @@ impl Idle {
         None
     }
 
-    /// Keeps a connection for reuse.
-    pub fn put(&self, mut conn: Conn) {
+    /// Keeps a connection for reuse, closing those idle past `idle_timeout` (the oldest
+    /// are at the front), so unused connections do not linger.
+    pub fn put(&self, mut conn: Conn, idle_timeout: Duration) {
         conn.idle_since = Instant::now();
         let mut list = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        while list
+            .front()
+            .is_some_and(|c| c.idle_since.elapsed() >= idle_timeout)
+        {
+            list.pop_front();
+        }
         // bounded: a burst should not leave thousands of sockets open
         if list.len() < 1024 {
-            list.push(conn);
+            list.push_back(conn);
         }
     }
 }
@@ -589,7 +597,7 @@ impl H1Body {
         self.framing = Framing::Done;
         if let (Some(conn), Some((pool, server, slot))) = (self.conn.take(), self.home.as_ref()) {
             if self.keep_alive && conn.buf.is_empty() {
-                pool.servers[*server].h1_idle[*slot].put(conn);
+                pool.servers[*server].h1_idle[*slot].put(conn, pool.spec.idle_timeout);
             }
         }
     }
@@ -760,5 +768,49 @@ impl Body for H1Body {
             Framing::Length(n) => http_body::SizeHint::with_exact(n),
             _ => http_body::SizeHint::default(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn conn() -> (Conn, TcpStream) {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let c = TcpStream::connect(l.local_addr().unwrap()).await.unwrap();
+        let (server_side, _) = l.accept().await.unwrap();
+        (
+            Conn {
+                io: Stream::Plain(c),
+                buf: BytesMut::new(),
+                idle_since: Instant::now(),
+                reused: false,
+            },
+            server_side,
+        )
+    }
+
+    #[tokio::test]
+    async fn idle_connections_expire_and_closed_ones_are_not_reused() {
+        let idle = Idle::default();
+        let t = Duration::from_millis(100);
+        let (a, _a_peer) = conn().await;
+        idle.put(a, t);
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        let (b, _b_peer) = conn().await;
+        idle.put(b, t);
+        assert_eq!(
+            idle.0.lock().unwrap().len(),
+            1,
+            "the expired connection was closed on put"
+        );
+        let got = idle.take(t).expect("the fresh connection is reused");
+        assert!(got.reused);
+        // a connection the origin closed while idle is dropped, not handed out
+        let (c, c_peer) = conn().await;
+        idle.put(c, Duration::from_secs(60));
+        drop(c_peer);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(idle.take(Duration::from_secs(60)).is_none());
     }
 }
