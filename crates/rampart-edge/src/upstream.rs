@@ -16,7 +16,6 @@
 pub mod h1;
 
 use std::future::Future;
-use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock, Weak};
@@ -696,11 +695,6 @@ fn smooth_wrr(weights: &[u32]) -> Vec<usize> {
         out.push(best);
     }
     out
-}
-
-/// A socket address for logs when the server host is an IP literal.
-pub fn parse_addr(authority: &str) -> Option<SocketAddr> {
-    authority.parse().ok()
 }
 
 #[cfg(test)]
