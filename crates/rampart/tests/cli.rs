@@ -58,6 +58,30 @@ fn check_accepts_the_shipped_example() {
 }
 
 #[test]
+fn check_accepts_the_demo_config() {
+    // scripts/demo.sh copies this file next to a certs/ directory it fills; do the same
+    let demo =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../examples/demo/rampart-demo.toml");
+    let dir = temp("demo");
+    std::fs::create_dir_all(dir.join("certs")).unwrap();
+    let ck = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    std::fs::write(dir.join("certs/localhost.crt"), ck.cert.pem()).unwrap();
+    std::fs::write(dir.join("certs/localhost.key"), ck.key_pair.serialize_pem()).unwrap();
+    let cfg = dir.join("rampart.toml");
+    std::fs::copy(&demo, &cfg).unwrap();
+    let out = Command::new(bin())
+        .args(["check", "-c"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
 fn check_reports_every_error_with_file_line_col_and_fails() {
     let dir = temp("bad");
     let cfg = dir.join("bad.toml");
