@@ -328,7 +328,7 @@ async fn proxy(ctx: &ConnCtx, mut req: Request<Incoming>) -> Response<RespBody> 
 
     // Send, retrying a body-less idempotent request once on another server if the first
     // could not even be connected to.
-    let retryable = body.is_end_stream_hint()
+    let retryable = http_body::Body::is_end_stream(&body)
         && matches!(
             view.head.method,
             Method::GET | Method::HEAD | Method::OPTIONS
@@ -359,7 +359,7 @@ async fn proxy(ctx: &ConnCtx, mut req: Request<Incoming>) -> Response<RespBody> 
             std::mem::take(&mut forward)
         };
         let req = this.into_request(&pool, &lease, body.take().unwrap_or_else(ReqBody::empty));
-        let server = lease_index(&pool, &lease);
+        let server = lease.index();
         let sent = tokio::time::timeout(pool.spec.read_timeout, async {
             match pool.spec.protocol {
                 UpstreamProtocol::Http1 => crate::upstream::h1::send(&pool, server, req)
@@ -613,22 +613,6 @@ fn wants_upgrade<B>(req: &Request<B>) -> bool {
                     .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
             })
         })
-}
-
-trait EndHint {
-    fn is_end_stream_hint(&self) -> bool;
-}
-impl EndHint for ReqBody {
-    fn is_end_stream_hint(&self) -> bool {
-        http_body::Body::is_end_stream(self)
-    }
-}
-
-fn lease_index(pool: &PoolRuntime, lease: &Lease) -> usize {
-    pool.servers
-        .iter()
-        .position(|s| std::ptr::eq(s, lease.server()))
-        .unwrap_or(usize::MAX)
 }
 
 /// The request head to send upstream, kept so a retry can rebuild it.

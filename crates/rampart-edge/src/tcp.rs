@@ -38,7 +38,7 @@ pub async fn relay<C: AsyncRead + AsyncWrite + Unpin>(
             Ok(Err(e)) => {
                 lease.record(Outcome::ConnectError);
                 tracing::warn!(tenant, listener, pool = %pool.spec.id, server = %addr, error = %e, "tcp: origin connect failed");
-                exclude = pool.servers.iter().position(|x| x.authority == addr);
+                exclude = Some(lease.index());
                 if attempt == 0 && pool.servers.len() > 1 {
                     continue;
                 }

@@ -177,32 +177,13 @@ impl Connector {
     }
 
     async fn dial(self) -> Result<UpstreamIo, ConnectError> {
-        let tcp = match tokio::time::timeout(
-            self.connect_timeout,
-            TcpStream::connect((&*self.host, self.port)),
-        )
-        .await
-        {
-            Err(_) => return Err(ConnectError::Timeout),
-            Ok(Err(e)) => return Err(ConnectError::Io(e)),
-            Ok(Ok(s)) => s,
-        };
-        let _ = tcp.set_nodelay(true);
-        match self.tls {
-            None => Ok(UpstreamIo::Plain(TokioIo::new(tcp))),
-            Some((connector, name)) => {
-                let tls =
-                    match tokio::time::timeout(self.connect_timeout, connector.connect(name, tcp))
-                        .await
-                    {
-                        Err(_) => return Err(ConnectError::Timeout),
-                        Ok(Err(e)) => return Err(ConnectError::Tls(e)),
-                        Ok(Ok(s)) => s,
-                    };
+        Ok(match self.dial_stream().await? {
+            h1::Stream::Plain(tcp) => UpstreamIo::Plain(TokioIo::new(tcp)),
+            h1::Stream::Tls(tls) => {
                 let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
-                Ok(UpstreamIo::Tls(Box::new(TokioIo::new(tls)), h2))
+                UpstreamIo::Tls(Box::new(TokioIo::new(*tls)), h2)
             }
-        }
+        })
     }
 }
 
@@ -307,6 +288,11 @@ impl std::fmt::Debug for Lease {
 }
 
 impl Lease {
+    /// The server's index in its pool.
+    pub fn index(&self) -> usize {
+        self.index
+    }
+
     /// The server.
     pub fn server(&self) -> &ServerRuntime {
         &self.pool.servers[self.index]

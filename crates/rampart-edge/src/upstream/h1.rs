@@ -234,13 +234,12 @@ pub async fn send(
                         upgraded: Some(conn),
                     });
                 }
-                let body = H1Body {
+                let mut body = H1Body {
                     conn: Some(conn),
                     framing,
                     keep_alive,
                     home: Some((pool.clone(), server, slot)),
                 };
-                let mut body = body;
                 if body.framing == Framing::Done {
                     body.finish();
                 }
