@@ -16,7 +16,8 @@
 # Scenarios: get (keep-alive GET /index.html?q=hello), post (2 KiB urlencoded POST,
 # keep-alive), newconn (GET with Connection: close: a new TCP (+TLS) connection per request).
 #
-# Env: THREADS=2 CONNS=64 DURATION=10 ROUNDS=2 WARMUP=2 MAX_REQ=2000000 OUT_DIR=/tmp/rampart-bench
+# Env: TARGETS="nginx rampart nginx_tls rampart_tls" SCENARIOS="get post newconn"
+#      THREADS=2 CONNS=64 DURATION=10 ROUNDS=2 WARMUP=2 MAX_REQ=2000000 OUT_DIR=/tmp/rampart-bench
 #      PROFILE=bench-lto (cargo profile used to build Rampart)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -140,8 +141,8 @@ declare -A URL=(
     [nginx]="http://127.0.0.1:18097" [rampart]="http://127.0.0.1:18090"
     [nginx_tls]="https://127.0.0.1:18096" [rampart_tls]="https://127.0.0.1:18093"
 )
-TARGETS=(nginx rampart nginx_tls rampart_tls)
-SCENARIOS=(get post newconn)
+read -r -a TARGETS <<<"${TARGETS:-nginx rampart nginx_tls rampart_tls}"
+read -r -a SCENARIOS <<<"${SCENARIOS:-get post newconn}"
 
 pids_of() { # target -> pids whose CPU and memory count
     case $1 in
@@ -149,7 +150,13 @@ pids_of() { # target -> pids whose CPU and memory count
         rampart*) echo "$RAMPART_PID" ;;
     esac
 }
-cpu_ticks() { local t=0 p; for p in $1; do t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null || echo 0))); done; echo $t; }
+cpu_ticks() { # pids [field] -> user+system ticks (or field 14 = user, 15 = system)
+    local t=0 p
+    for p in $1; do
+        t=$((t + $(awk -v f="${2:-0}" '{print f ? $f : $14 + $15}' "/proc/$p/stat" 2>/dev/null || echo 0)))
+    done
+    echo $t
+}
 rss_kib() { local t=0 p; for p in $1; do t=$((t + $(awk '/VmRSS/ {print $2}' "/proc/$p/status" 2>/dev/null || echo 0))); done; echo $t; }
 
 python3 - "$RUN/body2k.txt" <<'PY'
@@ -202,9 +209,11 @@ for r in $(seq 1 "$ROUNDS"); do
         for t in "${TARGETS[@]}"; do
             pids=$(pids_of "$t")
             c0=$(cpu_ticks "$pids")
+            s0=$(cpu_ticks "$pids" 15)
             run_wrk "$s" "$t" "$DURATION" "$RUN/raw/r$r-$s-$t.txt"
             c1=$(cpu_ticks "$pids")
-            echo "cpu_ticks=$((c1 - c0)) clk_tck=$(getconf CLK_TCK) rss_kib=$(rss_kib "$pids")" >>"$RUN/raw/r$r-$s-$t.txt"
+            s1=$(cpu_ticks "$pids" 15)
+            echo "cpu_ticks=$((c1 - c0)) sys_ticks=$((s1 - s0)) clk_tck=$(getconf CLK_TCK) rss_kib=$(rss_kib "$pids")" >>"$RUN/raw/r$r-$s-$t.txt"
             echo "round $r $s $t: $(grep -E 'Requests/sec' "$RUN/raw/r$r-$s-$t.txt" | xargs)"
         done
     done

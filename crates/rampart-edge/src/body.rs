@@ -34,7 +34,51 @@ pub enum BodyError {
 /// framing guard cut the stream): never the origin's fault.
 #[derive(Debug, thiserror::Error)]
 #[error("client request body: {0}")]
-pub struct ClientBodyError(#[source] pub hyper::Error);
+pub struct ClientBodyError(#[source] pub BoxError);
+
+/// A client's request body as the server that read the head delivers it.
+#[derive(Debug, Default)]
+pub enum ClientBody {
+    /// No body.
+    #[default]
+    Empty,
+    /// From hyper's HTTP/2 server.
+    Hyper(Incoming),
+    /// From the edge's own HTTP/1 server.
+    H1(crate::server::H1RequestBody),
+}
+
+impl Body for ClientBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        match self.get_mut() {
+            ClientBody::Empty => Poll::Ready(None),
+            ClientBody::Hyper(b) => Pin::new(b).poll_frame(cx).map_err(Into::into),
+            ClientBody::H1(b) => Pin::new(b).poll_frame(cx).map_err(Into::into),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            ClientBody::Empty => true,
+            ClientBody::Hyper(b) => b.is_end_stream(),
+            ClientBody::H1(b) => b.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            ClientBody::Empty => SizeHint::with_exact(0),
+            ClientBody::Hyper(b) => b.size_hint(),
+            ClientBody::H1(b) => b.size_hint(),
+        }
+    }
+}
 
 /// Whether an error's source chain holds a [`ClientBodyError`].
 pub fn is_client_body_error(mut err: &(dyn std::error::Error + 'static)) -> bool {
@@ -90,7 +134,7 @@ pub struct ReqBody {
     prefix: Option<Bytes>,
     /// Trailers met while reading the prefix; sent after it.
     trailers: Option<Frame<Bytes>>,
-    inner: Option<Incoming>,
+    inner: Option<ClientBody>,
     /// Bytes still allowed (`None` = unlimited).
     allowance: Option<u64>,
     idle: Option<Idle>,
@@ -119,7 +163,7 @@ impl ReqBody {
 
     /// The client's body, limited to `max` bytes, failing after `idle` without data
     /// (`None`: the framing guard already times the connection).
-    pub fn new(inner: Incoming, max: Option<u64>, idle: Option<Duration>) -> Self {
+    pub fn new(inner: ClientBody, max: Option<u64>, idle: Option<Duration>) -> Self {
         let inner = if inner.is_end_stream() {
             None
         } else {

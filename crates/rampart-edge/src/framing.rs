@@ -87,6 +87,10 @@ pub struct GuardedIo<T> {
     stopped: bool,
     timeouts: Timeouts,
     timer: Timer,
+    /// When the running timer expires. `sleep` may be registered earlier than this: a
+    /// timer pushed further out is not moved in the timer wheel (most re-arms extend it);
+    /// when `sleep` fires early it is moved to the deadline then.
+    deadline: Instant,
     sleep: Pin<Box<Sleep>>,
     shared: Arc<ConnShared>,
     responder: Arc<ErrorResponder>,
@@ -116,11 +120,17 @@ impl<T> GuardedIo<T> {
             stopped: false,
             timeouts,
             timer: Timer::Off,
+            deadline: Instant::now() + timeouts.idle,
             sleep: Box::pin(tokio::time::sleep(timeouts.idle)),
             shared,
             responder,
             farewell: None,
         }
+    }
+
+    /// Whether the connection turned out to speak HTTP/2 (by its preface).
+    pub fn is_h2(&self) -> bool {
+        self.guard.is_h2()
     }
 
     fn stop(&mut self, rejection: Rejection) {
@@ -165,7 +175,23 @@ impl<T> GuardedIo<T> {
             Timer::Head => self.timeouts.header,
             Timer::Body => self.timeouts.body,
         };
-        self.sleep.as_mut().reset(Instant::now() + after);
+        self.deadline = Instant::now() + after;
+        if self.deadline < self.sleep.deadline() {
+            self.sleep.as_mut().reset(self.deadline);
+        }
+    }
+
+    /// Whether the running timer expired.
+    fn poll_expired(&mut self, cx: &mut Context<'_>) -> bool {
+        if self.sleep.as_mut().poll(cx).is_pending() {
+            return false;
+        }
+        if Instant::now() < self.deadline {
+            // fired at an earlier deadline that was since pushed out
+            self.sleep.as_mut().reset(self.deadline);
+            return self.sleep.as_mut().poll(cx).is_ready();
+        }
+        true
     }
 }
 
@@ -191,11 +217,15 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AsyncRead for GuardedIo<T> {
                 match this.guard.advance(&this.buf) {
                     Step::Pass(n) => {
                         this.ready = n;
-                        // a new head or body segment begins: restart the matching timer
+                        // A body segment restarts the body timer. Anything else: the
+                        // next wait picks and arms its timer afresh (a complete head
+                        // never needs the head timer).
                         let want = this.wanted_timer();
-                        if want != this.timer || want == Timer::Body {
+                        if want == Timer::Body {
                             this.timer = want;
                             this.arm(want);
+                        } else {
+                            this.timer = Timer::Off;
                         }
                         continue;
                     }
@@ -231,7 +261,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AsyncRead for GuardedIo<T> {
                         this.timer = want;
                         this.arm(want);
                     }
-                    if want != Timer::Off && this.sleep.as_mut().poll(cx).is_ready() {
+                    if want != Timer::Off && this.poll_expired(cx) {
                         match want {
                             Timer::Idle => {
                                 // idle keep-alive connection: close without a response

@@ -36,6 +36,7 @@ pub mod listener;
 pub mod metrics;
 pub mod proxy;
 pub mod runtime;
+pub mod server;
 pub mod tcp;
 pub mod tls;
 pub mod upstream;

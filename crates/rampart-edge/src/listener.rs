@@ -409,7 +409,10 @@ async fn connection(shared: Arc<Shared>, name: Arc<str>, mut tcp: TcpStream, tcp
         conn,
         shared: conn_shared.clone(),
     });
-    let service = hyper::service::service_fn(move |req| crate::proxy::handle(ctx.clone(), req));
+    let service = {
+        let ctx = ctx.clone();
+        hyper::service::service_fn(move |req| crate::proxy::handle(ctx.clone(), req))
+    };
     let mut shutdown = shared.shutdown_signal();
     drop(g);
     {
@@ -445,9 +448,24 @@ async fn connection(shared: Arc<Shared>, name: Arc<str>, mut tcp: TcpStream, tcp
             Guard::new(limits)
         };
         let guarded = GuardedIo::new(io, guard, timeouts, conn_shared, responder);
-        serve_conn!(
-            builder.serve_connection_with_upgrades(hyper_util::rt::TokioIo::new(guarded), service),
-            shutdown
-        );
+        if h2 {
+            serve_conn!(
+                builder
+                    .serve_connection_with_upgrades(hyper_util::rt::TokioIo::new(guarded), service),
+                shutdown
+            );
+        } else if let Some((io, pending)) =
+            crate::server::serve(guarded, ctx, lim.max_headers, &mut shutdown).await
+        {
+            // cleartext HTTP/2 (the preface on a plain listener)
+            let io = Prefixed {
+                prefix: pending,
+                inner: io,
+            };
+            serve_conn!(
+                builder.serve_connection_with_upgrades(hyper_util::rt::TokioIo::new(io), service),
+                shutdown
+            );
+        }
     }
 }

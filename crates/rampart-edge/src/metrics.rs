@@ -5,31 +5,59 @@
 //! stage) or small fixed sets (status class, outcome), never from requests, so the
 //! number of series is bounded. Handles for per-request series are looked up when a
 //! configuration generation is built, so the request path only touches atomics.
+//!
+//! Counters and histograms are sharded by thread ([`SHARDS`] cache-line-aligned cells,
+//! summed when rendered): every worker thread adds to its own cache line, so two workers
+//! counting the same series never bounce a line between cores.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+/// Cells per counter and histogram; threads beyond this share cells (still correct).
+pub const SHARDS: usize = 8;
+/// `AtomicU64`s per cache line.
+const LINE: usize = 8;
+
+/// This thread's shard, assigned round-robin when the thread first counts something.
+#[inline]
+fn shard() -> usize {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    thread_local! {
+        static SHARD: usize = NEXT.fetch_add(1, Ordering::Relaxed) % SHARDS;
+    }
+    SHARD.with(|s| *s)
+}
+
+#[derive(Debug, Default)]
+#[repr(align(64))]
+struct Cell(AtomicU64);
+
+/// One cache line of cells.
+#[derive(Debug, Default)]
+#[repr(align(64))]
+struct Line([AtomicU64; LINE]);
+
 /// A monotonically increasing count.
 #[derive(Debug, Default)]
-pub struct Counter(AtomicU64);
+pub struct Counter([Cell; SHARDS]);
 
 impl Counter {
     /// Adds one.
     #[inline]
     pub fn inc(&self) {
-        self.0.fetch_add(1, Ordering::Relaxed);
+        self.add(1);
     }
     /// Adds `n`.
     #[inline]
     pub fn add(&self, n: u64) {
-        self.0.fetch_add(n, Ordering::Relaxed);
+        self.0[shard()].0.fetch_add(n, Ordering::Relaxed);
     }
     /// Current value.
     pub fn get(&self) -> u64 {
-        self.0.load(Ordering::Relaxed)
+        self.0.iter().map(|c| c.0.load(Ordering::Relaxed)).sum()
     }
 }
 
@@ -78,26 +106,38 @@ pub const STAGE_BUCKETS: &[f64] = &[
 ];
 
 /// A histogram with fixed buckets.
+///
+/// Cells are laid out per shard: `[bucket 0 ..= bucket n (+Inf), sum_ns, count]`, each
+/// shard padded to whole cache lines and the whole block aligned to one.
 #[derive(Debug)]
 pub struct Histogram {
     bounds: &'static [f64],
     /// Bounds in nanoseconds, for a comparison without float math on the hot path.
     bounds_ns: Vec<u64>,
-    counts: Vec<AtomicU64>,
-    sum_ns: AtomicU64,
-    count: AtomicU64,
+    /// Cells per shard (a multiple of [`LINE`]).
+    stride: usize,
+    cells: Box<[Line]>,
 }
 
 impl Histogram {
     /// A histogram over `bounds` (seconds, ascending).
     pub fn new(bounds: &'static [f64]) -> Self {
+        // buckets + (+Inf) + sum + count, in cache lines of LINE cells
+        let stride = (bounds.len() + 3).div_ceil(LINE) * LINE;
         Histogram {
             bounds,
             bounds_ns: bounds.iter().map(|b| (b * 1e9) as u64).collect(),
-            counts: (0..=bounds.len()).map(|_| AtomicU64::new(0)).collect(),
-            sum_ns: AtomicU64::new(0),
-            count: AtomicU64::new(0),
+            stride,
+            cells: (0..stride * SHARDS / LINE)
+                .map(|_| Line::default())
+                .collect(),
         }
+    }
+
+    #[inline]
+    fn cell(&self, shard: usize, i: usize) -> &AtomicU64 {
+        let flat = shard * self.stride + i;
+        &self.cells[flat / LINE].0[flat % LINE]
     }
 
     /// Records one duration.
@@ -109,14 +149,22 @@ impl Histogram {
             .iter()
             .position(|&b| ns <= b)
             .unwrap_or(self.bounds_ns.len());
-        self.counts[i].fetch_add(1, Ordering::Relaxed);
-        self.sum_ns.fetch_add(ns, Ordering::Relaxed);
-        self.count.fetch_add(1, Ordering::Relaxed);
+        let s = shard();
+        let n = self.bounds.len();
+        self.cell(s, i).fetch_add(1, Ordering::Relaxed);
+        self.cell(s, n + 1).fetch_add(ns, Ordering::Relaxed);
+        self.cell(s, n + 2).fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn total(&self, i: usize) -> u64 {
+        (0..SHARDS)
+            .map(|s| self.cell(s, i).load(Ordering::Relaxed))
+            .sum()
     }
 
     /// Number of observations.
     pub fn count(&self) -> u64 {
-        self.count.load(Ordering::Relaxed)
+        self.total(self.bounds.len() + 2)
     }
 }
 
@@ -238,7 +286,7 @@ impl Render for Family<Histogram> {
         for (labels, h) in self.snapshot() {
             let mut cumulative = 0;
             for (i, bound) in h.bounds.iter().enumerate() {
-                cumulative += h.counts[i].load(Ordering::Relaxed);
+                cumulative += h.total(i);
                 let le = format!("{bound}");
                 let _ = writeln!(
                     out,
@@ -247,14 +295,14 @@ impl Render for Family<Histogram> {
                     self.label_str(&labels, Some(("le", &le)))
                 );
             }
-            cumulative += h.counts[h.bounds.len()].load(Ordering::Relaxed);
+            cumulative += h.total(h.bounds.len());
             let _ = writeln!(
                 out,
                 "{}_bucket{} {cumulative}",
                 self.name,
                 self.label_str(&labels, Some(("le", "+Inf")))
             );
-            let sum = h.sum_ns.load(Ordering::Relaxed) as f64 / 1e9;
+            let sum = h.total(h.bounds.len() + 1) as f64 / 1e9;
             let _ = writeln!(
                 out,
                 "{}_sum{} {sum}",

@@ -20,7 +20,7 @@ use rampart_core::config::UpstreamProtocol;
 use rampart_core::pipeline::{ConnInfo, ExtendedConnect, Flow, Probe, Reply, RequestView};
 
 use crate::accesslog::Entry;
-use crate::body::{BodyError, ReqBody, RespBody, find_body_error};
+use crate::body::{BodyError, ClientBody, ReqBody, RespBody, find_body_error};
 use crate::errorpage;
 use crate::framing::ConnShared;
 use crate::generation::Generation;
@@ -48,10 +48,12 @@ impl Probe for StageTimer<'_> {
         Instant::now()
     }
     #[inline]
-    fn end(&mut self, index: usize, mark: Instant) {
+    fn end(&mut self, index: usize, mark: Instant) -> Instant {
+        let now = Instant::now();
         if let Some(h) = self.0.get(index) {
-            h.observe(mark.elapsed());
+            h.observe(now.saturating_duration_since(mark));
         }
+        now
     }
 }
 
@@ -172,23 +174,68 @@ fn version_str(v: Version) -> &'static str {
     }
 }
 
-/// hyper's service function.
+/// hyper's service function (HTTP/2 connections).
 pub async fn handle(
     ctx: Arc<ConnCtx>,
     req: Request<Incoming>,
 ) -> Result<Response<RespBody>, Infallible> {
-    Ok(proxy(&ctx, req).await)
+    let mut req = req;
+    if req.extensions().get::<hyper::ext::Protocol>().is_some() {
+        let on = ClientUpgrade::hyper(hyper::upgrade::on(&mut req));
+        req.extensions_mut().insert(on);
+    }
+    Ok(serve(&ctx, req.map(ClientBody::Hyper)).await)
 }
 
-async fn proxy(ctx: &ConnCtx, mut req: Request<Incoming>) -> Response<RespBody> {
+/// Where the client's connection comes from after a `101` (or an accepted extended
+/// CONNECT): a request extension set by the server that read the request.
+#[derive(Clone)]
+pub enum ClientUpgrade {
+    /// hyper's HTTP/2 server.
+    Hyper(Arc<std::sync::Mutex<Option<hyper::upgrade::OnUpgrade>>>),
+    /// The edge's own HTTP/1 server.
+    Own(crate::server::UpgradeSlot),
+}
+
+/// A client stream after an upgrade.
+pub trait UpgradedIo: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin> UpgradedIo for T {}
+
+impl ClientUpgrade {
+    #[allow(clippy::self_named_constructors)]
+    fn hyper(on: hyper::upgrade::OnUpgrade) -> Self {
+        ClientUpgrade::Hyper(Arc::new(std::sync::Mutex::new(Some(on))))
+    }
+
+    /// Waits for the upgraded client stream.
+    async fn wait(self) -> Result<Box<dyn UpgradedIo>, ()> {
+        match self {
+            ClientUpgrade::Hyper(on) => {
+                let on = on
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .take()
+                    .ok_or(())?;
+                let up = on.await.map_err(|_| ())?;
+                Ok(Box::new(hyper_util::rt::TokioIo::new(up)))
+            }
+            ClientUpgrade::Own(slot) => Ok(Box::new(slot.wait().await?)),
+        }
+    }
+}
+
+/// Serves one request: pipeline, origin, response. Called by the HTTP/1 server
+/// ([`crate::server`]) and by hyper's HTTP/2 server ([`handle`]).
+pub async fn serve(ctx: &ConnCtx, mut req: Request<ClientBody>) -> Response<RespBody> {
     let start = Instant::now();
     let in_flight = InFlight::new(&ctx.shared);
     let g = ctx.edge.current();
     let listener = g.listener_index.get(&ctx.conn.listener).copied();
 
     let extended_connect = req.extensions().get::<hyper::ext::Protocol>().cloned();
+    let upgrade_slot = req.extensions_mut().remove::<ClientUpgrade>();
     let client_upgrade = if extended_connect.is_some() || wants_upgrade(&req) {
-        Some(hyper::upgrade::on(&mut req))
+        upgrade_slot
     } else {
         None
     };
@@ -877,7 +924,7 @@ fn edge_reply(
 /// after a 101; bytes the origin already sent after its head go first.
 fn spawn_tunnel_h1(
     ctx: &ConnCtx,
-    client: hyper::upgrade::OnUpgrade,
+    client: ClientUpgrade,
     conn: crate::upstream::h1::Conn,
     lease: Lease,
 ) {
@@ -886,11 +933,10 @@ fn spawn_tunnel_h1(
     tokio::spawn(async move {
         let _guard = tracker;
         let _lease = lease;
-        let Ok(c) = client.await else {
+        let Ok(mut c) = client.wait().await else {
             tracing::debug!(listener = %listener, "client upgrade failed");
             return;
         };
-        let mut c = hyper_util::rt::TokioIo::new(c);
         let mut origin = conn.io;
         if !conn.buf.is_empty() {
             use tokio::io::AsyncWriteExt;
@@ -908,7 +954,7 @@ fn spawn_tunnel_h1(
 /// Joins the client's and the origin's upgraded connections after a 101.
 fn spawn_tunnel(
     ctx: &ConnCtx,
-    client: hyper::upgrade::OnUpgrade,
+    client: ClientUpgrade,
     mut origin: Response<Incoming>,
     lease: Lease,
 ) {
@@ -918,9 +964,8 @@ fn spawn_tunnel(
     tokio::spawn(async move {
         let _guard = tracker;
         let _lease = lease;
-        match tokio::join!(client, origin_upgrade) {
-            (Ok(c), Ok(o)) => {
-                let mut c = hyper_util::rt::TokioIo::new(c);
+        match tokio::join!(client.wait(), origin_upgrade) {
+            (Ok(mut c), Ok(o)) => {
                 let mut o = hyper_util::rt::TokioIo::new(o);
                 match tokio::io::copy_bidirectional(&mut c, &mut o).await {
                     Ok((up, down)) => {

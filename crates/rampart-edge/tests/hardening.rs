@@ -218,6 +218,33 @@ async fn slow_heads_and_bodies_get_408_and_idle_connections_close() {
         took >= Duration::from_millis(900) && took < Duration::from_millis(2900),
         "closed after {took:?}"
     );
+
+    // ... but one in use is not: requests 600 ms apart keep it open well past 1 s, and a
+    // body whose pieces come 300 ms apart is not cut by the 500 ms body timeout
+    let mut s = connect_from(None, addr).await;
+    for i in 0..4 {
+        if i > 0 {
+            tokio::time::sleep(Duration::from_millis(600)).await;
+        }
+        s.write_all(b"GET / HTTP/1.1\r\nHost: shop.test\r\n\r\n")
+            .await
+            .unwrap();
+        let resp = read_until_quiet(&mut s, Duration::from_millis(300)).await;
+        assert_eq!(
+            statuses(&resp),
+            vec![200],
+            "request {i} on the kept-alive connection"
+        );
+    }
+    s.write_all(b"POST / HTTP/1.1\r\nHost: shop.test\r\nContent-Length: 4\r\n\r\n")
+        .await
+        .unwrap();
+    for piece in [b"a", b"b", b"c", b"d"] {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        s.write_all(piece).await.unwrap();
+    }
+    let resp = read_until_quiet(&mut s, Duration::from_millis(500)).await;
+    assert_eq!(statuses(&resp), vec![200], "a slow but steady body passes");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -14,6 +14,12 @@ use anyhow::{Context, bail};
 use clap::{Parser, Subcommand, ValueEnum};
 use rampart_edge::EdgeError;
 
+/// mimalloc: the request path allocates small, short-lived objects on every worker
+/// thread (header maps, buffers); mimalloc's thread-local free lists serve them faster
+/// than glibc's arenas (see BENCHMARKS.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "rampart",

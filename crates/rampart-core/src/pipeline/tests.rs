@@ -270,3 +270,66 @@ fn a_responding_stage_stops_the_chain_and_probe_sees_each_stage() {
     assert_eq!(v.site, None, "resolve did not run");
     assert_eq!(p.body_prefix_wanted(&cfg(), &v), 4096);
 }
+
+#[test]
+fn only_stages_with_a_response_hook_are_called_and_timed_on_responses() {
+    struct Marker;
+    impl Stage for Marker {
+        fn name(&self) -> &'static str {
+            "marker"
+        }
+        fn on_request(&self, _: &Config, _: &mut RequestView) -> Flow {
+            Flow::Continue
+        }
+        fn inspects_responses(&self) -> bool {
+            true
+        }
+        fn on_response(
+            &self,
+            _: &Config,
+            _: &RequestView,
+            resp: &mut http::response::Parts,
+        ) -> Flow {
+            resp.headers
+                .insert("x-marker", http::HeaderValue::from_static("1"));
+            Flow::Continue
+        }
+    }
+    struct Rec(Vec<usize>, u32);
+    impl Probe for Rec {
+        type Mark = u32;
+        fn start(&mut self) -> u32 {
+            self.1 += 1;
+            self.1
+        }
+        fn end(&mut self, i: usize, _: u32) -> u32 {
+            self.0.push(i);
+            self.1 += 1;
+            self.1
+        }
+    }
+    let p = Pipeline::new(vec![
+        Box::new(HeadCheck),
+        Box::new(Marker),
+        Box::new(Resolve),
+    ]);
+    let v = view(build(get("/")), "192.0.2.1:1");
+    let (mut parts, ()) = http::Response::new(()).into_parts();
+    let mut rec = Rec(Vec::new(), 0);
+    assert!(matches!(
+        p.on_response(&cfg(), &v, &mut parts, &mut rec),
+        Flow::Continue
+    ));
+    assert_eq!(rec.0, vec![1], "only the marker stage ran");
+    assert_eq!(rec.1, 2, "one clock reading per stage boundary");
+    assert_eq!(parts.headers["x-marker"], "1");
+
+    // a chain without response hooks reads no clock at all
+    let p = Pipeline::new(vec![Box::new(HeadCheck), Box::new(Resolve)]);
+    let mut rec = Rec(Vec::new(), 0);
+    assert!(matches!(
+        p.on_response(&cfg(), &v, &mut parts, &mut rec),
+        Flow::Continue
+    ));
+    assert_eq!((rec.0.len(), rec.1), (0, 0));
+}
