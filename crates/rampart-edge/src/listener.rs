@@ -6,8 +6,9 @@
 //!    balancers (any other peer is refused), read within `header_timeout`;
 //! 2. per-client-IP concurrent connection limit (and, for tcp listeners, connection rate);
 //! 3. TLS handshake (certificate by SNI; ALPN `h2` or `http/1.1`);
-//! 4. HTTP/1.1 behind the framing guard ([`crate::framing`]), or HTTP/2 (by ALPN or the
-//!    cleartext preface), served by hyper with [`crate::proxy::handle`].
+//! 4. HTTP/1.1 behind the framing guard ([`crate::framing`]), served by the edge's own
+//!    server ([`crate::server`]); or HTTP/2 (by ALPN, or the cleartext preface the server
+//!    hands back), served by hyper with [`crate::proxy::handle`].
 //!
 //! The listener reads its settings from the generation in force *per connection*, so a
 //! reload changes limits, certificates and sites without rebinding.

@@ -1,7 +1,8 @@
 //! The HTTP request path: pipeline, forwarding to an origin, response, log.
 //!
-//! [`handle`] is hyper's service for every request on every HTTP listener. It loads the
-//! configuration generation in force *per request* (so a reload applies to keep-alive
+//! [`serve`] runs every request on every HTTP listener, called by the edge's HTTP/1.1
+//! server ([`crate::server`]) or, for HTTP/2, through hyper's service [`handle`]. It loads
+//! the configuration generation in force *per request* (so a reload applies to keep-alive
 //! connections too), runs the [`Pipeline`](rampart_core::pipeline::Pipeline), forwards to a
 //! server of the route's pool, and streams the response back. Failures become error pages
 //! (502 refused/reset, 503 no server available, 504 timeout) with the request id, a metric
@@ -807,6 +808,24 @@ fn build_upstream_head(
 /// Removes hop-by-hop fields (RFC 9110 §7.6.1), including those the Connection field
 /// names. `Trailer` is end-to-end and stays: it announces the trailer fields. With `keep_upgrade`, `Connection: upgrade` and `Upgrade` stay.
 fn strip_hop_by_hop(h: &mut HeaderMap, keep_upgrade: bool) {
+    // Most messages carry none of these: one pass over the names instead of a lookup
+    // per field.
+    let any = h.keys().any(|n| {
+        n == header::CONNECTION
+            || n == header::TRANSFER_ENCODING
+            || n == header::TE
+            || n == header::UPGRADE
+            || n == header::PROXY_AUTHENTICATE
+            || n.as_str() == "keep-alive"
+            || n.as_str() == "proxy-connection"
+            || n.as_str() == "http2-settings"
+    });
+    if !any {
+        if keep_upgrade {
+            h.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+        }
+        return;
+    }
     let named: Vec<HeaderName> = h
         .get_all(header::CONNECTION)
         .iter()

@@ -400,16 +400,25 @@ fn parse_head(buf: &mut BytesMut, max_headers: usize) -> Parsed {
         Version::HTTP_11
     };
     let path_range = range(path.as_bytes());
-    let mut ranges = Vec::with_capacity(req.headers.len());
-    for h in req.headers.iter() {
-        ranges.push((range(h.name.as_bytes()), range(h.value)));
+    // (name start, name end, value start, value end) in the head
+    let mut stack_spans = [(0usize, 0usize, 0usize, 0usize); STACK_HEADERS];
+    let mut heap_spans;
+    let spans: &mut [(usize, usize, usize, usize)] = if req.headers.len() <= STACK_HEADERS {
+        &mut stack_spans[..req.headers.len()]
+    } else {
+        heap_spans = vec![(0, 0, 0, 0); req.headers.len()];
+        &mut heap_spans
+    };
+    for (span, h) in spans.iter_mut().zip(req.headers.iter()) {
+        let (n, v) = (range(h.name.as_bytes()), range(h.value));
+        *span = (n.start, n.end, v.start, v.end);
     }
     let head = buf.split_to(len).freeze();
 
     let Ok(uri) = http::Uri::from_maybe_shared(head.slice(path_range)) else {
         return Parsed::Invalid("invalid request target");
     };
-    let mut headers = HeaderMap::with_capacity(ranges.len());
+    let mut headers = HeaderMap::with_capacity(spans.len());
     let mut content_length = None;
     let mut chunked = false;
     let mut close = false;
@@ -417,7 +426,8 @@ fn parse_head(buf: &mut BytesMut, max_headers: usize) -> Parsed {
     let mut upgrade_token = false;
     let mut has_upgrade = false;
     let mut expect_continue = false;
-    for (n, v) in ranges {
+    for &(ns, ne, vs, ve) in spans.iter() {
+        let (n, v) = (ns..ne, vs..ve);
         let Ok(name) = HeaderName::from_bytes(&head[n]) else {
             return Parsed::Invalid("invalid header name");
         };
