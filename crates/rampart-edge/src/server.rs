@@ -195,76 +195,22 @@ impl H1RequestBody {
             self.expect_continue = None;
         }
         loop {
-            let Some(framing) = self.framing else {
-                return Poll::Ready(None);
-            };
-            match framing {
-                Framing::Length(0) => {
+            match decode(&mut self.framing, &mut rs.buf) {
+                Err(why) => {
+                    self.finish(rs);
+                    return Poll::Ready(Some(Err(invalid(why))));
+                }
+                Ok(Decoded::End) => {
                     self.finish(rs);
                     return Poll::Ready(None);
                 }
-                Framing::Length(rem) => {
-                    if !rs.buf.is_empty() {
-                        let n = (rs.buf.len() as u64).min(rem) as usize;
-                        let data = rs.buf.split_to(n).freeze();
-                        let left = rem - n as u64;
-                        self.framing = Some(Framing::Length(left));
-                        if left == 0 {
-                            self.finish(rs);
-                        }
-                        return Poll::Ready(Some(Ok(Frame::data(data))));
-                    }
-                }
-                Framing::Chunked(Chunk::Size) => {
-                    if let Some(eol) = find_crlf(&rs.buf) {
-                        let size = chunk_size(&rs.buf[..eol])
-                            .ok_or_else(|| invalid("invalid chunk size"))?;
-                        rs.buf.advance(eol + 2);
-                        self.framing = Some(Framing::Chunked(if size == 0 {
-                            Chunk::Trailers
-                        } else {
-                            Chunk::Data(size)
-                        }));
-                        continue;
-                    }
-                }
-                Framing::Chunked(Chunk::Data(rem)) => {
-                    if !rs.buf.is_empty() {
-                        let n = (rs.buf.len() as u64).min(rem) as usize;
-                        let data = rs.buf.split_to(n).freeze();
-                        let left = rem - n as u64;
-                        self.framing = Some(Framing::Chunked(if left == 0 {
-                            Chunk::DataEnd
-                        } else {
-                            Chunk::Data(left)
-                        }));
-                        return Poll::Ready(Some(Ok(Frame::data(data))));
-                    }
-                }
-                Framing::Chunked(Chunk::DataEnd) => {
-                    if rs.buf.len() >= 2 {
-                        if &rs.buf[..2] != b"\r\n" {
-                            return Poll::Ready(Some(Err(invalid("chunk not followed by CRLF"))));
-                        }
-                        rs.buf.advance(2);
-                        self.framing = Some(Framing::Chunked(Chunk::Size));
-                        continue;
-                    }
-                }
-                Framing::Chunked(Chunk::Trailers) => {
-                    if rs.buf.starts_with(b"\r\n") {
-                        rs.buf.advance(2);
+                Ok(Decoded::Frame(f)) => {
+                    if self.framing.is_none() {
                         self.finish(rs);
-                        return Poll::Ready(None);
                     }
-                    if let Some(end) = find_head_end(&rs.buf) {
-                        let block = rs.buf.split_to(end);
-                        self.finish(rs);
-                        let trailers = parse_trailers(&block)
-                            .ok_or_else(|| invalid("invalid trailer section"))?;
-                        return Poll::Ready(Some(Ok(Frame::trailers(trailers))));
-                    }
+                    return Poll::Ready(Some(Ok(f)));
                 }
+                Ok(Decoded::NeedMore) => {}
             }
             if ready!(rs.poll_fill(cx))? == 0 {
                 return Poll::Ready(Some(Err(io::Error::new(
@@ -272,6 +218,147 @@ impl H1RequestBody {
                     "client closed the connection within the request body",
                 ))));
             }
+        }
+    }
+}
+
+/// One step of request body decoding.
+#[derive(Debug)]
+enum Decoded {
+    Frame(Frame<Bytes>),
+    /// The body ended (no frame).
+    End,
+    NeedMore,
+}
+
+/// Takes the next frame of a body framed by `framing` from the front of `buf`; `framing`
+/// becomes `None` once the body is complete. Pure: no I/O, fuzzed.
+fn decode(framing: &mut Option<Framing>, buf: &mut BytesMut) -> Result<Decoded, &'static str> {
+    loop {
+        let Some(f) = *framing else {
+            return Ok(Decoded::End);
+        };
+        match f {
+            Framing::Length(0) => {
+                *framing = None;
+                return Ok(Decoded::End);
+            }
+            Framing::Length(rem) => {
+                if buf.is_empty() {
+                    return Ok(Decoded::NeedMore);
+                }
+                let n = (buf.len() as u64).min(rem) as usize;
+                let data = buf.split_to(n).freeze();
+                let left = rem - n as u64;
+                *framing = (left > 0).then_some(Framing::Length(left));
+                return Ok(Decoded::Frame(Frame::data(data)));
+            }
+            Framing::Chunked(Chunk::Size) => {
+                let Some(eol) = find_crlf(buf) else {
+                    return Ok(Decoded::NeedMore);
+                };
+                let size = chunk_size(&buf[..eol]).ok_or("invalid chunk size")?;
+                buf.advance(eol + 2);
+                *framing = Some(Framing::Chunked(if size == 0 {
+                    Chunk::Trailers
+                } else {
+                    Chunk::Data(size)
+                }));
+            }
+            Framing::Chunked(Chunk::Data(rem)) => {
+                if buf.is_empty() {
+                    return Ok(Decoded::NeedMore);
+                }
+                let n = (buf.len() as u64).min(rem) as usize;
+                let data = buf.split_to(n).freeze();
+                let left = rem - n as u64;
+                *framing = Some(Framing::Chunked(if left == 0 {
+                    Chunk::DataEnd
+                } else {
+                    Chunk::Data(left)
+                }));
+                return Ok(Decoded::Frame(Frame::data(data)));
+            }
+            Framing::Chunked(Chunk::DataEnd) => {
+                if buf.len() < 2 {
+                    return Ok(Decoded::NeedMore);
+                }
+                if &buf[..2] != b"\r\n" {
+                    return Err("chunk not followed by CRLF");
+                }
+                buf.advance(2);
+                *framing = Some(Framing::Chunked(Chunk::Size));
+            }
+            Framing::Chunked(Chunk::Trailers) => {
+                if buf.starts_with(b"\r\n") {
+                    buf.advance(2);
+                    *framing = None;
+                    return Ok(Decoded::End);
+                }
+                let Some(end) = find_head_end(buf) else {
+                    return Ok(Decoded::NeedMore);
+                };
+                let block = buf.split_to(end);
+                *framing = None;
+                let trailers = parse_trailers(&block).ok_or("invalid trailer section")?;
+                return Ok(Decoded::Frame(Frame::trailers(trailers)));
+            }
+        }
+    }
+}
+
+/// For the fuzzer: parses `data` as a client stream — heads and bodies, one message after
+/// another — and checks the parser's own invariants. Never panics on any input (that is
+/// what the fuzzer checks); returns how many messages were complete.
+#[doc(hidden)]
+pub fn fuzz_stream(data: &[u8], split: usize) -> usize {
+    let mut buf = BytesMut::new();
+    let mut fed = 0;
+    let mut messages = 0;
+    let mut framing: Option<Framing> = None;
+    let mut in_body = false;
+    loop {
+        let step = if in_body {
+            match decode(&mut framing, &mut buf) {
+                Err(_) => return messages,
+                Ok(Decoded::NeedMore) => None,
+                Ok(Decoded::End) => {
+                    in_body = false;
+                    messages += 1;
+                    Some(())
+                }
+                Ok(Decoded::Frame(_)) => {
+                    if framing.is_none() {
+                        in_body = false;
+                        messages += 1;
+                    }
+                    Some(())
+                }
+            }
+        } else if buf.is_empty() {
+            None
+        } else {
+            match parse_head(&mut buf, 100) {
+                Parsed::Invalid(_) => return messages,
+                Parsed::Partial => None,
+                Parsed::Head(h) => {
+                    framing = h.framing;
+                    if framing.is_some() {
+                        in_body = true;
+                    } else {
+                        messages += 1;
+                    }
+                    Some(())
+                }
+            }
+        };
+        if step.is_none() {
+            if fed == data.len() {
+                return messages;
+            }
+            let next = (fed + split.max(1)).min(data.len());
+            buf.extend_from_slice(&data[fed..next]);
+            fed = next;
         }
     }
 }
@@ -1109,6 +1196,50 @@ mod tests {
             &b"GET / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n"[..],
         );
         assert!(matches!(parse_head(&mut b, 100), Parsed::Invalid(_)));
+    }
+
+    #[test]
+    fn bodies_decode_however_the_bytes_arrive() {
+        let stream: &[u8] = b"POST / HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello\
+POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5;x=y\r\nhello\r\n1\r\n!\r\n0\r\nx-sum: 6\r\n\r\n\
+GET / HTTP/1.1\r\n\r\n";
+        for split in 1..=stream.len() {
+            assert_eq!(fuzz_stream(stream, split), 3, "split {split}");
+        }
+        // a whole chunked body, frame by frame
+        let mut framing = Some(Framing::Chunked(Chunk::Size));
+        let mut buf = BytesMut::from(&b"3\r\nabc\r\n0\r\nx-a: 1\r\n\r\nNEXT"[..]);
+        let mut data = Vec::new();
+        let mut trailers = None;
+        loop {
+            match decode(&mut framing, &mut buf).unwrap() {
+                Decoded::Frame(f) => match f.into_data() {
+                    Ok(d) => data.extend_from_slice(&d),
+                    Err(f) => trailers = f.into_trailers().ok(),
+                },
+                Decoded::End => break,
+                Decoded::NeedMore => panic!("all bytes were there"),
+            }
+            if framing.is_none() {
+                break;
+            }
+        }
+        assert_eq!(data, b"abc");
+        assert_eq!(trailers.unwrap()["x-a"], "1");
+        assert_eq!(&buf[..], b"NEXT", "the next message is left alone");
+        // defects are errors
+        for bad in [&b"zz\r\n"[..], b"3\r\nabcXY", b"0\r\nno colon\r\n\r\n"] {
+            let mut framing = Some(Framing::Chunked(Chunk::Size));
+            let mut buf = BytesMut::from(bad);
+            let mut result = Ok(Decoded::NeedMore);
+            for _ in 0..4 {
+                result = decode(&mut framing, &mut buf);
+                if result.is_err() {
+                    break;
+                }
+            }
+            assert!(result.is_err(), "{:?}", String::from_utf8_lossy(bad));
+        }
     }
 
     #[test]

@@ -552,3 +552,83 @@ async fn malformed_origin_responses_never_reach_the_client_as_valid() {
         "{text}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http1_server_semantics_continue_http10_and_response_framing() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let o = Origin::start("o1").await;
+    let e = TestEdge::start(TempDir::new("h1sem"), &basic_config(&[o.addr], "", "")).await;
+    let addr = e.addr("web");
+
+    // Expect: 100-continue — the interim answer comes first, the body only then
+    let mut s = connect_from(None, addr).await;
+    s.write_all(b"POST /up HTTP/1.1\r\nHost: shop.test\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n")
+        .await
+        .unwrap();
+    let interim = read_until_quiet(&mut s, Duration::from_millis(400)).await;
+    let text = String::from_utf8_lossy(&interim);
+    assert!(text.starts_with("HTTP/1.1 100 Continue\r\n\r\n"), "{text}");
+    assert_eq!(statuses(&interim), vec![100], "{text}");
+    s.write_all(b"hello").await.unwrap();
+    let resp = read_until_quiet(&mut s, Duration::from_millis(400)).await;
+    assert_eq!(statuses(&resp), vec![200]);
+    let text = String::from_utf8_lossy(&resp).to_ascii_lowercase();
+    assert!(text.contains("\r\ndate: "), "a Date field is added: {text}");
+    assert_eq!(o.seen().last().unwrap().body, b"hello");
+
+    // HTTP/1.0 with keep-alive stays open and says so; without, it closes
+    let mut s = connect_from(None, addr).await;
+    for i in 0..2 {
+        s.write_all(b"GET /ten HTTP/1.0\r\nHost: shop.test\r\nConnection: keep-alive\r\n\r\n")
+            .await
+            .unwrap();
+        let resp = read_until_quiet(&mut s, Duration::from_millis(400)).await;
+        let text = String::from_utf8_lossy(&resp).to_ascii_lowercase();
+        assert_eq!(statuses(&resp), vec![200], "request {i}: {text}");
+        assert!(text.contains("connection: keep-alive"), "{text}");
+    }
+    s.write_all(b"GET /ten HTTP/1.0\r\nHost: shop.test\r\n\r\n")
+        .await
+        .unwrap();
+    let resp = read_until_quiet(&mut s, Duration::from_secs(2)).await;
+    let text = String::from_utf8_lossy(&resp).to_ascii_lowercase();
+    assert_eq!(statuses(&resp), vec![200], "{text}");
+    assert!(text.contains("connection: close"), "{text}");
+    let mut one = [0u8; 1];
+    assert_eq!(
+        s.read(&mut one).await.unwrap(),
+        0,
+        "closed after the response"
+    );
+
+    // a response of unknown length: chunked to HTTP/1.1, close-delimited to HTTP/1.0
+    let o2 = raw_origin(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nuntil-the-end").await;
+    let e2 = TestEdge::start(TempDir::new("h1len"), &basic_config(&[o2], "", "")).await;
+    let mut s = connect_from(None, e2.addr("web")).await;
+    s.write_all(b"GET / HTTP/1.1\r\nHost: shop.test\r\n\r\n")
+        .await
+        .unwrap();
+    let resp = read_until_quiet(&mut s, Duration::from_millis(500)).await;
+    let text = String::from_utf8_lossy(&resp).to_ascii_lowercase();
+    assert!(text.contains("transfer-encoding: chunked\r\n"), "{text}");
+    assert!(
+        text.ends_with("\r\n\r\nd\r\nuntil-the-end\r\n0\r\n\r\n"),
+        "{text}"
+    );
+    // ... and the connection is still usable
+    s.write_all(b"GET / HTTP/1.1\r\nHost: shop.test\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let resp = read_until_quiet(&mut s, Duration::from_secs(2)).await;
+    assert_eq!(statuses(&resp), vec![200]);
+    let resp = raw(
+        e2.addr("web"),
+        b"GET / HTTP/1.0\r\nHost: shop.test\r\nConnection: keep-alive\r\n\r\n",
+        Duration::from_secs(2),
+    )
+    .await;
+    let text = String::from_utf8_lossy(&resp).to_ascii_lowercase();
+    assert!(text.contains("connection: close\r\n"), "{text}");
+    assert!(!text.contains("transfer-encoding"), "{text}");
+    assert!(text.ends_with("\r\n\r\nuntil-the-end"), "{text}");
+}
