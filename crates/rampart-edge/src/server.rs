@@ -830,15 +830,8 @@ async fn write_response(
         parts.headers.remove(header::CONTENT_LENGTH);
         Out::None
     } else if no_body {
-        if declared.is_none() && !req.method_head {
-            // 304 without a length: nothing to add
-        } else if declared.is_none() {
-            if let Some(n) = body.size_hint().exact() {
-                parts
-                    .headers
-                    .insert(header::CONTENT_LENGTH, HeaderValue::from(n));
-            }
-        }
+        // HEAD and 304: the fields describe the full representation; pass on what the
+        // origin (or page) said, never a length of the empty body
         Out::None
     } else if let Some(n) = declared {
         Out::Length(n)

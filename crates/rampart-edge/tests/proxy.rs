@@ -528,13 +528,16 @@ async fn malformed_origin_responses_never_reach_the_client_as_valid() {
     )
     .await;
     let text = String::from_utf8_lossy(&resp);
-    // hyper may not have flushed the head before the body failed: nothing, or one head
+    // the head may not have been flushed before the body failed: nothing, or one head
     assert!(
         statuses(&resp).len() <= 1 && statuses(&resp).iter().all(|&s| s == 200),
         "{text}"
     );
+    // (looked for in the body only: a request id ending in 0 ends the head with the same
+    // bytes)
+    let body = text.split_once("\r\n\r\n").map_or("", |(_, b)| b);
     assert!(
-        !text.contains("0\r\n\r\n"),
+        !body.contains("0\r\n\r\n"),
         "the broken body is not terminated as if complete: {text}"
     );
     // response trailers from an HTTP/1.1 origin reach an HTTP/1.1 client
