@@ -688,7 +688,10 @@ pub async fn serve(
         let resp = crate::proxy::serve(&ctx, req).await;
 
         // 3. the response
-        let closing = !keep_alive || drain::draining();
+        // A request body not read to its end cannot be told from the next request: the
+        // connection closes after this response, and the response says so.
+        let body_left = lock(&read).as_ref().is_none_or(|rs| rs.body_pending);
+        let closing = !keep_alive || body_left || drain::draining();
         match write_response(&read, &mut wbuf, resp, head_req, closing).await {
             Ok(Written::KeepAlive) => {
                 let body_left = lock(&read).as_ref().is_none_or(|rs| rs.body_pending);

@@ -604,6 +604,16 @@ async fn http1_server_semantics_continue_http10_and_response_framing() {
         "closed after the response"
     );
 
+    // an answer given before the request body was read says the connection closes
+    let mut s = connect_from(None, addr).await;
+    s.write_all(b"POST /up HTTP/1.1\r\nHost: unknown.test\r\nContent-Length: 5\r\n\r\nhel")
+        .await
+        .unwrap();
+    let resp = read_until_quiet(&mut s, Duration::from_secs(2)).await;
+    let text = String::from_utf8_lossy(&resp).to_ascii_lowercase();
+    assert_eq!(statuses(&resp), vec![404], "{text}");
+    assert!(text.contains("connection: close\r\n"), "{text}");
+
     // a response of unknown length: chunked to HTTP/1.1, close-delimited to HTTP/1.0
     let o2 = raw_origin(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nuntil-the-end").await;
     let e2 = TestEdge::start(TempDir::new("h1len"), &basic_config(&[o2], "", "")).await;
