@@ -9,11 +9,12 @@ pub const GENERATED_LEN: usize = 32;
 pub fn format_id(bits: u128) -> String {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut out = [0u8; GENERATED_LEN];
-    for (i, b) in out.iter_mut().enumerate() {
-        let nibble = (bits >> (4 * (GENERATED_LEN - 1 - i))) & 0xf;
-        *b = HEX[nibble as usize];
+    for (pair, byte) in out.chunks_exact_mut(2).zip(bits.to_be_bytes()) {
+        pair[0] = HEX[usize::from(byte >> 4)];
+        pair[1] = HEX[usize::from(byte & 0xf)];
     }
-    out.iter().map(|&b| b as char).collect()
+    // Every byte is an ASCII hex digit.
+    String::from_utf8(out.to_vec()).unwrap_or_default()
 }
 
 /// Whether an id received from a trusted proxy is acceptable: 1-128 characters of

@@ -505,7 +505,9 @@ fn parse_head(buf: &mut BytesMut, max_headers: usize) -> Parsed {
     let Ok(uri) = http::Uri::from_maybe_shared(head.slice(path_range)) else {
         return Parsed::Invalid("invalid request target");
     };
-    let mut headers = HeaderMap::with_capacity(spans.len());
+    // Room for the fields the edge adds towards the origin (Host, X-Forwarded-*,
+    // X-Request-Id) without growing the map.
+    let mut headers = HeaderMap::with_capacity(spans.len() + 5);
     let mut content_length = None;
     let mut chunked = false;
     let mut close = false;

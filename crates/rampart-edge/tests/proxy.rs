@@ -38,6 +38,10 @@ async fn forwards_with_forwarding_headers_and_request_id() {
         !head.contains("keep-alive: timeout"),
         "hop-by-hop field from the origin removed: {head}"
     );
+    assert!(
+        !head.contains("x-hop-secret") && !head.contains("connection: keep-alive"),
+        "a field the origin's Connection names is removed with it: {head}"
+    );
     let seen = o.seen();
     assert_eq!(seen.len(), 1);
     let h = &seen[0].headers;

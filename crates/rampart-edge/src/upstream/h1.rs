@@ -454,20 +454,41 @@ async fn read_head(
                         continue;
                     }
                     let version_11 = resp.version == Some(1);
-                    let mut map = HeaderMap::with_capacity(resp.headers.len());
+                    // (name start, name end, value start, value end) in the head: the
+                    // values become slices of the frozen head, no copy per field.
+                    let base = conn.buf.as_ptr() as usize;
+                    let mut spans = [(0u32, 0u32, 0u32, 0u32); MAX_HEADERS];
+                    let count = resp.headers.len();
+                    for (span, h) in spans.iter_mut().zip(resp.headers.iter()) {
+                        let ns = h.name.as_ptr() as usize - base;
+                        let vs = h.value.as_ptr() as usize - base;
+                        // Heads are at most MAX_HEAD bytes: offsets fit in u32.
+                        *span = (
+                            ns as u32,
+                            (ns + h.name.len()) as u32,
+                            vs as u32,
+                            (vs + h.value.len()) as u32,
+                        );
+                    }
+                    let head = conn.buf.split_to(n).freeze();
+                    let mut map = HeaderMap::with_capacity(count + 2);
                     let mut lengths: Option<Option<u64>> = None;
                     let mut chunked = false;
                     let mut te = false;
                     let mut close = !version_11;
-                    for h in resp.headers.iter() {
-                        let name = HeaderName::from_bytes(h.name.as_bytes()).map_err(|_| {
-                            Failure::Other(SendError::Protocol("invalid header name"))
-                        })?;
-                        let value = HeaderValue::from_bytes(h.value).map_err(|_| {
-                            Failure::Other(SendError::Protocol("invalid header value"))
-                        })?;
+                    for &(ns, ne, vs, ve) in &spans[..count] {
+                        let raw = &head[vs as usize..ve as usize];
+                        let name = HeaderName::from_bytes(&head[ns as usize..ne as usize])
+                            .map_err(|_| {
+                                Failure::Other(SendError::Protocol("invalid header name"))
+                            })?;
+                        let value =
+                            HeaderValue::from_maybe_shared(head.slice(vs as usize..ve as usize))
+                                .map_err(|_| {
+                                    Failure::Other(SendError::Protocol("invalid header value"))
+                                })?;
                         if name == header::CONTENT_LENGTH {
-                            let v = std::str::from_utf8(h.value)
+                            let v = std::str::from_utf8(raw)
                                 .ok()
                                 .filter(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
                                 .and_then(|s| s.parse::<u64>().ok());
@@ -487,23 +508,37 @@ async fn read_head(
                             };
                         } else if name == header::TRANSFER_ENCODING {
                             te = true;
-                            chunked =
-                                h.value.rsplit(|&b| b == b',').next().is_some_and(|c| {
-                                    c.trim_ascii().eq_ignore_ascii_case(b"chunked")
-                                });
+                            chunked = raw
+                                .rsplit(|&b| b == b',')
+                                .next()
+                                .is_some_and(|c| c.trim_ascii().eq_ignore_ascii_case(b"chunked"));
+                            // Framing is ours to choose towards the client.
+                            continue;
                         } else if name == header::CONNECTION {
-                            for token in h.value.split(|&b| b == b',') {
+                            let mut names_others = false;
+                            for token in raw.split(|&b| b == b',') {
                                 let t = token.trim_ascii();
                                 if t.eq_ignore_ascii_case(b"close") {
                                     close = true;
-                                } else if t.eq_ignore_ascii_case(b"keep-alive") && !version_11 {
-                                    close = false;
+                                } else if t.eq_ignore_ascii_case(b"keep-alive") {
+                                    if !version_11 {
+                                        close = false;
+                                    }
+                                } else if !t.is_empty() {
+                                    names_others = true;
                                 }
                             }
+                            // Only `close` / `keep-alive`: the field is consumed here. A
+                            // field naming others stays for the proxy's hop-by-hop pass,
+                            // which also removes the fields it names.
+                            if !names_others {
+                                continue;
+                            }
+                        } else if name.as_str() == "keep-alive" {
+                            continue;
                         }
                         map.append(name, value);
                     }
-                    conn.buf.advance(n);
                     let no_body = head_only
                         || status.is_informational()
                         || status == StatusCode::NO_CONTENT

@@ -261,6 +261,10 @@ async fn origin_handle(
     // hop-by-hop fields an origin might send: the edge must not pass them on
     r.headers_mut()
         .insert("keep-alive", "timeout=5".parse().unwrap());
+    r.headers_mut()
+        .insert("connection", "keep-alive, x-hop-secret".parse().unwrap());
+    r.headers_mut()
+        .insert("x-hop-secret", "origin-internal".parse().unwrap());
     Ok(r)
 }
 
