@@ -1,0 +1,21 @@
+//! Rampart's WAF engine: runs rules written in SecLang, the rule language of ModSecurity,
+//! so that the OWASP Core Rule Set (CRS) and operators' own SecLang exclusions work
+//! unmodified.
+//!
+//! # Layout
+//!
+//! - [`seclang`]: reads rule files (with `Include` and globs) into typed directives —
+//!   every directive, variable, operator, transformation and action CRS uses is checked
+//!   here, and every problem comes back located at `file:line:col` with what was expected.
+//!   It never stops at the first error: [`seclang::load`] returns the directives it could
+//!   read *and* all diagnostics, so `rampart check` can print them all.
+//!
+//! # Architecture invariants
+//!
+//! - Rule files are read once, at load; nothing here touches the network, and nothing on
+//!   the request path reads a file.
+//! - Parsing never panics on any input (a fuzz target holds it to that).
+
+mod digest;
+pub mod seclang;
+pub mod transform;
