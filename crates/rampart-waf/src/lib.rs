@@ -17,5 +17,7 @@
 //! - Parsing never panics on any input (a fuzz target holds it to that).
 
 mod digest;
+pub mod macros;
+pub mod operator;
 pub mod seclang;
 pub mod transform;

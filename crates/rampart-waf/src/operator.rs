@@ -1,0 +1,596 @@
+//! Operators (`@rx`, `@pm`, `@eq`, …), compiled once and evaluated with ModSecurity v3's
+//! semantics.
+//!
+//! Regular expressions run on bytes with PCRE's defaults as ModSecurity sets them: `.`
+//! matches a newline and `^`/`$` match at line breaks (`PCRE2_DOTALL | PCRE2_MULTILINE`),
+//! classes such as `\w` and `\s` are ASCII, `(?i)` folds ASCII only. The engine is the
+//! `regex` crate (linear time: no backtracking limit is needed, and a crafted input
+//! cannot make a rule slow); `\x{HH}` is rewritten to the byte escape `\xHH` it means in
+//! PCRE's non-UTF mode. A pattern it cannot take (look-around, back-references) is an
+//! error at load naming the rule.
+
+use std::net::IpAddr;
+use std::path::Path;
+
+use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
+use regex::bytes::{Regex, RegexBuilder};
+
+use crate::macros::{MacroText, Resolve};
+use crate::seclang::{Op, OperatorSpec, RuleFs};
+
+/// A compiled operator.
+#[derive(Debug)]
+pub struct Operator {
+    kind: Kind,
+    negated: bool,
+}
+
+#[derive(Debug)]
+enum Kind {
+    Rx(Box<Regex>),
+    RxDynamic(MacroText),
+    Pm(Box<AhoCorasick>, Vec<Vec<u8>>),
+    Within(Param),
+    Contains(Param),
+    ContainsWord(Param),
+    BeginsWith(Param),
+    EndsWith(Param),
+    StrEq(Param),
+    Eq(Param),
+    Ge(Param),
+    Gt(Param),
+    Le(Param),
+    Lt(Param),
+    IpMatch(Vec<IpNet>),
+    ValidateByteRange(Box<[bool; 256]>),
+    ValidateUrlEncoding,
+    ValidateUtf8Encoding,
+    Unconditional,
+    NoMatch,
+}
+
+/// A parameter that is static or expanded per transaction.
+#[derive(Debug)]
+enum Param {
+    Static(Vec<u8>),
+    Dynamic(MacroText),
+}
+
+impl Param {
+    fn new(text: &str) -> Param {
+        let m = MacroText::parse(text);
+        match m.static_text() {
+            Some(t) => Param::Static(t),
+            None => Param::Dynamic(m),
+        }
+    }
+
+    fn get<'a>(&'a self, r: &dyn Resolve, buf: &'a mut Vec<u8>) -> &'a [u8] {
+        match self {
+            Param::Static(s) => s,
+            Param::Dynamic(m) => {
+                m.expand_into(r, buf);
+                buf
+            }
+        }
+    }
+}
+
+/// Where operators that read data files (`@pmFromFile`, `@ipMatchFromFile`) find them.
+pub struct DataFiles<'a> {
+    /// The file system rules are read from.
+    pub fs: &'a dyn RuleFs,
+    /// The directory of the rule file (relative data file names start here).
+    pub dir: &'a Path,
+}
+
+/// Captured groups of a match: `(group number, bytes)`, for `capture` (`TX.0`…).
+pub type Captures = Vec<(usize, Vec<u8>)>;
+
+impl Operator {
+    /// Compiles an operator. The error says why (an unsupported operator, a regular
+    /// expression the engine cannot take, a data file that cannot be read).
+    pub fn compile(spec: &OperatorSpec, files: &DataFiles<'_>) -> Result<Operator, String> {
+        let p = spec.param.as_str();
+        let kind = match spec.op {
+            Op::Rx => {
+                let m = MacroText::parse(p);
+                if m.is_static() {
+                    Kind::Rx(Box::new(regex(p)?))
+                } else {
+                    Kind::RxDynamic(m)
+                }
+            }
+            Op::Pm => {
+                let phrases = pm_phrases(p);
+                pm(phrases)?
+            }
+            Op::PmFromFile => {
+                let mut phrases = Vec::new();
+                for name in p.split_ascii_whitespace() {
+                    let text = read_data(files, name)?;
+                    phrases.extend(
+                        text.lines()
+                            .filter(|l| !is_comment(l))
+                            .map(|l| l.as_bytes().to_vec()),
+                    );
+                }
+                pm(phrases)?
+            }
+            Op::Within => Kind::Within(Param::new(p)),
+            Op::Contains => Kind::Contains(Param::new(p)),
+            Op::ContainsWord => Kind::ContainsWord(Param::new(p)),
+            Op::BeginsWith => Kind::BeginsWith(Param::new(p)),
+            Op::EndsWith => Kind::EndsWith(Param::new(p)),
+            Op::StrEq => Kind::StrEq(Param::new(p)),
+            Op::Eq => Kind::Eq(Param::new(p)),
+            Op::Ge => Kind::Ge(Param::new(p)),
+            Op::Gt => Kind::Gt(Param::new(p)),
+            Op::Le => Kind::Le(Param::new(p)),
+            Op::Lt => Kind::Lt(Param::new(p)),
+            Op::IpMatch => Kind::IpMatch(cidrs(p.split(',').map(str::trim))?),
+            Op::IpMatchFromFile => {
+                let text = read_data(files, p.trim())?;
+                Kind::IpMatch(cidrs(
+                    text.lines()
+                        .map(str::trim)
+                        .filter(|l| !l.is_empty() && !l.starts_with('#')),
+                )?)
+            }
+            Op::ValidateByteRange => Kind::ValidateByteRange(byte_ranges(p)?),
+            Op::ValidateUrlEncoding => Kind::ValidateUrlEncoding,
+            Op::ValidateUtf8Encoding => Kind::ValidateUtf8Encoding,
+            Op::UnconditionalMatch => Kind::Unconditional,
+            Op::NoMatch => Kind::NoMatch,
+            other => return Err(format!("@{other} is not supported yet")),
+        };
+        Ok(Operator {
+            kind,
+            negated: spec.negated,
+        })
+    }
+
+    /// Whether the operator matches `input` (negation applied). With `captures`, the
+    /// groups of an `@rx` match (or the phrase an `@pm` found, as group 0) are appended.
+    pub fn matches(&self, input: &[u8], r: &dyn Resolve, captures: Option<&mut Captures>) -> bool {
+        let mut buf = Vec::new();
+        let hit = match &self.kind {
+            Kind::Rx(re) => rx(re, input, captures),
+            Kind::RxDynamic(m) => {
+                let pattern = m.expand(r);
+                match std::str::from_utf8(&pattern).ok().map(regex) {
+                    Some(Ok(re)) => rx(&re, input, captures),
+                    _ => false,
+                }
+            }
+            Kind::Pm(ac, phrases) => match ac.find(input) {
+                Some(m) => {
+                    if let Some(c) = captures {
+                        c.push((0, phrases[m.pattern().as_usize()].clone()));
+                    }
+                    true
+                }
+                None => false,
+            },
+            Kind::Within(p) => input.is_empty() || find(p.get(r, &mut buf), input),
+            Kind::Contains(p) => find(input, p.get(r, &mut buf)),
+            Kind::ContainsWord(p) => contains_word(input, p.get(r, &mut buf)),
+            Kind::BeginsWith(p) => input.starts_with(p.get(r, &mut buf)),
+            Kind::EndsWith(p) => input.ends_with(p.get(r, &mut buf)),
+            Kind::StrEq(p) => input == p.get(r, &mut buf),
+            Kind::Eq(p) => stoi(input) == stoi(p.get(r, &mut buf)),
+            Kind::Ge(p) => atoll(input) >= atoll(p.get(r, &mut buf)),
+            Kind::Gt(p) => atoll(input) > atoll(p.get(r, &mut buf)),
+            Kind::Le(p) => atoll(input) <= atoll(p.get(r, &mut buf)),
+            Kind::Lt(p) => atoll(input) < atoll(p.get(r, &mut buf)),
+            Kind::IpMatch(set) => std::str::from_utf8(input)
+                .ok()
+                .and_then(|s| s.trim().parse::<IpAddr>().ok())
+                .is_some_and(|ip| set.iter().any(|c| c.contains(ip))),
+            Kind::ValidateByteRange(allowed) => input.iter().any(|&b| !allowed[usize::from(b)]),
+            Kind::ValidateUrlEncoding => !input.is_empty() && !valid_url_encoding(input),
+            Kind::ValidateUtf8Encoding => !valid_utf8(input),
+            Kind::Unconditional => true,
+            Kind::NoMatch => false,
+        };
+        hit != self.negated
+    }
+}
+
+/// Builds the byte regex for a PCRE pattern as ModSecurity compiles it.
+pub fn regex(pattern: &str) -> Result<Regex, String> {
+    RegexBuilder::new(&pcre_to_regex(pattern))
+        .unicode(false)
+        .dot_matches_new_line(true)
+        .multi_line(true)
+        .size_limit(64 << 20)
+        .dfa_size_limit(16 << 20)
+        .build()
+        .map_err(|e| {
+            let detail = e.to_string();
+            let last = detail.lines().last().unwrap_or("").trim().to_owned();
+            format!("regular expression not supported: {last}")
+        })
+}
+
+/// Rewrites PCRE-only spellings: `\x{HH}` (two hex digits at most) to `\xHH`.
+fn pcre_to_regex(p: &str) -> String {
+    let b = p.as_bytes();
+    let mut out = String::with_capacity(p.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\' && i + 1 < b.len() {
+            if b[i + 1] == b'x' && b.get(i + 2) == Some(&b'{') {
+                if let Some(close) = p[i + 3..].find('}') {
+                    let hex = &p[i + 3..i + 3 + close];
+                    if !hex.is_empty()
+                        && hex.len() <= 2
+                        && hex.bytes().all(|c| c.is_ascii_hexdigit())
+                    {
+                        out.push_str("\\x");
+                        if hex.len() == 1 {
+                            out.push('0');
+                        }
+                        out.push_str(hex);
+                        i += 3 + close + 1;
+                        continue;
+                    }
+                }
+            }
+            // Any other escape: copy both characters so `\\x{` stays literal.
+            out.push_str(&p[i..i + 2 + utf8_extra(b[i + 1])]);
+            i += 2 + utf8_extra(b[i + 1]);
+            continue;
+        }
+        let len = 1 + utf8_extra(b[i]);
+        out.push_str(&p[i..i + len]);
+        i += len;
+    }
+    out
+}
+
+fn utf8_extra(lead: u8) -> usize {
+    match lead {
+        0xf0..=0xf7 => 3,
+        0xe0..=0xef => 2,
+        0xc0..=0xdf => 1,
+        _ => 0,
+    }
+}
+
+fn rx(re: &Regex, input: &[u8], captures: Option<&mut Captures>) -> bool {
+    match captures {
+        None => re.is_match(input),
+        Some(c) => match re.captures(input) {
+            Some(caps) => {
+                for (i, g) in caps.iter().enumerate() {
+                    if let Some(g) = g {
+                        c.push((i, g.as_bytes().to_vec()));
+                    }
+                }
+                true
+            }
+            None => false,
+        },
+    }
+}
+
+/// `@pm`'s parameter: phrases separated by spaces; `|41 42|` is bytes in hex; `\` escapes
+/// `: ; \ "`; surrounding double quotes are dropped. A malformed escape or hex run makes
+/// ModSecurity take the parameter as written, and so do we.
+fn pm_phrases(param: &str) -> Vec<Vec<u8>> {
+    let parsed = parse_pm_content(param).unwrap_or_else(|| param.as_bytes().to_vec());
+    parsed
+        .split(|c| c.is_ascii_whitespace())
+        .filter(|s| !s.is_empty())
+        .map(<[u8]>::to_vec)
+        .collect()
+}
+
+fn parse_pm_content(param: &str) -> Option<Vec<u8>> {
+    let start = param.find(|c| c != ' ' && c != '\t')?;
+    let mut s = &param.as_bytes()[start..];
+    if s.len() >= 2 && s[0] == b'"' && s[s.len() - 1] == b'"' {
+        s = &s[1..s.len() - 1];
+    }
+    let mut out = Vec::with_capacity(s.len());
+    let (mut bin, mut esc) = (false, false);
+    let mut hex = Vec::new();
+    for &c in s {
+        if c == b'|' {
+            bin = !bin;
+        } else if !esc && c == b'\\' {
+            esc = true;
+        } else if bin {
+            if !c.is_ascii_hexdigit() {
+                return None;
+            }
+            hex.push(c);
+            if hex.len() == 2 {
+                let v = std::str::from_utf8(&hex)
+                    .ok()
+                    .and_then(|h| u8::from_str_radix(h, 16).ok())?;
+                out.push(v);
+                hex.clear();
+            }
+        } else if esc {
+            if !matches!(c, b':' | b';' | b'\\' | b'"') {
+                return None;
+            }
+            out.push(c);
+            esc = false;
+        } else {
+            out.push(c);
+        }
+    }
+    Some(out)
+}
+
+fn pm(phrases: Vec<Vec<u8>>) -> Result<Kind, String> {
+    let ac = AhoCorasickBuilder::new()
+        .ascii_case_insensitive(true)
+        .match_kind(MatchKind::LeftmostFirst)
+        .build(&phrases)
+        .map_err(|e| format!("phrase list not usable: {e}"))?;
+    Ok(Kind::Pm(Box::new(ac), phrases))
+}
+
+fn is_comment(line: &str) -> bool {
+    match line.find('#') {
+        Some(p) => line[..p].bytes().all(|c| c.is_ascii_whitespace()),
+        None => line.is_empty(),
+    }
+}
+
+fn read_data(files: &DataFiles<'_>, name: &str) -> Result<String, String> {
+    if name.starts_with("https://") || name.starts_with("http://") {
+        return Err(format!(
+            "data file `{name}` would be downloaded: Rampart reads data files from disk only"
+        ));
+    }
+    let path = files.dir.join(name);
+    files
+        .fs
+        .read(&path)
+        .map_err(|e| format!("cannot read data file {}: {e}", path.display()))
+}
+
+/// An address range for `@ipMatch`: host bits past the prefix are ignored (as in
+/// ModSecurity), and IPv4-mapped IPv6 forms are the IPv4 addresses they map.
+#[derive(Debug, Clone, Copy)]
+struct IpNet {
+    v6: bool,
+    bits: u128,
+    prefix: u32,
+}
+
+impl IpNet {
+    fn parse(s: &str) -> Option<IpNet> {
+        let (a, p) = match s.split_once('/') {
+            Some((a, p)) => (a, Some(p)),
+            None => (s, None),
+        };
+        let addr = a.trim().parse::<IpAddr>().ok()?;
+        let (v6, bits, max) = ip_bits(addr);
+        let mut prefix = match p {
+            Some(p) => p.trim().parse::<u32>().ok()?,
+            None => max,
+        };
+        if addr.is_ipv6() && !v6 && p.is_some() {
+            // `::ffff:a.b.c.d/120`: a prefix over the mapped form.
+            prefix = prefix.checked_sub(96)?;
+        }
+        (prefix <= max).then_some(IpNet { v6, bits, prefix })
+    }
+
+    fn contains(&self, ip: IpAddr) -> bool {
+        let (v6, bits, max) = match (self.v6, ip) {
+            // An IPv6 range compares IPv6 addresses as written, mapped ones included.
+            (true, IpAddr::V6(a)) => (true, u128::from(a), 128),
+            _ => ip_bits(ip),
+        };
+        if v6 != self.v6 {
+            return false;
+        }
+        let shift = max - self.prefix;
+        if shift >= 128 {
+            return true;
+        }
+        (bits >> shift) == (self.bits >> shift)
+    }
+}
+
+/// `(is IPv6, address bits, width)`, with IPv4-mapped IPv6 taken as IPv4.
+fn ip_bits(ip: IpAddr) -> (bool, u128, u32) {
+    match ip {
+        IpAddr::V4(a) => (false, u128::from(u32::from(a)), 32),
+        IpAddr::V6(a) => match a.to_ipv4_mapped() {
+            Some(v4) => (false, u128::from(u32::from(v4)), 32),
+            None => (true, u128::from(a), 128),
+        },
+    }
+}
+
+fn cidrs<'a>(items: impl Iterator<Item = &'a str>) -> Result<Vec<IpNet>, String> {
+    items
+        .filter(|s| !s.is_empty())
+        .map(|s| IpNet::parse(s).ok_or_else(|| format!("`{s}` is not an IP address or CIDR range")))
+        .collect()
+}
+
+fn byte_ranges(p: &str) -> Result<Box<[bool; 256]>, String> {
+    let mut allowed = Box::new([false; 256]);
+    for part in p.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let (a, b) = part.split_once('-').unwrap_or((part, part));
+        let parse = |s: &str| {
+            s.trim()
+                .parse::<u16>()
+                .ok()
+                .filter(|&n| n <= 255)
+                .ok_or_else(|| format!("`{part}` is not a byte or byte range (0-255)"))
+        };
+        let (a, b) = (parse(a)?, parse(b)?);
+        if a > b {
+            return Err(format!("empty byte range `{part}`"));
+        }
+        for x in a..=b {
+            allowed[usize::from(x)] = true;
+        }
+    }
+    Ok(allowed)
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> bool {
+    needle.is_empty() || haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+fn contains_word(input: &[u8], word: &[u8]) -> bool {
+    if word.is_empty() {
+        return true;
+    }
+    if input.is_empty() {
+        return false;
+    }
+    // A word boundary here is anything but an ASCII letter (as in ModSecurity).
+    let boundary = |i: Option<usize>| {
+        i.and_then(|i| input.get(i))
+            .is_none_or(|c| !c.is_ascii_alphabetic())
+    };
+    let mut from = 0;
+    while let Some(off) = input[from..].windows(word.len()).position(|w| w == word) {
+        let pos = from + off;
+        if boundary(pos.checked_sub(1)) && boundary(Some(pos + word.len())) {
+            return true;
+        }
+        from = pos + 1;
+        if from + word.len() > input.len() {
+            break;
+        }
+    }
+    false
+}
+
+/// C's `atoll`: leading whitespace, a sign, digits; stops at anything else; saturates.
+fn atoll(s: &[u8]) -> i64 {
+    let s = &s[s
+        .iter()
+        .take_while(|c| matches!(c, b' ' | b'\t' | b'\n' | 0x0b | 0x0c | b'\r'))
+        .count()..];
+    let (neg, digits) = match s.first() {
+        Some(b'-') => (true, &s[1..]),
+        Some(b'+') => (false, &s[1..]),
+        _ => (false, s),
+    };
+    let mut v: i64 = 0;
+    for &d in digits.iter().take_while(|c| c.is_ascii_digit()) {
+        let x = i64::from(d - b'0');
+        v = match v.checked_mul(10).and_then(|v| {
+            if neg {
+                v.checked_sub(x)
+            } else {
+                v.checked_add(x)
+            }
+        }) {
+            Some(v) => v,
+            None => return if neg { i64::MIN } else { i64::MAX },
+        };
+    }
+    v
+}
+
+/// C++'s `std::stoi` as `@eq` uses it: like `atoll`, but no digits or a value outside
+/// `int` makes it throw, which ModSecurity turns into 0.
+fn stoi(s: &[u8]) -> i64 {
+    let t = &s[s
+        .iter()
+        .take_while(|c| c.is_ascii_whitespace() || **c == 0x0b)
+        .count()..];
+    let digits = t
+        .strip_prefix(b"-")
+        .or_else(|| t.strip_prefix(b"+"))
+        .unwrap_or(t);
+    if !digits.first().is_some_and(u8::is_ascii_digit) {
+        return 0;
+    }
+    let v = atoll(s);
+    if v < i64::from(i32::MIN) || v > i64::from(i32::MAX) {
+        0
+    } else {
+        v
+    }
+}
+
+fn valid_url_encoding(input: &[u8]) -> bool {
+    let mut i = 0;
+    while i < input.len() {
+        if input[i] == b'%' {
+            if i + 2 >= input.len()
+                || !input[i + 1].is_ascii_hexdigit()
+                || !input[i + 2].is_ascii_hexdigit()
+            {
+                return false;
+            }
+            i += 3;
+        } else {
+            i += 1;
+        }
+    }
+    true
+}
+
+/// ModSecurity's UTF-8 check: like the standard, except that lead bytes F0–F4 may encode
+/// values above U+10FFFF.
+fn valid_utf8(input: &[u8]) -> bool {
+    let mut i = 0;
+    while i < input.len() {
+        let c = input[i];
+        let left = input.len() - i;
+        let cont = |k: usize| input.get(i + k).is_some_and(|&b| b & 0xc0 == 0x80);
+        let (len, d) = if c & 0x80 == 0 {
+            (1, 0)
+        } else if c & 0xe0 == 0xc0 {
+            if left < 2 || !cont(1) {
+                return false;
+            }
+            (
+                2,
+                (u32::from(c & 0x1f) << 6) | u32::from(input[i + 1] & 0x3f),
+            )
+        } else if c & 0xf0 == 0xe0 {
+            if left < 3 || !cont(1) || !cont(2) {
+                return false;
+            }
+            (
+                3,
+                (u32::from(c & 0x0f) << 12)
+                    | (u32::from(input[i + 1] & 0x3f) << 6)
+                    | u32::from(input[i + 2] & 0x3f),
+            )
+        } else if c & 0xf8 == 0xf0 {
+            if c >= 0xf5 || left < 4 || !cont(1) || !cont(2) || !cont(3) {
+                return false;
+            }
+            (
+                4,
+                (u32::from(c & 0x07) << 18)
+                    | (u32::from(input[i + 1] & 0x3f) << 12)
+                    | (u32::from(input[i + 2] & 0x3f) << 6)
+                    | u32::from(input[i + 3] & 0x3f),
+            )
+        } else {
+            return false;
+        };
+        if (0xd800..=0xdfff).contains(&d)
+            || (len == 4 && d < 0x1_0000)
+            || (len == 3 && d < 0x800)
+            || (len == 2 && d < 0x80)
+        {
+            return false;
+        }
+        i += len;
+    }
+    true
+}
+
+#[cfg(test)]
+mod tests;
