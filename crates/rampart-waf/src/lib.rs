@@ -16,7 +16,10 @@
 //!   the request path reads a file.
 //! - Parsing never panics on any input (a fuzz target holds it to that).
 
+pub mod body;
 mod digest;
+pub mod engine;
+pub mod ftw;
 pub mod macros;
 pub mod operator;
 pub mod seclang;

@@ -3,7 +3,11 @@
 //! - `rampart serve -c FILE`: run the edge (SIGHUP reloads, SIGTERM/SIGINT drain and stop);
 //! - `rampart check -c FILE`: validate a configuration as `serve` would, printing every
 //!   problem with file:line:col, what was expected and a hint (exit 0 valid, 1 invalid);
-//! - `rampart reload -c FILE`: ask a running edge (through its admin endpoint) to reload.
+//! - `rampart reload -c FILE`: ask a running edge (through its admin endpoint) to reload;
+//! - `rampart waf check PATH`: read and compile a SecLang ruleset (a file or a CRS
+//!   `rules/` directory), printing every problem and every rule that cannot run;
+//! - `rampart waf test --crs DIR`: run CRS's regression suite in-process and print
+//!   per-file failures and `N passed, M failed`.
 
 use std::io::{Read, Write};
 use std::path::PathBuf;
@@ -60,6 +64,32 @@ enum Command {
         #[arg(short, long)]
         config: PathBuf,
     },
+    /// The WAF engine: check rulesets, run the CRS regression suite.
+    Waf {
+        #[command(subcommand)]
+        command: WafCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum WafCommand {
+    /// Read and compile a SecLang ruleset; print every problem (exit 1 if any).
+    Check {
+        /// A rule file, or a directory whose *.conf files are read in name order.
+        path: PathBuf,
+    },
+    /// Run the CRS regression suite (go-ftw YAML) in-process.
+    Test {
+        /// The CRS directory (with rules/, tests/regression/tests/ and crs-setup.conf.example).
+        #[arg(long)]
+        crs: PathBuf,
+        /// Only tests whose name (RULE-TEST) matches this regular expression.
+        #[arg(long)]
+        filter: Option<String>,
+        /// A TOML file of excluded tests: `"RULE-TEST" = "reason"`.
+        #[arg(long)]
+        exclusions: Option<PathBuf>,
+    },
 }
 
 fn init_logging(format: LogFormat) {
@@ -81,6 +111,17 @@ fn main() -> ExitCode {
         Command::Check { config } => check(&config),
         Command::Serve { config } => serve(config),
         Command::Reload { config } => reload(&config),
+        Command::Waf {
+            command: WafCommand::Check { path },
+        } => waf_check(&path),
+        Command::Waf {
+            command:
+                WafCommand::Test {
+                    crs,
+                    filter,
+                    exclusions,
+                },
+        } => waf_test(&crs, filter.as_deref(), exclusions.as_deref()),
     };
     match result {
         Ok(code) => code,
@@ -219,4 +260,84 @@ fn reload(path: &std::path::Path) -> anyhow::Result<ExitCode> {
         eprint!("{body}");
         Ok(ExitCode::FAILURE)
     }
+}
+
+fn waf_check(path: &std::path::Path) -> anyhow::Result<ExitCode> {
+    use rampart_waf::seclang::{self, OsFs};
+    let loaded = seclang::load(&OsFs, path);
+    for d in &loaded.diagnostics {
+        eprintln!("{d}");
+    }
+    let rs = rampart_waf::engine::Ruleset::compile(&loaded, &OsFs);
+    for e in &rs.errors {
+        eprintln!("error: {e}");
+    }
+    for d in &rs.disabled {
+        eprintln!(
+            "warning: {}: rule {} does not run: {}",
+            d.origin, d.id, d.reason
+        );
+    }
+    println!(
+        "{}: {} file(s), {} directive(s), {} rule(s) compiled, {} disabled, {} error(s)",
+        path.display(),
+        loaded.files.len(),
+        loaded.directives.len(),
+        rs.rule_count(),
+        rs.disabled.len(),
+        loaded.diagnostics.len() + rs.errors.len()
+    );
+    Ok(if loaded.diagnostics.is_empty() && rs.errors.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+fn waf_test(
+    crs: &std::path::Path,
+    filter: Option<&str>,
+    exclusions: Option<&std::path::Path>,
+) -> anyhow::Result<ExitCode> {
+    use rampart_waf::ftw;
+    let rs = match ftw::harness_ruleset(crs) {
+        Ok(rs) => rs,
+        Err(errors) => {
+            for e in errors {
+                eprintln!("{e}");
+            }
+            bail!("the CRS ruleset at {} does not load", crs.display());
+        }
+    };
+    for d in &rs.disabled {
+        eprintln!(
+            "warning: {}: rule {} does not run: {}",
+            d.origin, d.id, d.reason
+        );
+    }
+    let filter = filter
+        .map(regex::Regex::new)
+        .transpose()
+        .context("--filter is not a valid regular expression")?;
+    let excluded = match exclusions {
+        Some(p) => ftw::load_exclusions(p).map_err(anyhow::Error::msg)?,
+        None => Default::default(),
+    };
+    let files = ftw::load_tests(&crs.join("tests/regression/tests")).map_err(anyhow::Error::msg)?;
+    let report = ftw::run(&rs, &files, &excluded, filter.as_ref());
+    for (file, fails) in &report.failed {
+        println!("{file}: {} failed", fails.len());
+        for (test, reasons) in fails {
+            println!("  {test}: {}", reasons.join("; "));
+        }
+    }
+    for (test, why) in &report.skipped {
+        println!("skipped {test}: {why}");
+    }
+    println!("{} passed, {} failed", report.passed, report.failed_count());
+    Ok(if report.failed_count() == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }

@@ -1,0 +1,219 @@
+use super::*;
+use crate::seclang::{MemFs, parse_str};
+
+fn ruleset(rules: &str) -> Ruleset {
+    let loaded = parse_str("t.conf", rules);
+    assert!(loaded.diagnostics.is_empty(), "{:?}", loaded.diagnostics);
+    let rs = Ruleset::compile(&loaded, &MemFs::new());
+    assert!(rs.errors.is_empty(), "{:?}", rs.errors);
+    rs
+}
+
+fn info() -> RequestInfo {
+    RequestInfo {
+        remote_addr: "10.0.0.1".into(),
+        remote_port: 5555,
+        server_addr: "10.0.0.2".into(),
+        server_port: 8080,
+        unique_id: "abc".into(),
+    }
+}
+
+/// Runs a GET (query in `uri`) with headers and an optional urlencoded body.
+fn run<'r>(rs: &'r Ruleset, uri: &str, headers: &[(&str, &str)], body: &str) -> Transaction<'r> {
+    let mut tx = Transaction::new(rs, info());
+    tx.set_request_line(
+        if body.is_empty() { b"GET" } else { b"POST" },
+        uri.as_bytes(),
+        "1.1",
+    );
+    for (k, v) in headers {
+        tx.add_request_header(k.as_bytes(), v.as_bytes());
+    }
+    if !body.is_empty() {
+        tx.add_request_header(b"Content-Type", b"application/x-www-form-urlencoded");
+    }
+    tx.process_request_headers();
+    tx.process_request_body(body.as_bytes());
+    tx.process_response_headers(200, "HTTP/1.1", &[]);
+    tx.process_response_body(b"");
+    tx.process_logging();
+    tx
+}
+
+fn fired(tx: &Transaction<'_>) -> Vec<u64> {
+    tx.matched_rules().iter().map(|m| m.id).collect()
+}
+
+#[test]
+fn targets_transformations_and_logging() {
+    let rs = ruleset(
+        "SecRequestBodyAccess On\n\
+         SecRule ARGS \"@rx <script>\" \"id:1,phase:2,t:none,t:urlDecodeUni,t:lowercase,log,msg:'xss in %{MATCHED_VAR_NAME}',logdata:'%{MATCHED_VAR}'\"\n\
+         SecRule REQUEST_HEADERS:User-Agent \"@pm nikto sqlmap\" \"id:2,phase:1,log\"\n\
+         SecRule &ARGS \"@eq 2\" \"id:3,phase:2,log\"\n\
+         SecRule ARGS_NAMES \"@streq q\" \"id:4,phase:2,nolog\"\n\
+         SecRule REQUEST_COOKIES:sid \"@rx ^x\" \"id:5,phase:1\"",
+    );
+    let tx = run(
+        &rs,
+        "/s?q=%3CScRiPt%3E",
+        &[
+            ("User-Agent", "Mozilla sqlmap/1.0"),
+            ("Cookie", "a=1; sid=xyz"),
+        ],
+        "p=1",
+    );
+    assert_eq!(fired(&tx), vec![2, 5, 1, 3], "4 matched but is nolog");
+    let m = &tx.matched_rules()[2];
+    assert_eq!(
+        (m.msg.as_str(), m.logdata.as_str()),
+        ("xss in ARGS:q", "<script>")
+    );
+    assert_eq!(m.matched_vars, vec!["ARGS:q".to_string()]);
+    assert!(fired(&run(&rs, "/s?q=ok", &[], "")).is_empty());
+}
+
+#[test]
+fn chains_setvar_capture_and_anomaly_scoring() {
+    let rs = ruleset(
+        "SecAction \"id:10,phase:1,pass,nolog,setvar:tx.score=0,setvar:tx.limit=5\"\n\
+         SecRule ARGS \"@rx (a+)(b)\" \"id:11,phase:1,pass,capture,chain,log\"\n\
+         SecRule TX:1 \"@streq aa\" \"setvar:'tx.score=+%{tx.limit}',setvar:tx.seen=%{TX.2}\"\n\
+         SecRule TX:score \"@ge 5\" \"id:12,phase:1,pass,log,msg:'score %{tx.score} seen %{tx.seen}'\"\n\
+         SecRule ARGS \"@rx zzz\" \"id:13,phase:1,pass,chain,log\"\n\
+         SecRule ARGS \"@rx never\" \"setvar:tx.score=+100\"\n\
+         SecRule ARGS \"@rx aab\" \"id:14,phase:1,pass,nolog,setvar:tx.hits=+1\"",
+    );
+    let tx = run(&rs, "/?x=caab&y=zzz", &[], "");
+    assert_eq!(fired(&tx), vec![11, 12], "13's chain did not complete");
+    assert_eq!(tx.matched_rules()[1].msg, "score 5 seen b");
+    assert_eq!(tx.tx_var("score"), Some(&b"5"[..]));
+    // The link's single value (TX:1) matched once: +5, however many arguments matched.
+    let tx = run(&rs, "/?x=aab&y=aab", &[], "");
+    assert_eq!(tx.tx_var("score"), Some(&b"5"[..]));
+    // A rule's setvars run once per matching value.
+    assert_eq!(tx.tx_var("hits"), Some(&b"2"[..]));
+}
+
+#[test]
+fn markers_skips_and_defaults() {
+    let rs = ruleset(
+        "SecDefaultAction \"phase:1,log,pass,t:lowercase\"\n\
+         SecRule REQUEST_URI \"@rx ^/admin\" \"id:20,phase:1,skipAfter:END\"\n\
+         SecRule REQUEST_URI \"@rx .\" \"id:21,phase:1\"\n\
+         SecMarker END\n\
+         SecRule REQUEST_URI \"@rx ^/admin\" \"id:22,phase:1\"\n\
+         SecRule REQUEST_URI \"@rx ^/ADMIN\" \"id:23,phase:1,t:none\"",
+    );
+    assert_eq!(
+        fired(&run(&rs, "/ADMIN", &[], "")),
+        vec![20, 22, 23],
+        "defaults lower-case, t:none clears"
+    );
+    assert_eq!(fired(&run(&rs, "/other", &[], "")), vec![21]);
+}
+
+#[test]
+fn exclusions_ctl_and_updates() {
+    let rs = ruleset(
+        "SecRule REQUEST_URI \"@beginsWith /api\" \"id:30,phase:1,pass,nolog,ctl:ruleRemoveTargetById=31;ARGS:token,ctl:ruleRemoveById=33\"\n\
+         SecRule ARGS \"@rx evil\" \"id:31,phase:2,log\"\n\
+         SecRule ARGS|!ARGS:/^safe_/ \"@rx evil\" \"id:32,phase:2,log\"\n\
+         SecRule ARGS \"@rx evil\" \"id:33,phase:2,log\"\n\
+         SecRule ARGS \"@rx evil\" \"id:34,phase:2,log\"\n\
+         SecRuleUpdateTargetById 34 \"!ARGS:note\"\n\
+         SecRuleRemoveById 35\n\
+         SecRule ARGS \"@rx evil\" \"id:35,phase:2,log\"",
+    );
+    assert_eq!(
+        fired(&run(&rs, "/api?token=evil", &[], "")),
+        vec![32, 34],
+        "token removed from 31; 33 removed"
+    );
+    assert_eq!(
+        fired(&run(&rs, "/api?safe_x=evil", &[], "")),
+        vec![31, 34],
+        "safe_ arguments excluded from 32"
+    );
+    assert_eq!(
+        fired(&run(&rs, "/web?token=evil", &[], "")),
+        vec![31, 32, 33, 34]
+    );
+    assert_eq!(
+        fired(&run(&rs, "/web?note=evil", &[], "")),
+        vec![31, 32, 33]
+    );
+}
+
+#[test]
+fn engine_modes_decide_interventions() {
+    let rules = "SecRule ARGS \"@rx attack\" \"id:40,phase:2,deny,status:403,log\"\nSecRule ARGS \"@rx .\" \"id:41,phase:2,log\"";
+    let on = ruleset(&format!("SecRuleEngine On\n{rules}"));
+    let tx = run(&on, "/?a=attack", &[], "");
+    assert_eq!(
+        tx.intervention().map(|i| (i.status, i.rule_id)),
+        Some((403, 40))
+    );
+    assert_eq!(
+        fired(&tx),
+        vec![40],
+        "evaluation stops at the disruptive action"
+    );
+    let detect = ruleset(&format!("SecRuleEngine DetectionOnly\n{rules}"));
+    let tx = run(&detect, "/?a=attack", &[], "");
+    assert_eq!((tx.intervention(), fired(&tx)), (None, vec![40, 41]));
+    let off = ruleset(&format!("SecRuleEngine Off\n{rules}"));
+    assert!(fired(&run(&off, "/?a=attack", &[], "")).is_empty());
+}
+
+#[test]
+fn request_variables_follow_modsecurity() {
+    let rs = ruleset(
+        "SecRequestBodyAccess On\n\
+         SecRule REQUEST_FILENAME \"@streq /a b/c.php\" \"id:50,phase:1,log\"\n\
+         SecRule REQUEST_BASENAME \"@streq c.php\" \"id:51,phase:1,log\"\n\
+         SecRule QUERY_STRING \"@streq x=%41+b\" \"id:52,phase:1,log\"\n\
+         SecRule ARGS_GET:x \"@streq A b\" \"id:53,phase:1,log\"\n\
+         SecRule REQUEST_URI \"@streq /a b/c.php?x=A+b\" \"id:54,phase:1,log\"\n\
+         SecRule REQUEST_LINE \"@streq POST /a%20b/c.php?x=%41+b HTTP/1.1\" \"id:55,phase:1,log\"\n\
+         SecRule ARGS_POST:p \"@streq 1\" \"id:56,phase:2,log\"\n\
+         SecRule REQUEST_BODY \"@streq p=1&&q\" \"id:57,phase:2,log\"\n\
+         SecRule ARGS_NAMES \"@streq q\" \"id:58,phase:2,log\"\n\
+         SecRule REMOTE_ADDR \"@ipMatch 10.0.0.0/8\" \"id:59,phase:1,log\"",
+    );
+    assert_eq!(
+        fired(&run(&rs, "/a%20b/c.php?x=%41+b", &[], "p=1&&q")),
+        vec![50, 51, 52, 53, 54, 55, 59, 56, 57, 58]
+    );
+}
+
+#[test]
+fn json_and_xml_bodies() {
+    let rs = ruleset(
+        "SecRequestBodyAccess On\n\
+         SecRule REQUEST_HEADERS:Content-Type \"@rx json\" \"id:60,phase:1,pass,nolog,ctl:requestBodyProcessor=JSON\"\n\
+         SecRule REQUEST_HEADERS:Content-Type \"@rx xml\" \"id:61,phase:1,pass,nolog,ctl:requestBodyProcessor=XML\"\n\
+         SecRule ARGS:json.user.name \"@streq bob\" \"id:62,phase:2,log\"\n\
+         SecRule XML:/* \"@rx secret\" \"id:63,phase:2,log\"\n\
+         SecRule XML://@* \"@streq x\" \"id:64,phase:2,log\"\n\
+         SecRule REQBODY_ERROR \"!@eq 0\" \"id:65,phase:2,log,msg:'%{REQBODY_ERROR_MSG}'\"",
+    );
+    let post = |ct: &str, body: &str| {
+        let mut tx = Transaction::new(&rs, info());
+        tx.set_request_line(b"POST", b"/", "1.1");
+        tx.add_request_header(b"Content-Type", ct.as_bytes());
+        tx.process_request_headers();
+        tx.process_request_body(body.as_bytes());
+        fired(&tx)
+    };
+    assert_eq!(
+        post("application/json", r#"{"user":{"name":"bob"}}"#),
+        vec![62]
+    );
+    assert_eq!(
+        post("text/xml", "<a k=\"x\"><b>top secret</b></a>"),
+        vec![63, 64]
+    );
+    assert_eq!(post("application/json", "{broken"), vec![65]);
+}

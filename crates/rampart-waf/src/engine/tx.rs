@@ -1,0 +1,1022 @@
+//! One HTTP exchange through the rules.
+
+use std::collections::HashMap;
+
+use regex::bytes::Regex;
+
+use super::compile::{COp, CRule, Item, KeySel, Ruleset};
+use crate::macros::{MacroRef, Resolve};
+use crate::operator::Captures;
+use crate::seclang::{BodyProcessor, Ctl, Disruptive, EngineMode, IdRange, Var, VarKey, VarSel};
+use crate::transform;
+
+/// What the connection tells about the request (before any header).
+#[derive(Debug, Clone)]
+pub struct RequestInfo {
+    /// Client address and port.
+    pub remote_addr: String,
+    /// Client port.
+    pub remote_port: u16,
+    /// Address the request arrived on.
+    pub server_addr: String,
+    /// Port the request arrived on.
+    pub server_port: u16,
+    /// The request id (`UNIQUE_ID`).
+    pub unique_id: String,
+}
+
+/// A rule (chain) that matched and is logged.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MatchedRule {
+    /// Rule id.
+    pub id: u64,
+    /// Phase it ran in.
+    pub phase: u8,
+    /// `msg`, expanded.
+    pub msg: String,
+    /// `logdata`, expanded.
+    pub logdata: String,
+    /// Tags.
+    pub tags: Vec<String>,
+    /// Severity (0–7), if set.
+    pub severity: Option<u8>,
+    /// Names of the matched variables (`ARGS:q`, `REQUEST_HEADERS:User-Agent`).
+    pub matched_vars: Vec<String>,
+    /// The rule file.
+    pub file: String,
+    /// The rule's line in it.
+    pub line: u32,
+}
+
+/// A disruptive outcome the engine asks for (only with `SecRuleEngine On`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Intervention {
+    /// HTTP status to answer with.
+    pub status: u16,
+    /// Close the connection without an answer.
+    pub drop: bool,
+    /// Where to redirect.
+    pub redirect: Option<String>,
+    /// The rule that decided.
+    pub rule_id: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ArgSource {
+    Get,
+    Post,
+    /// JSON bodies: in ARGS, not in ARGS_POST (as in ModSecurity).
+    Json,
+}
+
+#[derive(Debug, Clone)]
+struct RemovedTargets {
+    ids: Option<IdRange>,
+    tag: Option<Regex>,
+    targets: Vec<VarSel>,
+}
+
+/// One request (and its response) evaluated against a [`Ruleset`].
+pub struct Transaction<'r> {
+    rs: &'r Ruleset,
+    engine: EngineMode,
+    info: RequestInfo,
+    // Request.
+    pub(super) method: Vec<u8>,
+    pub(super) uri_raw: Vec<u8>,
+    pub(super) request_uri: Vec<u8>,
+    pub(super) request_line: Vec<u8>,
+    pub(super) protocol: Vec<u8>,
+    pub(super) query_string: Option<Vec<u8>>,
+    pub(super) filename: Vec<u8>,
+    pub(super) basename: Option<Vec<u8>>,
+    pub(super) headers: Vec<(Vec<u8>, Vec<u8>)>,
+    pub(super) cookies: Vec<(Vec<u8>, Vec<u8>)>,
+    args: Vec<(ArgSource, Vec<u8>, Vec<u8>)>,
+    pub(super) args_combined: usize,
+    pub(super) urlencoded_error: bool,
+    pub(super) request_body: Option<Vec<u8>>,
+    pub(super) reqbody_processor: Option<BodyProcessor>,
+    pub(super) reqbody_error: Option<String>,
+    pub(super) xml: Option<crate::body::XmlValues>,
+    pub(super) auth_type: Option<Vec<u8>>,
+    request_body_access: bool,
+    force_body_variable: bool,
+    // Response.
+    pub(super) status: Option<u16>,
+    pub(super) response_protocol: Vec<u8>,
+    pub(super) response_headers: Vec<(Vec<u8>, Vec<u8>)>,
+    pub(super) response_body: Option<Vec<u8>>,
+    // State.
+    pub(super) tx: HashMap<String, Vec<u8>>,
+    pub(super) env: HashMap<String, Vec<u8>>,
+    pub(super) matched_var: Option<(String, Vec<u8>)>,
+    pub(super) matched_vars: Vec<(String, Vec<u8>)>,
+    pub(super) highest_severity: Option<u8>,
+    removed_ids: Vec<IdRange>,
+    removed_tags: Vec<Regex>,
+    removed_targets: Vec<RemovedTargets>,
+    current_rule: Option<usize>,
+    matched: Vec<MatchedRule>,
+    intervention: Option<Intervention>,
+    allow_request: bool,
+    // Scratch buffers for transformations.
+    scratch: (Vec<u8>, Vec<u8>),
+}
+
+impl<'r> Transaction<'r> {
+    /// A new transaction on `rs`.
+    pub fn new(rs: &'r Ruleset, info: RequestInfo) -> Self {
+        Transaction {
+            rs,
+            engine: rs.settings.engine,
+            info,
+            method: Vec::new(),
+            uri_raw: Vec::new(),
+            request_uri: Vec::new(),
+            request_line: Vec::new(),
+            protocol: Vec::new(),
+            query_string: None,
+            filename: Vec::new(),
+            basename: None,
+            headers: Vec::new(),
+            cookies: Vec::new(),
+            args: Vec::new(),
+            args_combined: 0,
+            urlencoded_error: false,
+            request_body: None,
+            reqbody_processor: None,
+            reqbody_error: None,
+            xml: None,
+            auth_type: None,
+            request_body_access: rs.settings.request_body_access,
+            force_body_variable: false,
+            status: None,
+            response_protocol: Vec::new(),
+            response_headers: Vec::new(),
+            response_body: None,
+            tx: HashMap::new(),
+            env: HashMap::new(),
+            matched_var: None,
+            matched_vars: Vec::new(),
+            highest_severity: None,
+            removed_ids: Vec::new(),
+            removed_tags: Vec::new(),
+            removed_targets: Vec::new(),
+            current_rule: None,
+            matched: Vec::new(),
+            intervention: None,
+            allow_request: false,
+            scratch: (Vec::new(), Vec::new()),
+        }
+    }
+
+    /// The request line: method, request target as received, and version (`1.1`).
+    pub fn set_request_line(&mut self, method: &[u8], uri: &[u8], version: &str) {
+        self.method = method.to_vec();
+        self.uri_raw = uri.to_vec();
+        self.protocol = format!("HTTP/{version}").into_bytes();
+        let mut line = method.to_vec();
+        line.push(b' ');
+        line.extend_from_slice(uri);
+        line.push(b' ');
+        line.extend_from_slice(&self.protocol);
+        self.request_line = line;
+        // The fragment stays only in the raw forms.
+        let no_fragment = match uri.iter().position(|&c| c == b'#') {
+            Some(p) => &uri[..p],
+            None => uri,
+        };
+        let (path_raw, query) = match no_fragment.iter().position(|&c| c == b'?') {
+            Some(p) => (&no_fragment[..p], Some(&no_fragment[p + 1..])),
+            None => (no_fragment, None),
+        };
+        let path = uri_decode(path_raw);
+        self.basename = path
+            .iter()
+            .rposition(|&c| c == b'/' || c == b'\\')
+            .filter(|&p| p + 1 < path.len())
+            .map(|p| path[p + 1..].to_vec());
+        self.filename = path;
+        let decoded = uri_decode(no_fragment);
+        self.request_uri = strip_scheme_host(&decoded).to_vec();
+        self.query_string = query.map(<[u8]>::to_vec);
+        if let Some(q) = query {
+            if !q.is_empty() {
+                self.extract_args(ArgSource::Get, q);
+            }
+        }
+    }
+
+    /// Adds a request header field (in arrival order, name as sent).
+    pub fn add_request_header(&mut self, name: &[u8], value: &[u8]) {
+        self.headers.push((name.to_vec(), value.to_vec()));
+        if name.eq_ignore_ascii_case(b"authorization") {
+            self.auth_type = Some(value.split(|&c| c == b' ').next().unwrap_or(b"").to_vec());
+        }
+        if name.eq_ignore_ascii_case(b"cookie") {
+            self.parse_cookies(value);
+        }
+        if name.eq_ignore_ascii_case(b"content-type") && self.reqbody_processor.is_none() {
+            let l = value.to_ascii_lowercase();
+            if l.starts_with(b"multipart/form-data") {
+                self.reqbody_processor = Some(BodyProcessor::Multipart);
+            } else if l.starts_with(b"application/x-www-form-urlencoded") {
+                self.reqbody_processor = Some(BodyProcessor::UrlEncoded);
+            }
+        }
+    }
+
+    fn parse_cookies(&mut self, value: &[u8]) {
+        let mut parts: Vec<&[u8]> = getline_split(value, b';');
+        if let Some(last) = parts.last_mut() {
+            *last = trim_end_space(last);
+        }
+        for c in parts {
+            if c.is_empty() {
+                continue;
+            }
+            let (k, v) = match c.iter().position(|&x| x == b'=') {
+                Some(p) => (&c[..p], &c[p + 1..]),
+                None => (c, &b""[..]),
+            };
+            let k = &k[k
+                .iter()
+                .take_while(|x| x.is_ascii_whitespace() || **x == 0x0b)
+                .count()..];
+            if k.is_empty() {
+                continue;
+            }
+            self.cookies.push((k.to_vec(), v.to_vec()));
+        }
+    }
+
+    fn extract_args(&mut self, source: ArgSource, data: &[u8]) {
+        let sep = self.rs.settings.argument_separator;
+        for pair in getline_split(data, sep) {
+            let (k, v) = match pair.iter().position(|&c| c == b'=') {
+                Some(p) => (&pair[..p], &pair[p + 1..]),
+                None => (pair, &b""[..]),
+            };
+            let mut key = Vec::new();
+            transform::url_decode(k, &mut key);
+            let mut val = Vec::new();
+            transform::url_decode(v, &mut val);
+            // ModSecurity keeps the invalid count of the value's decoding only.
+            if invalid_escapes(v) {
+                self.urlencoded_error = true;
+            }
+            if let Some(limit) = self.rs.settings.arguments_limit {
+                if self.args.len() as u64 >= limit {
+                    return;
+                }
+            }
+            self.args_combined += key.len() + val.len();
+            self.args.push((source, key, val));
+        }
+    }
+
+    /// Runs phase 1 (request headers).
+    pub fn process_request_headers(&mut self) {
+        self.run_phase(1);
+    }
+
+    /// Stores the request body (as much as was read) and runs phase 2.
+    pub fn process_request_body(&mut self, body: &[u8]) {
+        if self.engine != EngineMode::Off && self.request_body_access {
+            match self.reqbody_processor {
+                Some(BodyProcessor::UrlEncoded) => self.extract_args(ArgSource::Post, body),
+                Some(BodyProcessor::Json) => {
+                    let depth = self.rs.settings.json_depth_limit.unwrap_or(10_000);
+                    let parsed =
+                        crate::body::json_args(body, usize::try_from(depth).unwrap_or(usize::MAX));
+                    for (k, v) in parsed.args {
+                        if let Some(limit) = self.rs.settings.arguments_limit {
+                            if self.args.len() as u64 >= limit {
+                                break;
+                            }
+                        }
+                        self.args_combined += k.len() + v.len();
+                        self.args.push((ArgSource::Json, k, v));
+                    }
+                    if !body.is_empty() {
+                        self.reqbody_error = parsed.error;
+                    }
+                }
+                Some(BodyProcessor::Xml) => {
+                    let x = crate::body::xml_values(body);
+                    self.reqbody_error.clone_from(&x.error);
+                    self.xml = Some(x);
+                }
+                Some(BodyProcessor::Multipart) | None => {}
+            }
+            if !body.is_empty() {
+                self.request_body = Some(body.to_vec());
+            }
+        }
+        let _ = self.force_body_variable;
+        self.run_phase(2);
+    }
+
+    /// Stores the response status and headers and runs phase 3.
+    pub fn process_response_headers(
+        &mut self,
+        status: u16,
+        protocol: &str,
+        headers: &[(Vec<u8>, Vec<u8>)],
+    ) {
+        self.status = Some(status);
+        self.response_protocol = protocol.as_bytes().to_vec();
+        self.response_headers = headers.to_vec();
+        self.run_phase(3);
+    }
+
+    /// Stores the response body (a bounded prefix) and runs phase 4.
+    pub fn process_response_body(&mut self, body: &[u8]) {
+        if self.rs.settings.response_body_access {
+            self.response_body = Some(body.to_vec());
+        }
+        self.run_phase(4);
+    }
+
+    /// Runs phase 5 (logging).
+    pub fn process_logging(&mut self) {
+        self.run_phase(5);
+    }
+
+    /// The rules that matched and are logged, in order.
+    pub fn matched_rules(&self) -> &[MatchedRule] {
+        &self.matched
+    }
+
+    /// What the engine asks the edge to do, if anything.
+    pub fn intervention(&self) -> Option<&Intervention> {
+        self.intervention.as_ref()
+    }
+
+    /// A TX variable (lower-case name), for tests and events (anomaly scores).
+    pub fn tx_var(&self, name: &str) -> Option<&[u8]> {
+        self.tx.get(name).map(Vec::as_slice)
+    }
+
+    fn run_phase(&mut self, phase: u8) {
+        if self.engine == EngineMode::Off || self.intervention.is_some() {
+            return;
+        }
+        if self.allow_request && phase <= 2 {
+            return;
+        }
+        let rs = self.rs;
+        let prog = &rs.phases[usize::from(phase - 1)];
+        let mut k = 0;
+        while k < prog.len() {
+            let Item::Rule(ci) = prog[k] else {
+                k += 1;
+                continue;
+            };
+            let rule = &rs.rules[ci];
+            if self.is_removed(rule) {
+                k += 1;
+                continue;
+            }
+            self.matched_vars.clear();
+            if !self.eval_rule(ci) {
+                k += 1;
+                continue;
+            }
+            // The whole chain matched: the remaining actions of every link.
+            let mut link = Some(ci);
+            let mut names = Vec::new();
+            while let Some(l) = link {
+                self.run_ctls(&rs.rules[l]);
+                link = rs.rules[l].next;
+            }
+            names.extend(self.matched_vars.iter().map(|(n, _)| n.clone()));
+            self.current_rule = Some(ci);
+            if let Some(s) = rule.severity {
+                self.highest_severity = Some(self.highest_severity.map_or(s, |h| h.min(s)));
+            }
+            if rule.log {
+                let msg = rule
+                    .msg
+                    .as_ref()
+                    .map(|m| String::from_utf8_lossy(&m.expand(self)).into_owned())
+                    .unwrap_or_default();
+                let logdata = rule
+                    .logdata
+                    .as_ref()
+                    .map(|m| String::from_utf8_lossy(&m.expand(self)).into_owned())
+                    .unwrap_or_default();
+                self.matched.push(MatchedRule {
+                    id: rule.id,
+                    phase,
+                    msg,
+                    logdata,
+                    tags: rule.tags.clone(),
+                    severity: rule.severity,
+                    matched_vars: names,
+                    file: rule.origin.file.to_string(),
+                    line: rule.origin.line,
+                });
+            }
+            self.current_rule = None;
+            match &rule.disruptive {
+                Disruptive::Pass | Disruptive::Block => {}
+                Disruptive::Allow(scope) => {
+                    match scope.as_deref().map(str::to_ascii_lowercase).as_deref() {
+                        Some("phase") => return,
+                        Some("request") => {
+                            self.allow_request = true;
+                            return;
+                        }
+                        _ => {
+                            self.allow_request = true;
+                            self.engine = EngineMode::Off;
+                            return;
+                        }
+                    }
+                }
+                d @ (Disruptive::Deny | Disruptive::Drop | Disruptive::Redirect(_)) => {
+                    if self.engine == EngineMode::On {
+                        self.intervention = Some(Intervention {
+                            status: rule.status.unwrap_or(
+                                if matches!(d, Disruptive::Redirect(_)) {
+                                    302
+                                } else {
+                                    403
+                                },
+                            ),
+                            drop: matches!(d, Disruptive::Drop),
+                            redirect: match d {
+                                Disruptive::Redirect(u) => Some(u.clone()),
+                                _ => None,
+                            },
+                            rule_id: rule.id,
+                        });
+                        return;
+                    }
+                }
+                Disruptive::Proxy(_) | Disruptive::Pause(_) => {}
+            }
+            if let Some(to) = rule.skip_to {
+                k = to;
+                continue;
+            }
+            k += 1 + rule.skip as usize;
+        }
+    }
+
+    fn is_removed(&self, rule: &CRule) -> bool {
+        self.removed_ids.iter().any(|r| r.contains(rule.id))
+            || self.removed_tags.iter().any(|re| rule.has_tag(re))
+    }
+
+    /// Evaluates one rule and, if it matches, the rest of its chain.
+    fn eval_rule(&mut self, ci: usize) -> bool {
+        let rs = self.rs;
+        let rule = &rs.rules[ci];
+        self.current_rule = Some(ci);
+        let Some(op) = &rule.operator else {
+            // SecAction: always matches.
+            self.run_setvars(rule);
+            return match rule.next {
+                Some(n) => self.eval_rule(n),
+                None => true,
+            };
+        };
+        let values = self.collect(rule);
+        let mut any = false;
+        for (name, value) in values {
+            let mut candidates: Vec<Vec<u8>> = Vec::new();
+            if rule.multi_match {
+                candidates.push(value.clone());
+            }
+            let mut cur = value;
+            for &t in &rule.transforms {
+                let (a, b) = &mut self.scratch;
+                a.clear();
+                a.extend_from_slice(&cur);
+                transform::apply(t, a, b);
+                if rule.multi_match && *b != cur {
+                    candidates.push(b.clone());
+                }
+                cur = b.clone();
+            }
+            if !rule.multi_match {
+                candidates.push(cur);
+            }
+            for tv in candidates {
+                let mut caps = rule.capture.then(Captures::new);
+                if op.matches(&tv, self, caps.as_mut()) {
+                    any = true;
+                    if let Some(caps) = caps {
+                        for (i, bytes) in caps {
+                            self.tx.insert(i.to_string(), bytes);
+                        }
+                    }
+                    self.matched_var = Some((name.clone(), tv.clone()));
+                    self.matched_vars.push((name.clone(), tv));
+                    self.current_rule = Some(ci);
+                    self.run_setvars(rule);
+                }
+            }
+        }
+        if !any {
+            return false;
+        }
+        match rule.next {
+            Some(n) => self.eval_rule(n),
+            None => true,
+        }
+    }
+
+    fn run_setvars(&mut self, rule: &CRule) {
+        for sv in &rule.setvars {
+            if sv.collection != "tx" {
+                // Persistent collections (ip, session, …) are not kept by this engine.
+                continue;
+            }
+            let name = String::from_utf8_lossy(&sv.name.expand(self)).to_ascii_lowercase();
+            match &sv.op {
+                COp::Set(v) => {
+                    let v = v.expand(self);
+                    self.tx.insert(name, v);
+                }
+                COp::Add(v) | COp::Sub(v) => {
+                    let delta = atoi(&v.expand(self));
+                    let cur = self.tx.get(&name).map_or(0, |c| atoi(c));
+                    let n = if matches!(sv.op, COp::Add(_)) {
+                        cur + delta
+                    } else {
+                        cur - delta
+                    };
+                    self.tx.insert(name, n.to_string().into_bytes());
+                }
+                COp::Delete => {
+                    self.tx.remove(&name);
+                }
+            }
+        }
+    }
+
+    fn run_ctls(&mut self, rule: &CRule) {
+        for c in &rule.ctls {
+            match c {
+                Ctl::RuleEngine(m) => self.engine = *m,
+                Ctl::RuleRemoveById(r) => self.removed_ids.push(*r),
+                Ctl::RuleRemoveByTag(t) => {
+                    if let Ok(re) = crate::operator::regex(t) {
+                        self.removed_tags.push(re);
+                    }
+                }
+                Ctl::RuleRemoveTargetById(r, targets) => {
+                    self.removed_targets.push(RemovedTargets {
+                        ids: Some(*r),
+                        tag: None,
+                        targets: targets.clone(),
+                    })
+                }
+                Ctl::RuleRemoveTargetByTag(t, targets) => {
+                    if let Ok(re) = crate::operator::regex(t) {
+                        self.removed_targets.push(RemovedTargets {
+                            ids: None,
+                            tag: Some(re),
+                            targets: targets.clone(),
+                        });
+                    }
+                }
+                Ctl::RuleRemoveTargetByMsg(..) | Ctl::Ignored(_) => {}
+                Ctl::RequestBodyProcessor(bp) => self.reqbody_processor = Some(*bp),
+                Ctl::ForceRequestBodyVariable(b) => self.force_body_variable = *b,
+                Ctl::RequestBodyAccess(b) => self.request_body_access = *b,
+                Ctl::ResponseBodyAccess(_) | Ctl::RequestBodyLimit(_) => {}
+            }
+        }
+    }
+
+    /// Every (name, value) the rule's targets select, exclusions applied.
+    fn collect(&self, rule: &CRule) -> Vec<(String, Vec<u8>)> {
+        let mut out = Vec::new();
+        for t in &rule.targets {
+            let mut vals = Vec::new();
+            self.values(t.var, t.key.as_ref(), &mut vals);
+            vals.retain(|(_, _, key)| {
+                !rule
+                    .exclusions
+                    .iter()
+                    .any(|x| x.var == t.var && key_matches(&x.key, key, t.var))
+                    && !self.target_removed(rule, t.var, key)
+            });
+            if t.count {
+                out.push((format!("&{}", t.var), vals.len().to_string().into_bytes()));
+            } else {
+                out.extend(vals.into_iter().map(|(n, v, _)| (n, v)));
+            }
+        }
+        out
+    }
+
+    fn target_removed(&self, rule: &CRule, var: Var, key: &[u8]) -> bool {
+        self.removed_targets.iter().any(|r| {
+            let applies = r.ids.is_some_and(|ids| ids.contains(rule.id))
+                || r.tag.as_ref().is_some_and(|re| rule.has_tag(re));
+            applies
+                && r.targets.iter().any(|t| {
+                    t.var == var
+                        && match &t.key {
+                            None => true,
+                            Some(VarKey::Name(n)) => n.as_bytes().eq_ignore_ascii_case(key),
+                            Some(VarKey::Regex(rx)) => {
+                                crate::operator::regex(&format!("(?i:{rx})"))
+                                    .is_ok_and(|re| re.is_match(key))
+                            }
+                        }
+                })
+        })
+    }
+
+    /// The values of a variable: `(full name, value, member key)`.
+    fn values(&self, var: Var, key: Option<&KeySel>, out: &mut Vec<(String, Vec<u8>, Vec<u8>)>) {
+        let keyed = |out: &mut Vec<(String, Vec<u8>, Vec<u8>)>,
+                     pairs: &mut dyn Iterator<Item = (&[u8], &[u8])>,
+                     names: bool| {
+            for (k, v) in pairs {
+                if key.is_none_or(|sel| key_matches(sel, k, var)) {
+                    let name = format!("{var}:{}", String::from_utf8_lossy(k));
+                    out.push((
+                        name,
+                        if names { k.to_vec() } else { v.to_vec() },
+                        k.to_vec(),
+                    ));
+                }
+            }
+        };
+        let scalar = |out: &mut Vec<(String, Vec<u8>, Vec<u8>)>, v: Option<&[u8]>| {
+            if let Some(v) = v {
+                out.push((var.to_string(), v.to_vec(), Vec::new()));
+            }
+        };
+        let args = |src: Option<ArgSource>| {
+            self.args
+                .iter()
+                .filter(move |(s, _, _)| src.is_none_or(|x| x == *s))
+                .map(|(_, k, v)| (k.as_slice(), v.as_slice()))
+        };
+        match var {
+            Var::Args => keyed(out, &mut args(None), false),
+            Var::ArgsGet => keyed(out, &mut args(Some(ArgSource::Get)), false),
+            Var::ArgsPost => keyed(out, &mut args(Some(ArgSource::Post)), false),
+            Var::ArgsNames => keyed(out, &mut args(None), true),
+            Var::ArgsGetNames => keyed(out, &mut args(Some(ArgSource::Get)), true),
+            Var::ArgsPostNames => keyed(out, &mut args(Some(ArgSource::Post)), true),
+            Var::ArgsCombinedSize => scalar(out, Some(self.args_combined.to_string().as_bytes())),
+            Var::RequestHeaders => keyed(
+                out,
+                &mut self
+                    .headers
+                    .iter()
+                    .map(|(k, v)| (k.as_slice(), v.as_slice())),
+                false,
+            ),
+            Var::RequestHeadersNames => keyed(
+                out,
+                &mut self
+                    .headers
+                    .iter()
+                    .map(|(k, v)| (k.as_slice(), v.as_slice())),
+                true,
+            ),
+            Var::RequestCookies => keyed(
+                out,
+                &mut self
+                    .cookies
+                    .iter()
+                    .map(|(k, v)| (k.as_slice(), v.as_slice())),
+                false,
+            ),
+            Var::RequestCookiesNames => keyed(
+                out,
+                &mut self
+                    .cookies
+                    .iter()
+                    .map(|(k, v)| (k.as_slice(), v.as_slice())),
+                true,
+            ),
+            Var::ResponseHeaders => keyed(
+                out,
+                &mut self
+                    .response_headers
+                    .iter()
+                    .map(|(k, v)| (k.as_slice(), v.as_slice())),
+                false,
+            ),
+            Var::ResponseHeadersNames => keyed(
+                out,
+                &mut self
+                    .response_headers
+                    .iter()
+                    .map(|(k, v)| (k.as_slice(), v.as_slice())),
+                true,
+            ),
+            Var::Tx => {
+                let mut items: Vec<(&String, &Vec<u8>)> = self.tx.iter().collect();
+                items.sort();
+                keyed(
+                    out,
+                    &mut items.into_iter().map(|(k, v)| (k.as_bytes(), v.as_slice())),
+                    false,
+                );
+            }
+            Var::Env => keyed(
+                out,
+                &mut self.env.iter().map(|(k, v)| (k.as_bytes(), v.as_slice())),
+                false,
+            ),
+            Var::MatchedVars => keyed_named(out, &self.matched_vars, key, var),
+            Var::MatchedVarsNames => {
+                for (n, _) in &self.matched_vars {
+                    out.push((
+                        format!("{var}:{n}"),
+                        n.as_bytes().to_vec(),
+                        n.as_bytes().to_vec(),
+                    ));
+                }
+            }
+            Var::MatchedVar => scalar(out, self.matched_var.as_ref().map(|(_, v)| v.as_slice())),
+            Var::MatchedVarName => {
+                scalar(out, self.matched_var.as_ref().map(|(n, _)| n.as_bytes()))
+            }
+            Var::RequestMethod => scalar(out, Some(&self.method)),
+            Var::RequestUri => scalar(out, Some(&self.request_uri)),
+            Var::RequestUriRaw => scalar(out, Some(&self.uri_raw)),
+            Var::RequestLine => scalar(out, Some(&self.request_line)),
+            Var::RequestProtocol => scalar(out, Some(&self.protocol)),
+            Var::QueryString => scalar(out, self.query_string.as_deref()),
+            Var::RequestFilename | Var::PathInfo => scalar(out, Some(&self.filename)),
+            Var::RequestBasename => scalar(out, self.basename.as_deref()),
+            Var::RequestBody => scalar(out, self.request_body.as_deref()),
+            Var::RequestBodyLength => scalar(
+                out,
+                self.request_body
+                    .as_ref()
+                    .map(|b| b.len().to_string().into_bytes())
+                    .as_deref(),
+            ),
+            Var::ReqbodyProcessor => scalar(
+                out,
+                self.reqbody_processor.map(|p| match p {
+                    BodyProcessor::UrlEncoded => &b"URLENCODED"[..],
+                    BodyProcessor::Multipart => b"MULTIPART",
+                    BodyProcessor::Xml => b"XML",
+                    BodyProcessor::Json => b"JSON",
+                }),
+            ),
+            Var::ReqbodyError | Var::ReqbodyProcessorError => scalar(
+                out,
+                Some(if self.reqbody_error.is_some() {
+                    b"1"
+                } else {
+                    b"0"
+                }),
+            ),
+            Var::ReqbodyErrorMsg | Var::ReqbodyProcessorErrorMsg => {
+                scalar(out, self.reqbody_error.as_ref().map(|s| s.as_bytes()))
+            }
+            Var::UrlencodedError => scalar(out, self.urlencoded_error.then_some(&b"1"[..])),
+            Var::RemoteAddr => scalar(out, Some(self.info.remote_addr.as_bytes())),
+            Var::RemotePort => scalar(out, Some(self.info.remote_port.to_string().as_bytes())),
+            Var::ServerAddr => scalar(out, Some(self.info.server_addr.as_bytes())),
+            Var::ServerPort => scalar(out, Some(self.info.server_port.to_string().as_bytes())),
+            Var::ServerName => scalar(
+                out,
+                self.headers
+                    .iter()
+                    .find(|(k, _)| k.eq_ignore_ascii_case(b"host"))
+                    .map(|(_, v)| v.split(|&c| c == b':').next().unwrap_or(b"")),
+            ),
+            Var::UniqueId => scalar(out, Some(self.info.unique_id.as_bytes())),
+            Var::AuthType => scalar(out, self.auth_type.as_deref()),
+            Var::HighestSeverity => scalar(
+                out,
+                Some(self.highest_severity.unwrap_or(255).to_string().as_bytes()),
+            ),
+            Var::ResponseStatus => scalar(
+                out,
+                self.status.map(|s| s.to_string().into_bytes()).as_deref(),
+            ),
+            Var::ResponseProtocol => scalar(out, Some(&self.response_protocol)),
+            Var::ResponseBody => scalar(out, self.response_body.as_deref()),
+            Var::ResponseContentType => scalar(
+                out,
+                self.response_headers
+                    .iter()
+                    .find(|(k, _)| k.eq_ignore_ascii_case(b"content-type"))
+                    .map(|(_, v)| v.as_slice()),
+            ),
+            Var::ResponseContentLength => scalar(
+                out,
+                self.response_headers
+                    .iter()
+                    .find(|(k, _)| k.eq_ignore_ascii_case(b"content-length"))
+                    .map(|(_, v)| v.as_slice()),
+            ),
+            Var::FullRequestLength => scalar(
+                out,
+                Some(
+                    (self.request_line.len()
+                        + self
+                            .headers
+                            .iter()
+                            .map(|(k, v)| k.len() + v.len() + 4)
+                            .sum::<usize>()
+                        + self.request_body.as_ref().map_or(0, Vec::len))
+                    .to_string()
+                    .as_bytes(),
+                ),
+            ),
+            Var::Xml => {
+                if let Some(x) = &self.xml {
+                    match key {
+                        Some(KeySel::Name(p)) if p == "/*" => {
+                            if let Some(t) = &x.text {
+                                out.push(("XML:/*".into(), t.clone(), b"/*".to_vec()));
+                            }
+                        }
+                        Some(KeySel::Name(p)) if p == "//@*" => {
+                            for a in &x.attributes {
+                                out.push(("XML://@*".into(), a.clone(), b"//@*".to_vec()));
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            // Multipart and files come with their body processor; persistent
+            // collections are not kept.
+            _ => {}
+        }
+    }
+}
+
+fn keyed_named(
+    out: &mut Vec<(String, Vec<u8>, Vec<u8>)>,
+    items: &[(String, Vec<u8>)],
+    key: Option<&KeySel>,
+    var: Var,
+) {
+    for (n, v) in items {
+        if key.is_none_or(|sel| key_matches(sel, n.as_bytes(), var)) {
+            out.push((format!("{var}:{n}"), v.clone(), n.as_bytes().to_vec()));
+        }
+    }
+}
+
+fn key_matches(sel: &KeySel, key: &[u8], var: Var) -> bool {
+    match sel {
+        KeySel::Name(n) => {
+            if super::compile::case_insensitive_keys(var) {
+                n.as_bytes().eq_ignore_ascii_case(key)
+            } else {
+                n.as_bytes() == key
+            }
+        }
+        KeySel::Regex(re) => re.is_match(key),
+    }
+}
+
+impl Resolve for Transaction<'_> {
+    fn resolve(&self, r: &MacroRef, out: &mut Vec<u8>) {
+        match r {
+            MacroRef::Var(Var::Tx, Some(k)) => {
+                if let Some(v) = self.tx.get(&k.to_ascii_lowercase()) {
+                    out.extend_from_slice(v);
+                }
+            }
+            MacroRef::Var(var, key) => {
+                let sel = key.as_ref().map(|k| KeySel::Name(k.to_ascii_lowercase()));
+                let mut vals = Vec::new();
+                self.values(*var, sel.as_ref(), &mut vals);
+                if let Some((_, v, _)) = vals.into_iter().next() {
+                    out.extend_from_slice(&v);
+                }
+            }
+            MacroRef::Rule(field) => {
+                let Some(rule) = self.current_rule.map(|c| &self.rs.rules[c]) else {
+                    return;
+                };
+                match field.as_str() {
+                    "id" => out.extend_from_slice(rule.id.to_string().as_bytes()),
+                    "severity" => {
+                        if let Some(s) = rule.severity {
+                            out.extend_from_slice(s.to_string().as_bytes());
+                        }
+                    }
+                    "ver" => {
+                        if let Some(v) = &rule.ver {
+                            out.extend_from_slice(v.as_bytes());
+                        }
+                    }
+                    "phase" => out.extend_from_slice(rule.phase.to_string().as_bytes()),
+                    "msg" => {
+                        if let Some(m) = &rule.msg {
+                            out.extend_from_slice(&m.expand(self));
+                        }
+                    }
+                    "logdata" => {
+                        if let Some(m) = &rule.logdata {
+                            out.extend_from_slice(&m.expand(self));
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+}
+
+/// C's `atoi` as setvar arithmetic uses it.
+fn atoi(s: &[u8]) -> i64 {
+    let s = &s[s.iter().take_while(|c| c.is_ascii_whitespace()).count()..];
+    let (neg, d) = match s.first() {
+        Some(b'-') => (true, &s[1..]),
+        Some(b'+') => (false, &s[1..]),
+        _ => (false, s),
+    };
+    let mut v: i64 = 0;
+    for &c in d.iter().take_while(|c| c.is_ascii_digit()) {
+        v = v.saturating_mul(10).saturating_add(i64::from(c - b'0'));
+    }
+    if neg { -v } else { v }
+}
+
+/// `std::getline` splitting: a trailing separator yields no empty last piece.
+fn getline_split(data: &[u8], sep: u8) -> Vec<&[u8]> {
+    let mut parts: Vec<&[u8]> = data.split(|&c| c == sep).collect();
+    if parts.last().is_some_and(|p| p.is_empty()) {
+        parts.pop();
+    }
+    parts
+}
+
+fn trim_end_space(s: &[u8]) -> &[u8] {
+    let n = s
+        .iter()
+        .rev()
+        .take_while(|c| c.is_ascii_whitespace() || **c == 0x0b)
+        .count();
+    &s[..s.len() - n]
+}
+
+fn invalid_escapes(v: &[u8]) -> bool {
+    let mut i = 0;
+    while i < v.len() {
+        if v[i] == b'%' {
+            if i + 2 < v.len() && v[i + 1].is_ascii_hexdigit() && v[i + 2].is_ascii_hexdigit() {
+                i += 3;
+                continue;
+            }
+            return true;
+        }
+        i += 1;
+    }
+    false
+}
+
+/// ModSecurity's `uri_decode`: `%XX` only (no `+`), invalid escapes kept.
+fn uri_decode(s: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(s.len());
+    let mut i = 0;
+    while i < s.len() {
+        if s[i] == b'%'
+            && i + 2 < s.len()
+            && s[i + 1].is_ascii_hexdigit()
+            && s[i + 2].is_ascii_hexdigit()
+        {
+            let h = |c: u8| (c as char).to_digit(16).unwrap_or(0) as u8;
+            out.push(h(s[i + 1]) * 16 + h(s[i + 2]));
+            i += 3;
+        } else {
+            out.push(s[i]);
+            i += 1;
+        }
+    }
+    out
+}
+
+/// `scheme://host/path` → `/path` (REQUEST_URI of an absolute-form target).
+fn strip_scheme_host(u: &[u8]) -> &[u8] {
+    if u.first().is_none_or(|&c| c == b'/') {
+        return u;
+    }
+    let Some(colon) = u.iter().position(|&c| c == b':') else {
+        return u;
+    };
+    if !u[colon + 1..].starts_with(b"//") {
+        return u;
+    }
+    let netloc = colon + 3;
+    match u[netloc..].iter().position(|&c| c == b'/') {
+        Some(p) => &u[netloc + p..],
+        None => u,
+    }
+}
