@@ -312,3 +312,76 @@ fn serve_reloads_on_sighup_and_reload_command_and_drains_on_sigterm() {
         "{err}"
     );
 }
+
+#[test]
+fn waf_check_reports_rule_errors_with_location_and_fails() {
+    let dir = temp("waf-check");
+    let good = dir.join("good.conf");
+    std::fs::write(
+        &good,
+        "SecRule ARGS \"@rx evil\" \"id:1,phase:2,deny,log\"\nSecRule ARGS \"@detectXSS\" \"id:2,phase:2,deny\"\n",
+    )
+    .unwrap();
+    let out = Command::new(bin())
+        .args(["waf", "check"])
+        .arg(&good)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("2 rule(s) compiled") || stdout.contains("1 rule(s) compiled"),
+        "{stdout}"
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("rule 2 does not run: @detectXSS"),
+        "{stderr}"
+    );
+
+    let bad = dir.join("bad.conf");
+    std::fs::write(&bad, "SecMarker OK\nSecRule ARGS \"@rxx evil\" \"id:1,phase:2\"\nSecRule ARGS \"@rx a\" \"id:3,phsae:2\"\n").unwrap();
+    let out = Command::new(bin())
+        .args(["waf", "check"])
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let shown = bad.display().to_string();
+    assert!(
+        stderr.contains(&format!("{shown}:2:15: error: unknown operator `@rxx`")),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!("{shown}:3:28: error: unknown action `phsae`")),
+        "{stderr}"
+    );
+    assert!(stderr.contains("did you mean `phase`?"), "{stderr}");
+}
+
+#[test]
+fn waf_test_runs_a_filtered_part_of_the_crs_suite() {
+    let crs = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/crs");
+    let out = Command::new(bin())
+        .args(["waf", "test", "--crs"])
+        .arg(&crs)
+        .args(["--filter", "^911100-"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let last = stdout.lines().last().unwrap_or("");
+    assert!(
+        last.ends_with(" passed, 0 failed") && !last.starts_with("0 "),
+        "{stdout}"
+    );
+}
