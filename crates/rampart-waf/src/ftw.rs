@@ -383,7 +383,9 @@ impl RuleFs for Overlay {
     }
 }
 
-/// CRS configured as its own CI does for the regression suite.
+/// CRS configured as its regression suite documents (`tests/regression/README.md`,
+/// SecAction 900005: paranoia level 4, DetectionOnly, UTF-8 validation, argument
+/// limits), behind ModSecurity's recommended body-processor rules.
 pub fn harness_ruleset(crs_dir: &Path) -> Result<Ruleset, Vec<String>> {
     let setup = if crs_dir.join("crs-setup.conf").exists() {
         "crs-setup.conf"
@@ -409,11 +411,7 @@ SecRule REQUEST_HEADERS:Content-Type "^application/[a-z0-9.-]+[+]json" "id:20000
 SecRule &ARGS "@ge 1000" "id:200007,phase:2,t:none,log,deny,status:400,msg:'Failed to fully parse request body due to large argument count',severity:2"
 SecRule REQBODY_ERROR "!@eq 0" "id:200002,phase:2,t:none,log,deny,status:400,msg:'Failed to parse request body.',logdata:'%{{reqbody_error_msg}}',severity:2"
 Include {setup}
-SecAction "id:900000,phase:1,pass,t:none,nolog,tag:'OWASP_CRS',setvar:tx.blocking_paranoia_level=4"
-SecAction "id:900320,phase:1,pass,t:none,nolog,tag:'OWASP_CRS',setvar:tx.arg_length=400"
-SecAction "id:900330,phase:1,pass,t:none,nolog,tag:'OWASP_CRS',setvar:tx.total_arg_length=6400"
-SecAction "id:900340,phase:1,pass,t:none,nolog,tag:'OWASP_CRS',setvar:tx.max_file_size=64100"
-SecAction "id:900350,phase:1,pass,t:none,nolog,tag:'OWASP_CRS',setvar:tx.combined_file_sizes=65535"
+SecAction "id:900005,phase:1,nolog,pass,ctl:ruleEngine=DetectionOnly,ctl:ruleRemoveById=910000,setvar:tx.blocking_paranoia_level=4,setvar:tx.crs_validate_utf8_encoding=1,setvar:tx.arg_name_length=100,setvar:tx.arg_length=400,setvar:tx.total_arg_length=64000,setvar:tx.max_num_args=255,setvar:tx.max_file_size=64100,setvar:tx.combined_file_sizes=65535"
 Include rules/*.conf
 "#
     );

@@ -217,3 +217,36 @@ fn json_and_xml_bodies() {
     );
     assert_eq!(post("application/json", "{broken"), vec![65]);
 }
+
+#[test]
+fn scalars_always_have_a_value_and_xml_hides_the_raw_body() {
+    let rs = ruleset(
+        "SecRequestBodyAccess On\n\
+         SecRule REQUEST_BASENAME \"!@endsWith .pdf\" \"id:70,phase:1,log\"\n\
+         SecRule &QUERY_STRING \"@eq 1\" \"id:71,phase:1,log\"\n\
+         SecRule REQUEST_HEADERS:Content-Type \"@rx xml\" \"id:72,phase:1,pass,nolog,ctl:requestBodyProcessor=XML\"\n\
+         SecRule REQUEST_HEADERS:Content-Type \"@rx json\" \"id:73,phase:1,pass,nolog,ctl:requestBodyProcessor=JSON\"\n\
+         SecRule REQUEST_HEADERS:X-Force \"@streq 1\" \"id:74,phase:1,pass,nolog,ctl:forceRequestBodyVariable=On\"\n\
+         SecRule REQUEST_BODY \"@rx secret\" \"id:75,phase:2,log\"",
+    );
+    // `/` has no basename: the empty value does not end with .pdf; no query: one empty value.
+    assert_eq!(fired(&run(&rs, "/", &[], "")), vec![70, 71]);
+    let post = |ct: &str, force: bool| {
+        let mut tx = Transaction::new(&rs, info());
+        tx.set_request_line(b"POST", b"/doc.pdf", "1.1");
+        tx.add_request_header(b"Content-Type", ct.as_bytes());
+        if force {
+            tx.add_request_header(b"X-Force", b"1");
+        }
+        tx.process_request_headers();
+        tx.process_request_body(b"<secret a=\"1\">x</secret>");
+        fired(&tx).contains(&75)
+    };
+    assert!(!post("text/xml", false), "XML bodies are not REQUEST_BODY");
+    assert!(post("text/xml", true), "unless forced");
+    assert!(post("application/json", false), "JSON bodies are");
+    assert!(
+        post("text/plain", false),
+        "and so are bodies no processor takes"
+    );
+}

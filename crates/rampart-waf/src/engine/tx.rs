@@ -310,11 +310,18 @@ impl<'r> Transaction<'r> {
                 }
                 Some(BodyProcessor::Multipart) | None => {}
             }
-            if !body.is_empty() {
+            // REQUEST_BODY as CRS's suite expects it: ModSecurity v3 sets it for every
+            // body, which makes rules with REQUEST_BODY among their targets fire on XML
+            // element names (CRS lists those tests as libmodsecurity3 deviations), so
+            // XML bodies are the exception unless a rule forces the variable
+            // (ctl:forceRequestBodyVariable). JSON keeps it: CRS rules such as 934210
+            // look for `"key":` in the raw JSON.
+            let raw_wanted =
+                self.reqbody_processor != Some(BodyProcessor::Xml) || self.force_body_variable;
+            if !body.is_empty() && raw_wanted {
                 self.request_body = Some(body.to_vec());
             }
         }
-        let _ = self.force_body_variable;
         self.run_phase(2);
     }
 
@@ -651,10 +658,10 @@ impl<'r> Transaction<'r> {
                 }
             }
         };
+        // ModSecurity v3's scalar ("anchored") variables always yield one value, empty
+        // when unset: `REQUEST_BASENAME "!@endsWith .pdf"` matches a request for `/`.
         let scalar = |out: &mut Vec<(String, Vec<u8>, Vec<u8>)>, v: Option<&[u8]>| {
-            if let Some(v) = v {
-                out.push((var.to_string(), v.to_vec(), Vec::new()));
-            }
+            out.push((var.to_string(), v.unwrap_or_default().to_vec(), Vec::new()));
         };
         let args = |src: Option<ArgSource>| {
             self.args
