@@ -8,6 +8,11 @@
 //! - [`xml_values`]: what `XML:/*` (the text content of the document element, all text
 //!   below it concatenated, as libxml2's node content) and `XML://@*` (every attribute
 //!   value) select. External entities are never fetched.
+//! - [`multipart`]: `multipart/form-data` split into form fields (`ARGS`), files
+//!   (`FILES`, `FILES_NAMES`, `FILES_SIZES`), the raw header lines of every part
+//!   (`MULTIPART_PART_HEADERS`) and the `MULTIPART_*` anomaly flags CRS and ModSecurity's
+//!   recommended rules check; a body that cannot be parsed is a `REQBODY_ERROR` with
+//!   ModSecurity's message.
 
 /// What [`json_args`] produced.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -385,9 +390,555 @@ pub fn xml_values(body: &[u8]) -> XmlValues {
     }
 }
 
+/// The anomalies a multipart body showed (each a `MULTIPART_*` variable).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct MultipartFlags {
+    /// The boundary was quoted in Content-Type.
+    pub boundary_quoted: bool,
+    /// Whitespace around the boundary parameter.
+    pub boundary_whitespace: bool,
+    /// Content before the first boundary.
+    pub data_before: bool,
+    /// Content after the last boundary.
+    pub data_after: bool,
+    /// A part header was folded.
+    pub header_folding: bool,
+    /// Folding with something other than space or tab.
+    pub invalid_header_folding: bool,
+    /// Some line ended in LF only.
+    pub lf_line: bool,
+    /// Some line ended in CRLF.
+    pub crlf_line: bool,
+    /// A Content-Disposition value used single quotes or held a quote.
+    pub invalid_quoting: bool,
+    /// A part could not be understood.
+    pub invalid_part: bool,
+    /// Content-Disposition parameters without a separating semicolon.
+    pub missing_semicolon: bool,
+    /// A line looked like a boundary but was not this body's.
+    pub unmatched_boundary: bool,
+}
+
+impl MultipartFlags {
+    /// `MULTIPART_STRICT_ERROR`: any of the flags ModSecurity counts as strict errors.
+    pub fn strict_error(&self) -> bool {
+        self.boundary_quoted
+            || self.boundary_whitespace
+            || self.data_before
+            || self.data_after
+            || self.header_folding
+            || self.lf_line
+            || self.missing_semicolon
+            || self.invalid_quoting
+            || self.invalid_part
+            || self.invalid_header_folding
+    }
+}
+
+/// What a multipart body offers to rules.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct MultipartData {
+    /// Form fields: (name, value).
+    pub args: Vec<(Vec<u8>, Vec<u8>)>,
+    /// Files: (field name, file name, size).
+    pub files: Vec<(Vec<u8>, Vec<u8>, usize)>,
+    /// Raw header lines per part: (part name, line).
+    pub part_headers: Vec<(Vec<u8>, Vec<u8>)>,
+    /// Every `name` parameter seen (`MULTIPART_NAME`).
+    pub names: Vec<Vec<u8>>,
+    /// Every `filename` parameter seen (`MULTIPART_FILENAME`).
+    pub filenames: Vec<Vec<u8>>,
+    /// Anomalies.
+    pub flags: MultipartFlags,
+    /// Why the body could not be parsed (`REQBODY_ERROR_MSG`).
+    pub error: Option<String>,
+}
+
+/// The boundary of a multipart Content-Type, with the flags its spelling raises.
+fn boundary(content_type: &[u8], flags: &mut MultipartFlags) -> Result<Vec<u8>, String> {
+    let lower = content_type.to_ascii_lowercase();
+    let Some(pos) = lower.windows(8).position(|w| w == b"boundary") else {
+        return Err("Multipart: Boundary not found in C-T.".into());
+    };
+    let mut rest = &content_type[pos + 8..];
+    let before_eq = rest
+        .iter()
+        .take_while(|c| **c == b' ' || **c == b'\t')
+        .count();
+    if before_eq > 0 {
+        flags.boundary_whitespace = true;
+        rest = &rest[before_eq..];
+    }
+    let Some(rest) = rest.strip_prefix(b"=") else {
+        return Err("Multipart: Boundary not found in C-T.".into());
+    };
+    let after_eq = rest
+        .iter()
+        .take_while(|c| **c == b' ' || **c == b'\t')
+        .count();
+    if after_eq > 0 {
+        flags.boundary_whitespace = true;
+    }
+    let mut b = &rest[after_eq..];
+    if let Some(q) = b.strip_prefix(b"\"") {
+        flags.boundary_quoted = true;
+        let end = q
+            .iter()
+            .position(|&c| c == b'"')
+            .ok_or("Multipart: Invalid boundary in C-T (quote).")?;
+        b = &q[..end];
+    } else {
+        let end = b
+            .iter()
+            .position(|&c| c == b';' || c == b',')
+            .unwrap_or(b.len());
+        b = &b[..end];
+        let trimmed = b
+            .iter()
+            .rev()
+            .take_while(|c| c.is_ascii_whitespace())
+            .count();
+        if trimmed > 0 {
+            flags.boundary_whitespace = true;
+            b = &b[..b.len() - trimmed];
+        }
+    }
+    if b.is_empty() || b.len() > 70 {
+        return Err("Multipart: Invalid boundary in C-T (length).".into());
+    }
+    if b.iter().any(|&c| !(0x20..=0x7e).contains(&c) || c == b'"') {
+        return Err("Multipart: Invalid boundary in C-T (characters).".into());
+    }
+    Ok(b.to_vec())
+}
+
+/// Parses a `multipart/form-data` body.
+pub fn multipart(content_type: &[u8], body: &[u8]) -> MultipartData {
+    let mut d = MultipartData::default();
+    let b = match boundary(content_type, &mut d.flags) {
+        Ok(b) => b,
+        Err(e) => {
+            d.error = Some(e);
+            return d;
+        }
+    };
+    let mut delim = b"--".to_vec();
+    delim.extend_from_slice(&b);
+
+    // Lines with their terminators noted.
+    let mut lines: Vec<(&[u8], bool)> = Vec::new(); // (content, crlf)
+    let mut rest = body;
+    while !rest.is_empty() {
+        match rest.iter().position(|&c| c == b'\n') {
+            Some(p) => {
+                let line = &rest[..p];
+                let (content, crlf) = match line.strip_suffix(b"\r") {
+                    Some(c) => (c, true),
+                    None => (line, false),
+                };
+                lines.push((content, crlf));
+                rest = &rest[p + 1..];
+            }
+            None => {
+                lines.push((rest, false));
+                rest = &[];
+            }
+        }
+    }
+
+    #[derive(PartialEq)]
+    enum State {
+        Preamble,
+        Headers,
+        Data,
+        Done,
+    }
+    let mut state = State::Preamble;
+    let mut part: Option<Part> = None;
+    let mut seen_final = false;
+    for (i, (line, crlf)) in lines.iter().enumerate() {
+        let terminated = i + 1 < lines.len() || body.ends_with(b"\n");
+        if terminated && state != State::Done {
+            if *crlf {
+                d.flags.crlf_line = true;
+            } else {
+                d.flags.lf_line = true;
+            }
+        }
+        let is_delim = line.starts_with(&delim);
+        let tail = if is_delim {
+            &line[delim.len()..]
+        } else {
+            &b""[..]
+        };
+        let final_delim = is_delim
+            && tail.starts_with(b"--")
+            && tail[2..].iter().all(|c| c.is_ascii_whitespace());
+        let next_delim = is_delim && tail.iter().all(|c| c.is_ascii_whitespace());
+        if state != State::Done && (final_delim || next_delim) {
+            if let Some(p) = part.take() {
+                if state == State::Headers {
+                    d.error = Some("Multipart: Part header not finished.".into());
+                    return d;
+                }
+                p.finish(&mut d);
+            }
+            if final_delim {
+                seen_final = true;
+                state = State::Done;
+            } else {
+                state = State::Headers;
+                part = Some(Part::default());
+            }
+            continue;
+        }
+        if state != State::Done && line.starts_with(b"--") && !is_delim && line.len() > 2 {
+            // Something that looks like a boundary but is not this body's.
+            let l = &line[2..];
+            if l.len() >= b.len().min(8)
+                && b.windows(8.min(b.len()))
+                    .next()
+                    .is_some_and(|w| l.starts_with(w))
+            {
+                d.flags.unmatched_boundary = true;
+            }
+        }
+        match state {
+            State::Preamble => {
+                if !line.is_empty() {
+                    d.flags.data_before = true;
+                }
+            }
+            State::Done => {
+                if line.iter().any(|c| !c.is_ascii_whitespace()) {
+                    d.flags.data_after = true;
+                }
+            }
+            State::Headers => {
+                let Some(p) = part.as_mut() else { continue };
+                if line.is_empty() {
+                    if let Err(e) = p.end_headers(&mut d) {
+                        d.error = Some(e);
+                        return d;
+                    }
+                    state = State::Data;
+                } else if let Err(e) = p.header_line(line, &mut d.flags) {
+                    d.error = Some(e);
+                    return d;
+                }
+            }
+            State::Data => {
+                let Some(p) = part.as_mut() else { continue };
+                if p.started {
+                    // The terminator before this line belongs to the data.
+                    p.data
+                        .extend_from_slice(if p.last_crlf { b"\r\n" } else { b"\n" });
+                }
+                p.data.extend_from_slice(line);
+                p.started = true;
+                p.last_crlf = *crlf;
+            }
+        }
+    }
+    if !seen_final {
+        d.error = Some("Multipart: Final boundary missing.".into());
+    }
+    d
+}
+
+#[derive(Default)]
+struct Part {
+    headers: Vec<(Vec<u8>, Vec<u8>)>,
+    lines: Vec<Vec<u8>>,
+    last_header: Option<usize>,
+    name: Option<Vec<u8>>,
+    filename: Option<Vec<u8>>,
+    data: Vec<u8>,
+    started: bool,
+    last_crlf: bool,
+}
+
+impl Part {
+    fn header_line(&mut self, line: &[u8], flags: &mut MultipartFlags) -> Result<(), String> {
+        if line[0].is_ascii_whitespace() {
+            flags.header_folding = true;
+            if line
+                .iter()
+                .take_while(|c| c.is_ascii_whitespace())
+                .any(|&c| c != b' ' && c != b'\t')
+            {
+                flags.invalid_header_folding = true;
+            }
+            let Some(h) = self.last_header else {
+                return Err("Multipart: Invalid part header (folding error).".into());
+            };
+            let more = line.trim_ascii();
+            let (name, value) = &mut self.headers[h];
+            value.push(b' ');
+            value.extend_from_slice(more);
+            let mut joined = name.clone();
+            joined.extend_from_slice(b": ");
+            joined.extend_from_slice(value);
+            if let Some(last) = self.lines.last_mut() {
+                *last = joined;
+            }
+            return Ok(());
+        }
+        let Some(colon) = line.iter().position(|&c| c == b':') else {
+            return Err(format!(
+                "Multipart: Invalid part header (colon missing): {}",
+                String::from_utf8_lossy(line)
+            ));
+        };
+        if colon == 0 {
+            return Err("Multipart: Invalid part header (header name missing).".into());
+        }
+        let name = &line[..colon];
+        if name.iter().any(|&c| !(33..=126).contains(&c)) {
+            return Err("Multipart: Invalid part header (contains invalid character).".into());
+        }
+        if self
+            .headers
+            .iter()
+            .any(|(n, _)| n.eq_ignore_ascii_case(name))
+        {
+            return Err(format!(
+                "Multipart: Duplicate part header: {}.",
+                String::from_utf8_lossy(name)
+            ));
+        }
+        let value = line[colon + 1..]
+            .iter()
+            .skip_while(|c| **c == b' ' || **c == b'\t')
+            .copied()
+            .collect();
+        self.headers.push((name.to_vec(), value));
+        self.last_header = Some(self.headers.len() - 1);
+        self.lines.push(line.to_vec());
+        Ok(())
+    }
+
+    fn end_headers(&mut self, d: &mut MultipartData) -> Result<(), String> {
+        let Some((_, cd)) = self
+            .headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(b"content-disposition"))
+        else {
+            return Err("Multipart: Part missing Content-Disposition header.".into());
+        };
+        let cd = cd.clone();
+        self.content_disposition(&cd, d).map_err(|rc| {
+            format!(
+                "Multipart: Invalid Content-Disposition header ({rc}): {}",
+                String::from_utf8_lossy(&cd)
+            )
+        })?;
+        if self.name.as_ref().is_none_or(Vec::is_empty) {
+            return Err("Multipart: Content-Disposition header missing name field.".into());
+        }
+        Ok(())
+    }
+
+    /// ModSecurity's Content-Disposition reading (its negative codes on failure).
+    fn content_disposition(&mut self, v: &[u8], d: &mut MultipartData) -> Result<(), i32> {
+        let Some(mut p) = v.strip_prefix(b"form-data") else {
+            return Err(-1);
+        };
+        let ws = |s: &[u8]| s.iter().take_while(|c| **c == b' ' || **c == b'\t').count();
+        p = &p[ws(p)..];
+        if p.is_empty() {
+            return Ok(());
+        }
+        let Some(mut p) = p.strip_prefix(b";") else {
+            return Err(-2);
+        };
+        while !p.is_empty() {
+            p = &p[ws(p)..];
+            if p.is_empty() {
+                return Err(-3);
+            }
+            let n = p
+                .iter()
+                .take_while(|c| !matches!(c, b'=' | b'\t' | b' '))
+                .count();
+            if n == p.len() {
+                return Err(-4);
+            }
+            let name = &p[..n];
+            p = &p[n..];
+            p = &p[ws(p)..];
+            if p.is_empty() {
+                return Err(-5);
+            }
+            let Some(q) = p.strip_prefix(b"=") else {
+                return Err(-13);
+            };
+            p = &q[ws(q)..];
+            if p.is_empty() {
+                return Err(-6);
+            }
+            let mut value = Vec::new();
+            let quote = p[0];
+            if quote == b'"' || quote == b'\'' {
+                if quote == b'\'' {
+                    d.flags.invalid_quoting = true;
+                }
+                p = &p[1..];
+                if p.is_empty() {
+                    return Err(-7);
+                }
+                let mut i = 0;
+                while i < p.len() {
+                    if p[i] == b'\\' {
+                        if i + 1 >= p.len() {
+                            return Err(-8);
+                        }
+                        if p[i + 1] == quote || p[i + 1] == b'\\' {
+                            i += 1;
+                        }
+                    } else if p[i] == quote {
+                        break;
+                    }
+                    value.push(p[i]);
+                    i += 1;
+                }
+                p = p.get(i + 1..).unwrap_or(&[]);
+            } else {
+                let n = p.iter().take_while(|&&c| is_token_char(c)).count();
+                value.extend_from_slice(&p[..n]);
+                p = &p[n..];
+            }
+            if value.contains(&b'\'') || value.contains(&b'"') {
+                d.flags.invalid_quoting = true;
+            }
+            match name {
+                b"name" => {
+                    d.names.push(value.clone());
+                    if self.name.is_some() {
+                        return Err(-14);
+                    }
+                    self.name = Some(value);
+                }
+                b"filename" | b"filename*" => {
+                    d.filenames.push(value.clone());
+                    if self.filename.is_some() && name == b"filename" {
+                        return Err(-15);
+                    }
+                    self.filename = Some(value);
+                }
+                _ => return Err(-11),
+            }
+            p = &p[ws(p)..];
+            if p.is_empty() {
+                break;
+            }
+            if p[0] != b';' {
+                d.flags.missing_semicolon = true;
+                continue;
+            }
+            p = &p[1..];
+        }
+        Ok(())
+    }
+
+    fn finish(self, d: &mut MultipartData) {
+        let name = self.name.unwrap_or_default();
+        for line in self.lines {
+            d.part_headers.push((name.clone(), line));
+        }
+        match self.filename {
+            Some(f) => d.files.push((name, f, self.data.len())),
+            None => d.args.push((name, self.data)),
+        }
+    }
+}
+
+/// RFC 2045 token characters.
+fn is_token_char(c: u8) -> bool {
+    c > 32 && c < 127 && !b"()<>@,;:\\\"/[]?=".contains(&c)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn multipart_fields_files_and_headers() {
+        let body = b"--XyZ\r\nContent-Disposition: form-data; name=\"a\"\r\n\r\nfirst\r\nline\r\n--XyZ\r\nContent-Disposition: form-data; name=\"up\"; filename=\"x.php\"\r\nContent-Type: text/plain\r\n\r\n<?php\r\n--XyZ--\r\n";
+        let m = multipart(b"multipart/form-data; boundary=XyZ", body);
+        assert_eq!(m.error, None);
+        assert_eq!(m.args, vec![(b"a".to_vec(), b"first\r\nline".to_vec())]);
+        assert_eq!(m.files, vec![(b"up".to_vec(), b"x.php".to_vec(), 5)]);
+        assert_eq!(
+            m.part_headers,
+            vec![
+                (
+                    b"a".to_vec(),
+                    b"Content-Disposition: form-data; name=\"a\"".to_vec()
+                ),
+                (
+                    b"up".to_vec(),
+                    b"Content-Disposition: form-data; name=\"up\"; filename=\"x.php\"".to_vec()
+                ),
+                (b"up".to_vec(), b"Content-Type: text/plain".to_vec()),
+            ]
+        );
+        assert!(!m.flags.strict_error(), "{:?}", m.flags);
+    }
+
+    #[test]
+    fn multipart_anomalies_and_errors() {
+        let m = multipart(
+            b"multipart/form-data; boundary=\"b\"",
+            b"junk\n--b\nContent-Disposition: form-data; name='n'\n\nv\n--b--\nafter",
+        );
+        assert!(
+            m.flags.boundary_quoted
+                && m.flags.data_before
+                && m.flags.data_after
+                && m.flags.lf_line
+                && m.flags.invalid_quoting
+        );
+        assert!(m.flags.strict_error());
+        assert_eq!(m.args, vec![(b"n".to_vec(), b"v".to_vec())]);
+        let e = |ct: &[u8], body: &[u8]| multipart(ct, body).error.unwrap_or_default();
+        assert_eq!(
+            e(b"multipart/form-data", b""),
+            "Multipart: Boundary not found in C-T."
+        );
+        assert_eq!(
+            e(
+                b"multipart/form-data; boundary=b",
+                b"--b\r\nContent-Type: x\r\n\r\nv\r\n--b--\r\n"
+            ),
+            "Multipart: Part missing Content-Disposition header."
+        );
+        assert_eq!(
+            e(
+                b"multipart/form-data; boundary=b",
+                b"--b\r\nContent-Disposition: form-data; name=\"a\"\r\n\r\nv\r\n"
+            ),
+            "Multipart: Final boundary missing."
+        );
+        assert!(e(b"multipart/form-data; boundary=b", b"--b\r\nContent-Disposition: form-data; name=\"a\"\r\nX\x01Y: 1\r\n\r\nv\r\n--b--\r\n").contains("contains invalid character"));
+        assert!(
+            e(
+                b"multipart/form-data; boundary=b",
+                b"--b\r\nContent-Disposition: attachment; name=\"a\"\r\n\r\nv\r\n--b--\r\n"
+            )
+            .starts_with("Multipart: Invalid Content-Disposition header (-1)")
+        );
+        let folded = multipart(
+            b"multipart/form-data; boundary=b",
+            b"--b\r\nContent-Disposition: form-data;\r\n name=\"a\"\r\n\r\nv\r\n--b--\r\n",
+        );
+        assert_eq!(folded.error, None);
+        assert!(folded.flags.header_folding);
+        assert_eq!(
+            folded.part_headers[0].1,
+            b"Content-Disposition: form-data; name=\"a\"".to_vec()
+        );
+    }
 
     #[test]
     fn xml_text_and_attributes() {

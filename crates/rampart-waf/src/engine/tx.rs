@@ -99,6 +99,7 @@ pub struct Transaction<'r> {
     pub(super) reqbody_processor: Option<BodyProcessor>,
     pub(super) reqbody_error: Option<String>,
     pub(super) xml: Option<crate::body::XmlValues>,
+    pub(super) multipart: Option<crate::body::MultipartData>,
     pub(super) auth_type: Option<Vec<u8>>,
     request_body_access: bool,
     force_body_variable: bool,
@@ -148,6 +149,7 @@ impl<'r> Transaction<'r> {
             reqbody_processor: None,
             reqbody_error: None,
             xml: None,
+            multipart: None,
             auth_type: None,
             request_body_access: rs.settings.request_body_access,
             force_body_variable: false,
@@ -308,7 +310,22 @@ impl<'r> Transaction<'r> {
                     self.reqbody_error.clone_from(&x.error);
                     self.xml = Some(x);
                 }
-                Some(BodyProcessor::Multipart) | None => {}
+                Some(BodyProcessor::Multipart) => {
+                    let ct = self
+                        .headers
+                        .iter()
+                        .find(|(k, _)| k.eq_ignore_ascii_case(b"content-type"))
+                        .map(|(_, v)| v.clone())
+                        .unwrap_or_default();
+                    let m = crate::body::multipart(&ct, body);
+                    for (k, v) in &m.args {
+                        self.args_combined += k.len() + v.len();
+                        self.args.push((ArgSource::Post, k.clone(), v.clone()));
+                    }
+                    self.reqbody_error.clone_from(&m.error);
+                    self.multipart = Some(m);
+                }
+                None => {}
             }
             // REQUEST_BODY as CRS's suite expects it: ModSecurity v3 sets it for every
             // body, which makes rules with REQUEST_BODY among their targets fire on XML
@@ -841,6 +858,97 @@ impl<'r> Transaction<'r> {
                     .as_bytes(),
                 ),
             ),
+            Var::Files | Var::FilesNames | Var::FilesSizes => {
+                if let Some(m) = &self.multipart {
+                    let items: Vec<(&[u8], Vec<u8>)> = m
+                        .files
+                        .iter()
+                        .map(|(n, f, size)| {
+                            let v = match var {
+                                Var::Files => f.clone(),
+                                Var::FilesNames => n.clone(),
+                                _ => size.to_string().into_bytes(),
+                            };
+                            (n.as_slice(), v)
+                        })
+                        .collect();
+                    for (k, v) in items {
+                        if key.is_none_or(|sel| key_matches(sel, k, var)) {
+                            out.push((
+                                format!("{var}:{}", String::from_utf8_lossy(k)),
+                                v,
+                                k.to_vec(),
+                            ));
+                        }
+                    }
+                }
+            }
+            Var::FilesCombinedSize => {
+                let total: usize = self
+                    .multipart
+                    .as_ref()
+                    .map_or(0, |m| m.files.iter().map(|f| f.2).sum());
+                scalar(out, Some(total.to_string().as_bytes()));
+            }
+            Var::MultipartPartHeaders => {
+                if let Some(m) = &self.multipart {
+                    keyed(
+                        out,
+                        &mut m
+                            .part_headers
+                            .iter()
+                            .map(|(k, v)| (k.as_slice(), v.as_slice())),
+                        false,
+                    );
+                }
+            }
+            Var::MultipartName | Var::MultipartFilename => {
+                if let Some(m) = &self.multipart {
+                    let list = if var == Var::MultipartName {
+                        &m.names
+                    } else {
+                        &m.filenames
+                    };
+                    keyed(
+                        out,
+                        &mut list.iter().map(|v| (v.as_slice(), v.as_slice())),
+                        false,
+                    );
+                }
+            }
+            Var::MultipartStrictError
+            | Var::MultipartBoundaryQuoted
+            | Var::MultipartBoundaryWhitespace
+            | Var::MultipartDataBefore
+            | Var::MultipartDataAfter
+            | Var::MultipartHeaderFolding
+            | Var::MultipartInvalidHeaderFolding
+            | Var::MultipartLfLine
+            | Var::MultipartCrlfLfLines
+            | Var::MultipartInvalidQuoting
+            | Var::MultipartInvalidPart
+            | Var::MultipartMissingSemicolon
+            | Var::MultipartUnmatchedBoundary
+            | Var::MultipartFileLimitExceeded => {
+                let f = self.multipart.as_ref().map(|m| m.flags).unwrap_or_default();
+                let on = match var {
+                    Var::MultipartStrictError => f.strict_error(),
+                    Var::MultipartBoundaryQuoted => f.boundary_quoted,
+                    Var::MultipartBoundaryWhitespace => f.boundary_whitespace,
+                    Var::MultipartDataBefore => f.data_before,
+                    Var::MultipartDataAfter => f.data_after,
+                    Var::MultipartHeaderFolding => f.header_folding,
+                    Var::MultipartInvalidHeaderFolding => f.invalid_header_folding,
+                    Var::MultipartLfLine => f.lf_line,
+                    Var::MultipartCrlfLfLines => f.lf_line && f.crlf_line,
+                    Var::MultipartInvalidQuoting => f.invalid_quoting,
+                    Var::MultipartInvalidPart => f.invalid_part,
+                    Var::MultipartMissingSemicolon => f.missing_semicolon,
+                    Var::MultipartUnmatchedBoundary => f.unmatched_boundary,
+                    _ => false,
+                };
+                scalar(out, Some(if on { b"1" } else { b"0" }));
+            }
             Var::Xml => {
                 if let Some(x) = &self.xml {
                     match key {
