@@ -510,7 +510,11 @@ pub fn evaluate(rs: &Ruleset, raw: &[u8]) -> StageResult {
         result.fired.push(m.id);
         let mut line = format!(
             "ModSecurity: Warning. [file \"{}\"] [line \"{}\"] [id \"{}\"] [msg \"{}\"] [data \"{}\"]",
-            m.file, m.line, m.id, m.msg, m.logdata
+            m.file,
+            m.line,
+            m.id,
+            log_escape(&m.msg),
+            log_escape(&m.logdata)
         );
         if let Some(s) = m.severity {
             line.push_str(&format!(" [severity \"{s}\"]"));
@@ -521,6 +525,23 @@ pub fn evaluate(rs: &Ruleset, raw: &[u8]) -> StageResult {
         result.log.push(line);
     }
     result
+}
+
+/// Escapes a log field as ModSecurity does: control and non-ASCII bytes as `\xHH`,
+/// quotes and backslashes with a backslash, so one match is one line.
+fn log_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for &b in s.as_bytes() {
+        match b {
+            b'"' | b'\\' => {
+                out.push('\\');
+                out.push(char::from(b));
+            }
+            0x20..=0x7e => out.push(char::from(b)),
+            _ => out.push_str(&format!("\\x{b:02x}")),
+        }
+    }
+    out
 }
 
 fn request_body(rest: &[u8], headers: &[httparse::Header<'_>]) -> Vec<u8> {

@@ -322,7 +322,10 @@ impl<'r> Transaction<'r> {
                         self.args_combined += k.len() + v.len();
                         self.args.push((ArgSource::Post, k.clone(), v.clone()));
                     }
-                    self.reqbody_error.clone_from(&m.error);
+                    self.reqbody_error = m
+                        .error
+                        .as_ref()
+                        .map(|e| format!("Multipart parsing error: {e}"));
                     self.multipart = Some(m);
                 }
                 None => {}

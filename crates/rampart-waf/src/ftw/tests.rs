@@ -135,3 +135,11 @@ fn exclusions_need_a_test_name_and_a_reason() {
         parse_exclusions("\"1-2\" = \"x\"\n\"1-2\" = \"y\"").is_err_and(|e| e.contains("twice"))
     );
 }
+
+#[test]
+fn log_fields_are_escaped_onto_one_line() {
+    assert_eq!(
+        log_escape("a\r\nb \"q\" \\ é"),
+        "a\\x0d\\x0ab \\\"q\\\" \\\\ \\xc3\\xa9"
+    );
+}
