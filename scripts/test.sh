@@ -31,6 +31,14 @@ if ! cargo deny --version >/dev/null 2>&1; then
     cargo install --locked cargo-deny
 fi
 
+# CRS 3.3 as Debian packages it: the WAF engine's tests load it (crates/rampart-waf/tests/crs33.rs).
+if [ ! -d /usr/share/modsecurity-crs/rules ]; then
+    say "installing Debian's modsecurity-crs (CRS 3.3, for the WAF tests)"
+    SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends modsecurity-crs >/dev/null
+fi
+
 # --- gates ----------------------------------------------------------------------------
 say "rustfmt"
 cargo fmt --all -- --check

@@ -213,49 +213,207 @@ pub fn regex(pattern: &str) -> Result<Regex, String> {
         })
 }
 
-/// Rewrites PCRE-only spellings: `\x{HH}` (two hex digits at most) to `\xHH`.
+/// Rewrites PCRE syntax (non-UTF mode) into the `regex` crate's, keeping the meaning:
+///
+/// - `\x{HH}` and `\xH` become `\xHH`; `\e` becomes `\x1b`;
+/// - an escaped punctuation character (`\"`, `\'`, `\<`, `\/` …: a literal in PCRE) becomes
+///   its `\xHH` form (in `regex`, `\<` and `\>` are word boundaries);
+/// - a `{` that does not start a counted repetition is a literal;
+/// - in a character class: a leading `]`, a `[` that does not open a POSIX class, `&`
+///   and `~` (class set operators in `regex`), and a `-` that cannot form a range are
+///   literals;
+/// - every byte above 0x7F is a `\xHH` byte (PCRE's non-UTF mode matches bytes).
 fn pcre_to_regex(p: &str) -> String {
     let b = p.as_bytes();
-    let mut out = String::with_capacity(p.len());
+    let mut out = String::with_capacity(p.len() + 16);
+    let hex = |out: &mut String, c: u8| out.push_str(&format!("\\x{c:02X}"));
     let mut i = 0;
+    let mut in_class = false;
+    // Inside a class: whether the previous item can start a range (a single character).
+    let mut prev_single = false;
     while i < b.len() {
-        if b[i] == b'\\' && i + 1 < b.len() {
-            if b[i + 1] == b'x' && b.get(i + 2) == Some(&b'{') {
-                if let Some(close) = p[i + 3..].find('}') {
-                    let hex = &p[i + 3..i + 3 + close];
-                    if !hex.is_empty()
-                        && hex.len() <= 2
-                        && hex.bytes().all(|c| c.is_ascii_hexdigit())
-                    {
-                        out.push_str("\\x");
-                        if hex.len() == 1 {
-                            out.push('0');
+        let c = b[i];
+        if c == b'\\' && i + 1 < b.len() {
+            let n = b[i + 1];
+            let mut item_single = true;
+            match n {
+                b'x' => {
+                    // \x{H…} or \xH(H)
+                    if b.get(i + 2) == Some(&b'{') {
+                        if let Some(close) = b[i + 3..].iter().position(|&x| x == b'}') {
+                            let digits = &p[i + 3..i + 3 + close];
+                            if let Ok(v) = u32::from_str_radix(digits, 16) {
+                                if v <= 0xff {
+                                    hex(&mut out, v as u8);
+                                    i += 3 + close + 1;
+                                    prev_single = true;
+                                    continue;
+                                }
+                            }
                         }
-                        out.push_str(hex);
-                        i += 3 + close + 1;
+                        out.push_str(&p[i..i + 2]);
+                        i += 2;
                         continue;
                     }
+                    let digits = b[i + 2..]
+                        .iter()
+                        .take(2)
+                        .take_while(|x| x.is_ascii_hexdigit())
+                        .count();
+                    if digits == 0 {
+                        hex(&mut out, 0);
+                    } else {
+                        let v = u8::from_str_radix(&p[i + 2..i + 2 + digits], 16).unwrap_or(0);
+                        hex(&mut out, v);
+                    }
+                    i += 2 + digits;
+                    prev_single = true;
+                    continue;
+                }
+                b'e' => hex(&mut out, 0x1b),
+                b'0'..=b'7' if in_class || b[i + 1] == b'0' => {
+                    // Octal escape (\0, \012; back-references only outside classes).
+                    let digits = b[i + 1..]
+                        .iter()
+                        .take(3)
+                        .take_while(|x| (b'0'..=b'7').contains(x))
+                        .count();
+                    let v = u32::from_str_radix(&p[i + 1..i + 1 + digits], 8).unwrap_or(0);
+                    hex(&mut out, (v & 0xff) as u8);
+                    i += 1 + digits;
+                    prev_single = true;
+                    continue;
+                }
+                x if x.is_ascii_alphanumeric() => {
+                    out.push('\\');
+                    out.push(char::from(x));
+                    item_single = !matches!(
+                        x,
+                        b'd' | b'D' | b'w' | b'W' | b's' | b'S' | b'h' | b'H' | b'v' | b'V'
+                    );
+                }
+                x if x.is_ascii() => hex(&mut out, x),
+                _ => {
+                    // `\` before a non-ASCII byte: the byte itself.
+                    hex(&mut out, n);
                 }
             }
-            // Any other escape: copy both characters so `\\x{` stays literal.
-            out.push_str(&p[i..i + 2 + utf8_extra(b[i + 1])]);
-            i += 2 + utf8_extra(b[i + 1]);
+            i += 2;
+            prev_single = item_single;
             continue;
         }
-        let len = 1 + utf8_extra(b[i]);
-        out.push_str(&p[i..i + len]);
-        i += len;
+        if c >= 0x80 {
+            hex(&mut out, c);
+            i += 1;
+            prev_single = true;
+            continue;
+        }
+        if in_class {
+            match c {
+                b']' => {
+                    in_class = false;
+                    out.push(']');
+                }
+                b'[' => {
+                    if b.get(i + 1) == Some(&b':') {
+                        if let Some(end) = p[i..].find(":]") {
+                            out.push_str(&p[i..i + end + 2]);
+                            i += end + 2;
+                            prev_single = false;
+                            continue;
+                        }
+                    }
+                    out.push_str("\\[");
+                    prev_single = true;
+                }
+                b'&' | b'~' => {
+                    hex(&mut out, c);
+                    prev_single = true;
+                }
+                b'-' => {
+                    let next = b.get(i + 1).copied();
+                    let can_range = prev_single
+                        && next.is_some_and(|x| x != b']')
+                        && !(next == Some(b'\\')
+                            && b.get(i + 2).is_some_and(|x| {
+                                matches!(x, b'd' | b'D' | b'w' | b'W' | b's' | b'S')
+                            }));
+                    if can_range {
+                        out.push('-');
+                        // The range's end is consumed as the next item; after it, no range.
+                        i += 1;
+                        if b.get(i) == Some(&b'\\') || b.get(i).is_some_and(|&x| x >= 0x80) {
+                            prev_single = false;
+                            continue;
+                        }
+                        if let Some(&e) = b.get(i) {
+                            if e == b'[' || e == b'&' || e == b'~' {
+                                hex(&mut out, e);
+                            } else {
+                                out.push(char::from(e));
+                            }
+                            i += 1;
+                        }
+                        prev_single = false;
+                        continue;
+                    }
+                    out.push_str("\\-");
+                    prev_single = true;
+                }
+                _ => {
+                    out.push(char::from(c));
+                    prev_single = true;
+                }
+            }
+            i += 1;
+            continue;
+        }
+        match c {
+            b'[' => {
+                in_class = true;
+                out.push('[');
+                i += 1;
+                if b.get(i) == Some(&b'^') {
+                    out.push('^');
+                    i += 1;
+                }
+                if b.get(i) == Some(&b']') {
+                    out.push_str("\\]");
+                    i += 1;
+                    prev_single = true;
+                } else {
+                    prev_single = false;
+                }
+                continue;
+            }
+            b'{' => {
+                if let Some(len) = counted_repetition(&b[i..]) {
+                    out.push_str(&p[i..i + len]);
+                    i += len;
+                    continue;
+                }
+                out.push_str("\\{");
+            }
+            b'}' => out.push_str("\\}"),
+            _ => out.push(char::from(c)),
+        }
+        i += 1;
     }
     out
 }
 
-fn utf8_extra(lead: u8) -> usize {
-    match lead {
-        0xf0..=0xf7 => 3,
-        0xe0..=0xef => 2,
-        0xc0..=0xdf => 1,
-        _ => 0,
-    }
+/// The length of a `{n}`, `{n,}` or `{n,m}` at the start of `s` (PCRE takes any other
+/// `{` literally).
+fn counted_repetition(s: &[u8]) -> Option<usize> {
+    let close = s.iter().position(|&c| c == b'}')?;
+    let inner = &s[1..close];
+    let (a, b) = match inner.iter().position(|&c| c == b',') {
+        Some(p) => (&inner[..p], Some(&inner[p + 1..])),
+        None => (inner, None),
+    };
+    let digits = |x: &[u8]| !x.is_empty() && x.iter().all(u8::is_ascii_digit);
+    let ok = digits(a) && b.is_none_or(|b| b.is_empty() || digits(b));
+    ok.then_some(close + 1)
 }
 
 fn rx(re: &Regex, input: &[u8], captures: Option<&mut Captures>) -> bool {

@@ -228,3 +228,54 @@ fn compile_errors_say_why() {
     );
     assert_eq!(e(Op::Rbl, "x"), "@rbl is not supported yet");
 }
+
+#[test]
+fn pcre_spellings_translate_with_their_meaning() {
+    let t = |p: &str| super::pcre_to_regex(p);
+    assert_eq!(t(r"\x{ff}\xA\e"), r"\xFF\x0A\x1B");
+    assert_eq!(
+        t(r#"\"\'\<\/"#),
+        r"\x22\x27\x3C\x2F",
+        "escaped punctuation is a literal byte"
+    );
+    assert_eq!(
+        t(r"a{2}b{1,}c{1,3}"),
+        r"a{2}b{1,}c{1,3}",
+        "counted repetitions stay"
+    );
+    assert_eq!(
+        t(r"^\(\s*\)\s+{"),
+        r"^\x28\s*\x29\s+\{",
+        "a lone brace is a literal"
+    );
+    assert_eq!(t(r"{{.*?}}"), r"\{\{.*?\}\}");
+    assert_eq!(t(r"[]a]"), r"[\]a]", "a leading ] is a member");
+    assert_eq!(t(r"[^]a]"), r"[^\]a]");
+    assert_eq!(t(r"[a[b]"), r"[a\[b]", "[ inside a class is a member");
+    assert_eq!(t(r"[[:alpha:]x]"), r"[[:alpha:]x]", "POSIX classes stay");
+    assert_eq!(t(r"[&&~~]"), r"[\x26\x26\x7E\x7E]", "not set operators");
+    assert_eq!(
+        t(r"[a-z\w-.]"),
+        r"[a-z\w\-.]",
+        "a dash after a class escape is a member"
+    );
+    assert_eq!(t(r"[a-]"), r"[a\-]");
+    assert_eq!(
+        t("[’]"),
+        r"[\xE2\x80\x99]",
+        "non-UTF mode: each byte is a member"
+    );
+    assert_eq!(t(r"[\0\012]"), r"[\x00\x0A]");
+    // And they compile, and match what PCRE would.
+    let m = |p: &str, input: &[u8]| {
+        super::regex(p)
+            .map(|re| re.is_match(input))
+            .unwrap_or(false)
+    };
+    assert!(m(r"^\(\s*\)\s+{", b"() {"));
+    assert!(m(r"[\w-.]+@", b"a-b.c@"));
+    assert!(m("[’]", b"\x80"));
+    assert!(m(r#"[\"\']x"#, b"'x"));
+    assert!(!m(r"\<", b"a b"), "not a word boundary");
+    assert!(m(r"\<", b"<"));
+}

@@ -662,6 +662,7 @@ pub(crate) fn parse_operator(s: &str, at: usize) -> Result<OperatorSpec> {
         op,
         Op::UnconditionalMatch
             | Op::NoMatch
+            | Op::GeoLookup
             | Op::DetectSqli
             | Op::DetectXss
             | Op::ValidateUrlEncoding
