@@ -250,3 +250,47 @@ fn scalars_always_have_a_value_and_xml_hides_the_raw_body() {
         "and so are bodies no processor takes"
     );
 }
+
+#[test]
+fn response_bodies_are_inspected_for_listed_types_only() {
+    let rs = ruleset(
+        "SecResponseBodyAccess On\n\
+         SecResponseBodyMimeType text/html application/json\n\
+         SecResponseBodyLimit 16\n\
+         SecRule RESPONSE_BODY \"@rx leak\" \"id:80,phase:4,log\"\n\
+         SecRule RESPONSE_BODY \"@rx tail\" \"id:81,phase:4,log\"\n\
+         SecRule RESPONSE_STATUS \"@streq 500\" \"id:82,phase:3,log\"",
+    );
+    let respond = |ct: Option<&str>, status: u16, body: &str| {
+        let mut tx = Transaction::new(&rs, info());
+        tx.set_request_line(b"GET", b"/", "1.1");
+        tx.process_request_headers();
+        tx.process_request_body(b"");
+        let headers: Vec<(Vec<u8>, Vec<u8>)> = ct
+            .map(|c| (b"Content-Type".to_vec(), c.as_bytes().to_vec()))
+            .into_iter()
+            .collect();
+        tx.process_response_headers(status, "HTTP/1.1", &headers);
+        tx.process_response_body(body.as_bytes());
+        fired(&tx)
+    };
+    assert_eq!(
+        respond(Some("text/html; charset=utf-8"), 200, "a leak here"),
+        vec![80]
+    );
+    assert_eq!(
+        respond(Some("image/png"), 500, "a leak here"),
+        vec![82],
+        "not a listed type"
+    );
+    assert_eq!(
+        respond(None, 200, "a leak here"),
+        Vec::<u64>::new(),
+        "no Content-Type"
+    );
+    assert_eq!(
+        respond(Some("Application/JSON"), 200, "0123456789abcdef tail"),
+        Vec::<u64>::new(),
+        "past the limit"
+    );
+}

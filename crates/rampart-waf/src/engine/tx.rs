@@ -360,10 +360,34 @@ impl<'r> Transaction<'r> {
 
     /// Stores the response body (a bounded prefix) and runs phase 4.
     pub fn process_response_body(&mut self, body: &[u8]) {
-        if self.rs.settings.response_body_access {
-            self.response_body = Some(body.to_vec());
+        if self.rs.settings.response_body_access && self.response_body_inspected() {
+            let limit = usize::try_from(self.rs.settings.response_body_limit).unwrap_or(usize::MAX);
+            self.response_body = Some(body[..body.len().min(limit)].to_vec());
         }
         self.run_phase(4);
+    }
+
+    /// Whether the response's media type is one `SecResponseBodyMimeType` lists (a
+    /// response without Content-Type is not inspected, as in ModSecurity).
+    pub fn response_body_inspected(&self) -> bool {
+        let Some((_, ct)) = self
+            .response_headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(b"content-type"))
+        else {
+            return false;
+        };
+        let media = ct
+            .split(|&c| c == b';')
+            .next()
+            .unwrap_or(b"")
+            .trim_ascii()
+            .to_ascii_lowercase();
+        self.rs
+            .settings
+            .response_body_mime_types
+            .iter()
+            .any(|t| t.as_bytes() == media.as_slice())
     }
 
     /// Runs phase 5 (logging).
