@@ -143,6 +143,8 @@ pub(crate) struct CRule {
     pub targets: Vec<Target>,
     pub exclusions: Vec<Exclusion>,
     pub transforms: Vec<Transform>,
+    /// The transformation chain's number: rules with the same chain share results.
+    pub chain: usize,
     pub operator: Option<Operator>,
     pub next: Option<usize>,
     pub msg: Option<MacroText>,
@@ -498,6 +500,13 @@ impl Ruleset {
             }
         }
 
+        // Number the distinct transformation chains.
+        let mut chains: HashMap<Vec<Transform>, usize> = HashMap::new();
+        for r in &mut rs.rules {
+            let next = chains.len();
+            r.chain = *chains.entry(r.transforms.clone()).or_insert(next);
+        }
+
         // The program per phase.
         let mut marker_positions: [HashMap<String, Vec<usize>>; 5] = Default::default();
         for (raw, marker) in &program {
@@ -676,6 +685,7 @@ fn compile_rule(
         targets,
         exclusions,
         transforms: d.transforms.clone(),
+        chain: 0,
         operator,
         next: None,
         msg: None,

@@ -121,8 +121,8 @@ pub struct Transaction<'r> {
     matched: Vec<MatchedRule>,
     intervention: Option<Intervention>,
     allow_request: bool,
-    // Scratch buffers for transformations.
-    scratch: (Vec<u8>, Vec<u8>),
+    /// Transformation results: (chain, value hash) → [(value, result)].
+    tcache: HashMap<(usize, u64), Vec<(Vec<u8>, Vec<u8>)>>,
 }
 
 impl<'r> Transaction<'r> {
@@ -169,7 +169,7 @@ impl<'r> Transaction<'r> {
             matched: Vec::new(),
             intervention: None,
             allow_request: false,
-            scratch: (Vec::new(), Vec::new()),
+            tcache: HashMap::new(),
         }
     }
 
@@ -542,19 +542,18 @@ impl<'r> Transaction<'r> {
             if rule.multi_match {
                 candidates.push(value.clone());
             }
-            let mut cur = value;
-            for &t in &rule.transforms {
-                let (a, b) = &mut self.scratch;
-                a.clear();
-                a.extend_from_slice(&cur);
-                transform::apply(t, a, b);
-                if rule.multi_match && *b != cur {
-                    candidates.push(b.clone());
+            if rule.multi_match {
+                let mut cur = value;
+                let mut out = Vec::new();
+                for &t in &rule.transforms {
+                    transform::apply(t, &cur, &mut out);
+                    if out != cur {
+                        candidates.push(out.clone());
+                    }
+                    std::mem::swap(&mut cur, &mut out);
                 }
-                cur = b.clone();
-            }
-            if !rule.multi_match {
-                candidates.push(cur);
+            } else {
+                candidates.push(self.transformed(rule, value));
             }
             for tv in candidates {
                 let mut caps = rule.capture.then(Captures::new);
@@ -579,6 +578,33 @@ impl<'r> Transaction<'r> {
             Some(n) => self.eval_rule(n),
             None => true,
         }
+    }
+
+    /// A value after the rule's transformation chain, computed once per transaction for
+    /// each distinct (chain, value) and shared by every rule with that chain.
+    fn transformed(&mut self, rule: &CRule, value: Vec<u8>) -> Vec<u8> {
+        if rule.transforms.is_empty() {
+            return value;
+        }
+        let mut h = std::hash::DefaultHasher::new();
+        std::hash::Hash::hash(&value, &mut h);
+        let key = (rule.chain, std::hash::Hasher::finish(&h));
+        if let Some(bucket) = self.tcache.get(&key) {
+            if let Some((_, out)) = bucket.iter().find(|(input, _)| *input == value) {
+                return out.clone();
+            }
+        }
+        let mut cur = value.clone();
+        let mut out = Vec::new();
+        for &t in &rule.transforms {
+            transform::apply(t, &cur, &mut out);
+            std::mem::swap(&mut cur, &mut out);
+        }
+        self.tcache
+            .entry(key)
+            .or_default()
+            .push((value, cur.clone()));
+        cur
     }
 
     fn run_setvars(&mut self, rule: &CRule) {
@@ -769,6 +795,13 @@ impl<'r> Transaction<'r> {
                     .map(|(k, v)| (k.as_slice(), v.as_slice())),
                 true,
             ),
+            Var::Tx if matches!(key, Some(KeySel::Name(_))) => {
+                if let Some(KeySel::Name(n)) = key {
+                    if let Some(v) = self.tx.get(n) {
+                        out.push((format!("TX:{n}"), v.clone(), n.as_bytes().to_vec()));
+                    }
+                }
+            }
             Var::Tx => {
                 let mut items: Vec<(&String, &Vec<u8>)> = self.tx.iter().collect();
                 items.sort();
