@@ -61,6 +61,9 @@ pub struct Intervention {
     pub rule_id: u64,
 }
 
+/// A value and what a transformation chain made of it.
+type Transformed = (Vec<u8>, Vec<u8>);
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum ArgSource {
     Get,
@@ -122,7 +125,7 @@ pub struct Transaction<'r> {
     intervention: Option<Intervention>,
     allow_request: bool,
     /// Transformation results: (chain, value hash) → [(value, result)].
-    tcache: HashMap<(usize, u64), Vec<(Vec<u8>, Vec<u8>)>>,
+    tcache: HashMap<(usize, u64), Vec<Transformed>>,
 }
 
 impl<'r> Transaction<'r> {
