@@ -74,6 +74,11 @@ fn is_octal(c: u8) -> bool {
     (b'0'..=b'7').contains(&c)
 }
 
+/// How many octal digits (at most three) start `s`, which starts with one.
+fn octal_run(s: &[u8]) -> usize {
+    s.iter().take(3).take_while(|&&c| is_octal(c)).count()
+}
+
 /// ModSecurity's value of one hex digit — also for bytes that are not hex digits, whose
 /// arithmetic `hexDecode` reproduces.
 fn hex_value(c: u8) -> u8 {
@@ -381,13 +386,7 @@ fn js_decode(input: &[u8], out: &mut Vec<u8>) {
             i += 4;
         } else if i + 1 < n && is_octal(input[i + 1]) {
             // \OOO: up to three digits, but only two if three would exceed a byte.
-            let mut j = 0;
-            while i + 1 + j < n && j < 3 {
-                j += 1;
-                if !input.get(i + 1 + j).is_some_and(|&c| is_octal(c)) {
-                    break;
-                }
-            }
+            let mut j = octal_run(&input[i + 1..]);
             if j == 3 && input[i + 1] > b'3' {
                 j = 2;
             }
@@ -507,13 +506,7 @@ fn escape_seq_decode(input: &[u8], out: &mut Vec<u8>) {
             out.push(x2c(input[i + 2], input[i + 3]));
             i += 4;
         } else if is_octal(next) {
-            let mut j = 0;
-            while i + 1 + j < n && j < 3 {
-                j += 1;
-                if !input.get(i + 1 + j).is_some_and(|&c| is_octal(c)) {
-                    break;
-                }
-            }
+            let j = octal_run(&input[i + 1..]);
             // Up to \777: ModSecurity keeps the low byte.
             let v = input[i + 1..i + 1 + j]
                 .iter()

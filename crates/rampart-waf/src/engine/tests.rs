@@ -294,3 +294,17 @@ fn response_bodies_are_inspected_for_listed_types_only() {
         "past the limit"
     );
 }
+
+#[test]
+fn ctl_target_removal_by_key_regex() {
+    let rs = ruleset(
+        "SecRule REQUEST_URI \"@beginsWith /api\" \"id:90,phase:1,pass,nolog,ctl:ruleRemoveTargetById=91;ARGS:/^TOK/\"\n\
+         SecRule ARGS \"@rx evil\" \"id:91,phase:2,log\"",
+    );
+    assert!(
+        fired(&run(&rs, "/api?token=evil&tokx=evil", &[], "")).is_empty(),
+        "key regexes match names case-insensitively"
+    );
+    assert_eq!(fired(&run(&rs, "/api?other=evil", &[], "")), vec![91]);
+    assert_eq!(fired(&run(&rs, "/web?token=evil", &[], "")), vec![91]);
+}

@@ -72,11 +72,30 @@ enum ArgSource {
     Json,
 }
 
-#[derive(Debug, Clone)]
+/// A `ctl:ruleRemoveTarget*` in force: which rules, and which targets (key selectors
+/// compiled once, when the ctl runs).
+#[derive(Debug)]
 struct RemovedTargets {
     ids: Option<IdRange>,
     tag: Option<Regex>,
-    targets: Vec<VarSel>,
+    targets: Vec<(Var, Option<KeySel>)>,
+}
+
+/// Compiles ctl targets; a key regex that does not compile selects nothing.
+fn removal_targets(targets: &[VarSel]) -> Vec<(Var, Option<KeySel>)> {
+    targets
+        .iter()
+        .filter_map(|t| {
+            let key = match &t.key {
+                None => None,
+                Some(VarKey::Name(n)) => Some(KeySel::Name(n.to_ascii_lowercase())),
+                Some(VarKey::Regex(rx)) => Some(KeySel::Regex(
+                    crate::operator::regex(&format!("(?i:{rx})")).ok()?,
+                )),
+            };
+            Some((t.var, key))
+        })
+        .collect()
 }
 
 /// One request (and its response) evaluated against a [`Ruleset`].
@@ -653,7 +672,7 @@ impl<'r> Transaction<'r> {
                     self.removed_targets.push(RemovedTargets {
                         ids: Some(*r),
                         tag: None,
-                        targets: targets.clone(),
+                        targets: removal_targets(targets),
                     })
                 }
                 Ctl::RuleRemoveTargetByTag(t, targets) => {
@@ -661,7 +680,7 @@ impl<'r> Transaction<'r> {
                         self.removed_targets.push(RemovedTargets {
                             ids: None,
                             tag: Some(re),
-                            targets: targets.clone(),
+                            targets: removal_targets(targets),
                         });
                     }
                 }
@@ -701,16 +720,8 @@ impl<'r> Transaction<'r> {
             let applies = r.ids.is_some_and(|ids| ids.contains(rule.id))
                 || r.tag.as_ref().is_some_and(|re| rule.has_tag(re));
             applies
-                && r.targets.iter().any(|t| {
-                    t.var == var
-                        && match &t.key {
-                            None => true,
-                            Some(VarKey::Name(n)) => n.as_bytes().eq_ignore_ascii_case(key),
-                            Some(VarKey::Regex(rx)) => {
-                                crate::operator::regex(&format!("(?i:{rx})"))
-                                    .is_ok_and(|re| re.is_match(key))
-                            }
-                        }
+                && r.targets.iter().any(|(v, sel)| {
+                    *v == var && sel.as_ref().is_none_or(|sel| key_matches(sel, key, var))
                 })
         })
     }
