@@ -61,6 +61,32 @@ pub struct Intervention {
     pub rule_id: u64,
 }
 
+/// A value of a variable: (is a collection member, value, member key). The display name
+/// (`ARGS:q`) is built only when the value matches.
+type Member = (bool, Vec<u8>, Vec<u8>);
+
+/// What a rule tests: the variable, whether the value is a count (`&VAR`) or a member,
+/// the member key and the value.
+struct Tested {
+    var: Var,
+    count: bool,
+    member: bool,
+    key: Vec<u8>,
+    value: Vec<u8>,
+}
+
+impl Tested {
+    fn name(&self) -> String {
+        if self.count {
+            format!("&{}", self.var)
+        } else if self.member {
+            format!("{}:{}", self.var, String::from_utf8_lossy(&self.key))
+        } else {
+            self.var.to_string()
+        }
+    }
+}
+
 /// A value and what a transformation chain made of it.
 type Transformed = (Vec<u8>, Vec<u8>);
 
@@ -559,7 +585,8 @@ impl<'r> Transaction<'r> {
         };
         let values = self.collect(rule);
         let mut any = false;
-        for (name, value) in values {
+        for mut target in values {
+            let value = std::mem::take(&mut target.value);
             let mut candidates: Vec<Vec<u8>> = Vec::new();
             if rule.multi_match {
                 candidates.push(value.clone());
@@ -586,8 +613,9 @@ impl<'r> Transaction<'r> {
                             self.tx.insert(i.to_string(), bytes);
                         }
                     }
+                    let name = target.name();
                     self.matched_var = Some((name.clone(), tv.clone()));
-                    self.matched_vars.push((name.clone(), tv));
+                    self.matched_vars.push((name, tv));
                     self.current_rule = Some(ci);
                     self.run_setvars(rule);
                 }
@@ -694,7 +722,7 @@ impl<'r> Transaction<'r> {
     }
 
     /// Every (name, value) the rule's targets select, exclusions applied.
-    fn collect(&self, rule: &CRule) -> Vec<(String, Vec<u8>)> {
+    fn collect(&self, rule: &CRule) -> Vec<Tested> {
         let mut out = Vec::new();
         for t in &rule.targets {
             let mut vals = Vec::new();
@@ -707,9 +735,21 @@ impl<'r> Transaction<'r> {
                     && !self.target_removed(rule, t.var, key)
             });
             if t.count {
-                out.push((format!("&{}", t.var), vals.len().to_string().into_bytes()));
+                out.push(Tested {
+                    var: t.var,
+                    count: true,
+                    member: false,
+                    key: Vec::new(),
+                    value: vals.len().to_string().into_bytes(),
+                });
             } else {
-                out.extend(vals.into_iter().map(|(n, v, _)| (n, v)));
+                out.extend(vals.into_iter().map(|(member, value, key)| Tested {
+                    var: t.var,
+                    count: false,
+                    member,
+                    key,
+                    value,
+                }));
             }
         }
         out
@@ -727,15 +767,14 @@ impl<'r> Transaction<'r> {
     }
 
     /// The values of a variable: `(full name, value, member key)`.
-    fn values(&self, var: Var, key: Option<&KeySel>, out: &mut Vec<(String, Vec<u8>, Vec<u8>)>) {
-        let keyed = |out: &mut Vec<(String, Vec<u8>, Vec<u8>)>,
+    fn values(&self, var: Var, key: Option<&KeySel>, out: &mut Vec<Member>) {
+        let keyed = |out: &mut Vec<Member>,
                      pairs: &mut dyn Iterator<Item = (&[u8], &[u8])>,
                      names: bool| {
             for (k, v) in pairs {
                 if key.is_none_or(|sel| key_matches(sel, k, var)) {
-                    let name = format!("{var}:{}", String::from_utf8_lossy(k));
                     out.push((
-                        name,
+                        true,
                         if names { k.to_vec() } else { v.to_vec() },
                         k.to_vec(),
                     ));
@@ -744,8 +783,8 @@ impl<'r> Transaction<'r> {
         };
         // ModSecurity v3's scalar ("anchored") variables always yield one value, empty
         // when unset: `REQUEST_BASENAME "!@endsWith .pdf"` matches a request for `/`.
-        let scalar = |out: &mut Vec<(String, Vec<u8>, Vec<u8>)>, v: Option<&[u8]>| {
-            out.push((var.to_string(), v.unwrap_or_default().to_vec(), Vec::new()));
+        let scalar = |out: &mut Vec<Member>, v: Option<&[u8]>| {
+            out.push((false, v.unwrap_or_default().to_vec(), Vec::new()));
         };
         let args = |src: Option<ArgSource>| {
             self.args
@@ -812,7 +851,7 @@ impl<'r> Transaction<'r> {
             Var::Tx if matches!(key, Some(KeySel::Name(_))) => {
                 if let Some(KeySel::Name(n)) = key {
                     if let Some(v) = self.tx.get(n) {
-                        out.push((format!("TX:{n}"), v.clone(), n.as_bytes().to_vec()));
+                        out.push((true, v.clone(), n.as_bytes().to_vec()));
                     }
                 }
             }
@@ -833,11 +872,7 @@ impl<'r> Transaction<'r> {
             Var::MatchedVars => keyed_named(out, &self.matched_vars, key, var),
             Var::MatchedVarsNames => {
                 for (n, _) in &self.matched_vars {
-                    out.push((
-                        format!("{var}:{n}"),
-                        n.as_bytes().to_vec(),
-                        n.as_bytes().to_vec(),
-                    ));
+                    out.push((true, n.as_bytes().to_vec(), n.as_bytes().to_vec()));
                 }
             }
             Var::MatchedVar => scalar(out, self.matched_var.as_ref().map(|(_, v)| v.as_slice())),
@@ -948,11 +983,7 @@ impl<'r> Transaction<'r> {
                         .collect();
                     for (k, v) in items {
                         if key.is_none_or(|sel| key_matches(sel, k, var)) {
-                            out.push((
-                                format!("{var}:{}", String::from_utf8_lossy(k)),
-                                v,
-                                k.to_vec(),
-                            ));
+                            out.push((true, v, k.to_vec()));
                         }
                     }
                 }
@@ -1028,12 +1059,12 @@ impl<'r> Transaction<'r> {
                     match key {
                         Some(KeySel::Name(p)) if p == "/*" => {
                             if let Some(t) = &x.text {
-                                out.push(("XML:/*".into(), t.clone(), b"/*".to_vec()));
+                                out.push((true, t.clone(), b"/*".to_vec()));
                             }
                         }
                         Some(KeySel::Name(p)) if p == "//@*" => {
                             for a in &x.attributes {
-                                out.push(("XML://@*".into(), a.clone(), b"//@*".to_vec()));
+                                out.push((true, a.clone(), b"//@*".to_vec()));
                             }
                         }
                         _ => {}
@@ -1047,15 +1078,10 @@ impl<'r> Transaction<'r> {
     }
 }
 
-fn keyed_named(
-    out: &mut Vec<(String, Vec<u8>, Vec<u8>)>,
-    items: &[(String, Vec<u8>)],
-    key: Option<&KeySel>,
-    var: Var,
-) {
+fn keyed_named(out: &mut Vec<Member>, items: &[(String, Vec<u8>)], key: Option<&KeySel>, var: Var) {
     for (n, v) in items {
         if key.is_none_or(|sel| key_matches(sel, n.as_bytes(), var)) {
-            out.push((format!("{var}:{n}"), v.clone(), n.as_bytes().to_vec()));
+            out.push((true, v.clone(), n.as_bytes().to_vec()));
         }
     }
 }
