@@ -629,7 +629,7 @@ fn contains_word(input: &[u8], word: &[u8]) -> bool {
 }
 
 /// C's `atoll`: leading whitespace, a sign, digits; stops at anything else; saturates.
-fn atoll(s: &[u8]) -> i64 {
+pub(crate) fn atoll(s: &[u8]) -> i64 {
     let s = &s[s
         .iter()
         .take_while(|c| matches!(c, b' ' | b'\t' | b'\n' | 0x0b | 0x0c | b'\r'))
@@ -678,7 +678,7 @@ fn stoi(s: &[u8]) -> i64 {
     }
 }
 
-fn valid_url_encoding(input: &[u8]) -> bool {
+pub(crate) fn valid_url_encoding(input: &[u8]) -> bool {
     let mut i = 0;
     while i < input.len() {
         if input[i] == b'%' {

@@ -112,19 +112,20 @@ fn parity(c: u8, even: bool) -> u8 {
 
 /// `%XX` decoding; `+` is a space; an invalid or truncated escape stays as it is.
 pub fn url_decode(input: &[u8], out: &mut Vec<u8>) {
+    percent_decode(input, true, out);
+}
+
+/// `%XX` decoding (with `plus_is_space`, `+` becomes a space as in forms; without, as
+/// ModSecurity's URI decoding, it stays); invalid or truncated escapes stay as they are.
+pub(crate) fn percent_decode(input: &[u8], plus_is_space: bool, out: &mut Vec<u8>) {
     let mut i = 0;
     while i < input.len() {
         let c = input[i];
-        if c == b'%' {
-            if i + 2 < input.len() && is_hex(input[i + 1]) && is_hex(input[i + 2]) {
-                out.push(x2c(input[i + 1], input[i + 2]));
-                i += 3;
-            } else {
-                out.push(c);
-                i += 1;
-            }
+        if c == b'%' && i + 2 < input.len() && is_hex(input[i + 1]) && is_hex(input[i + 2]) {
+            out.push(x2c(input[i + 1], input[i + 2]));
+            i += 3;
         } else {
-            out.push(if c == b'+' { b' ' } else { c });
+            out.push(if plus_is_space && c == b'+' { b' ' } else { c });
             i += 1;
         }
     }

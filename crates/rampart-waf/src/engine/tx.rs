@@ -241,14 +241,16 @@ impl<'r> Transaction<'r> {
             Some(p) => (&no_fragment[..p], Some(&no_fragment[p + 1..])),
             None => (no_fragment, None),
         };
-        let path = uri_decode(path_raw);
+        let mut path = Vec::with_capacity(path_raw.len());
+        transform::percent_decode(path_raw, false, &mut path);
         self.basename = path
             .iter()
             .rposition(|&c| c == b'/' || c == b'\\')
             .filter(|&p| p + 1 < path.len())
             .map(|p| path[p + 1..].to_vec());
         self.filename = path;
-        let decoded = uri_decode(no_fragment);
+        let mut decoded = Vec::with_capacity(no_fragment.len());
+        transform::percent_decode(no_fragment, false, &mut decoded);
         self.request_uri = strip_scheme_host(&decoded).to_vec();
         self.query_string = query.map(<[u8]>::to_vec);
         if let Some(q) = query {
@@ -313,7 +315,7 @@ impl<'r> Transaction<'r> {
             let mut val = Vec::new();
             transform::url_decode(v, &mut val);
             // ModSecurity keeps the invalid count of the value's decoding only.
-            if invalid_escapes(v) {
+            if !crate::operator::valid_url_encoding(v) {
                 self.urlencoded_error = true;
             }
             if let Some(limit) = self.rs.settings.arguments_limit {
@@ -670,8 +672,8 @@ impl<'r> Transaction<'r> {
                     self.tx.insert(name, v);
                 }
                 COp::Add(v) | COp::Sub(v) => {
-                    let delta = atoi(&v.expand(self));
-                    let cur = self.tx.get(&name).map_or(0, |c| atoi(c));
+                    let delta = crate::operator::atoll(&v.expand(self));
+                    let cur = self.tx.get(&name).map_or(0, |c| crate::operator::atoll(c));
                     let n = if matches!(sv.op, COp::Add(_)) {
                         cur + delta
                     } else {
@@ -1149,21 +1151,6 @@ impl Resolve for Transaction<'_> {
     }
 }
 
-/// C's `atoi` as setvar arithmetic uses it.
-fn atoi(s: &[u8]) -> i64 {
-    let s = &s[s.iter().take_while(|c| c.is_ascii_whitespace()).count()..];
-    let (neg, d) = match s.first() {
-        Some(b'-') => (true, &s[1..]),
-        Some(b'+') => (false, &s[1..]),
-        _ => (false, s),
-    };
-    let mut v: i64 = 0;
-    for &c in d.iter().take_while(|c| c.is_ascii_digit()) {
-        v = v.saturating_mul(10).saturating_add(i64::from(c - b'0'));
-    }
-    if neg { -v } else { v }
-}
-
 /// `std::getline` splitting: a trailing separator yields no empty last piece.
 fn getline_split(data: &[u8], sep: u8) -> Vec<&[u8]> {
     let mut parts: Vec<&[u8]> = data.split(|&c| c == sep).collect();
@@ -1180,42 +1167,6 @@ fn trim_end_space(s: &[u8]) -> &[u8] {
         .take_while(|c| c.is_ascii_whitespace() || **c == 0x0b)
         .count();
     &s[..s.len() - n]
-}
-
-fn invalid_escapes(v: &[u8]) -> bool {
-    let mut i = 0;
-    while i < v.len() {
-        if v[i] == b'%' {
-            if i + 2 < v.len() && v[i + 1].is_ascii_hexdigit() && v[i + 2].is_ascii_hexdigit() {
-                i += 3;
-                continue;
-            }
-            return true;
-        }
-        i += 1;
-    }
-    false
-}
-
-/// ModSecurity's `uri_decode`: `%XX` only (no `+`), invalid escapes kept.
-fn uri_decode(s: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(s.len());
-    let mut i = 0;
-    while i < s.len() {
-        if s[i] == b'%'
-            && i + 2 < s.len()
-            && s[i + 1].is_ascii_hexdigit()
-            && s[i + 2].is_ascii_hexdigit()
-        {
-            let h = |c: u8| (c as char).to_digit(16).unwrap_or(0) as u8;
-            out.push(h(s[i + 1]) * 16 + h(s[i + 2]));
-            i += 3;
-        } else {
-            out.push(s[i]);
-            i += 1;
-        }
-    }
-    out
 }
 
 /// `scheme://host/path` → `/path` (REQUEST_URI of an absolute-form target).
