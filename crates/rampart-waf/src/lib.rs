@@ -10,6 +10,12 @@
 //!   It never stops at the first error: [`seclang::load`] returns the directives it could
 //!   read *and* all diagnostics, so `rampart check` can print them all.
 //!
+//! - [`engine`]: compiles directives into a [`engine::Ruleset`] and runs
+//!   [`engine::Transaction`]s through it. A literal prefilter (required literals of each
+//!   rule's operator, found with one Aho-Corasick scan per value and transformation chain)
+//!   skips the rules whose literals no value holds; `Ruleset::without_prefilter` exists so
+//!   tests can show both decide alike.
+//!
 //! # Architecture invariants
 //!
 //! - Rule files are read once, at load; nothing here touches the network, and nothing on
@@ -19,6 +25,7 @@
 pub mod body;
 mod digest;
 pub mod engine;
+mod factor;
 pub mod ftw;
 pub mod macros;
 pub mod operator;

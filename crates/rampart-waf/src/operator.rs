@@ -28,7 +28,7 @@ pub struct Operator {
 #[derive(Debug)]
 enum Kind {
     Rx(Box<Regex>),
-    RxDynamic(MacroText),
+    RxDynamic(MacroText, DynamicCache),
     Pm(Box<AhoCorasick>, Vec<Vec<u8>>),
     Within(Param),
     Contains(Param),
@@ -47,6 +47,38 @@ enum Kind {
     ValidateUtf8Encoding,
     Unconditional,
     NoMatch,
+}
+
+/// Compiled expressions of an `@rx` with macros, by expanded pattern. The expansions
+/// come from configuration variables (`tx.allowed_…`) and repeat from one request to the
+/// next; the cache is bounded so that request-controlled expansions cannot grow it.
+#[derive(Debug, Default)]
+struct DynamicCache(std::sync::RwLock<Vec<DynamicEntry>>);
+
+/// An expanded pattern and its expression (`None`: it does not compile).
+type DynamicEntry = (Vec<u8>, Option<std::sync::Arc<Regex>>);
+
+const DYNAMIC_CACHE_ENTRIES: usize = 16;
+
+impl DynamicCache {
+    /// The expression for `pattern` (`None`: it does not compile).
+    fn get(&self, pattern: &[u8]) -> Option<std::sync::Arc<Regex>> {
+        if let Ok(entries) = self.0.read() {
+            if let Some((_, re)) = entries.iter().find(|(p, _)| p == pattern) {
+                return re.clone();
+            }
+        }
+        let re = std::str::from_utf8(pattern)
+            .ok()
+            .and_then(|p| regex(p).ok())
+            .map(std::sync::Arc::new);
+        if let Ok(mut entries) = self.0.write() {
+            if entries.len() < DYNAMIC_CACHE_ENTRIES {
+                entries.push((pattern.to_vec(), re.clone()));
+            }
+        }
+        re
+    }
 }
 
 /// A parameter that is static or expanded per transaction.
@@ -98,7 +130,7 @@ impl Operator {
                 if m.is_static() {
                     Kind::Rx(Box::new(regex(p)?))
                 } else {
-                    Kind::RxDynamic(m)
+                    Kind::RxDynamic(m, DynamicCache::default())
                 }
             }
             Op::Pm => {
@@ -150,17 +182,45 @@ impl Operator {
         })
     }
 
+    /// Literals of which every input the operator matches holds one (compared ASCII
+    /// case-insensitively; lower-cased here), or `None` when it may match without any:
+    /// negated, numeric and macro-expanded operators, and expressions without a
+    /// selective literal. The engine's prefilter skips a rule whose literals are absent.
+    pub(crate) fn factors(&self) -> Option<Vec<Vec<u8>>> {
+        if self.negated {
+            return None;
+        }
+        match &self.kind {
+            Kind::Rx(re) => crate::factor::required_literals(re.as_str()),
+            Kind::Pm(_, phrases)
+                if !phrases.is_empty() && phrases.iter().all(|p| !p.is_empty()) =>
+            {
+                Some(phrases.iter().map(|p| p.to_ascii_lowercase()).collect())
+            }
+            Kind::Contains(Param::Static(s))
+            | Kind::ContainsWord(Param::Static(s))
+            | Kind::BeginsWith(Param::Static(s))
+            | Kind::EndsWith(Param::Static(s))
+            | Kind::StrEq(Param::Static(s))
+                if !s.is_empty() =>
+            {
+                Some(vec![s.to_ascii_lowercase()])
+            }
+            _ => None,
+        }
+    }
+
     /// Whether the operator matches `input` (negation applied). With `captures`, the
     /// groups of an `@rx` match (or the phrase an `@pm` found, as group 0) are appended.
     pub fn matches(&self, input: &[u8], r: &dyn Resolve, captures: Option<&mut Captures>) -> bool {
         let mut buf = Vec::new();
         let hit = match &self.kind {
             Kind::Rx(re) => rx(re, input, captures),
-            Kind::RxDynamic(m) => {
+            Kind::RxDynamic(m, cache) => {
                 let pattern = m.expand(r);
-                match std::str::from_utf8(&pattern).ok().map(regex) {
-                    Some(Ok(re)) => rx(&re, input, captures),
-                    _ => false,
+                match cache.get(&pattern) {
+                    Some(re) => rx(&re, input, captures),
+                    None => false,
                 }
             }
             Kind::Pm(ac, phrases) => match ac.find(input) {

@@ -61,6 +61,84 @@ pub fn apply(t: Transform, input: &[u8], out: &mut Vec<u8>) {
     }
 }
 
+/// The bytes a value holds, for [`unchanged`].
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct ByteSet([u64; 4]);
+
+impl ByteSet {
+    pub(crate) fn of(value: &[u8]) -> ByteSet {
+        let mut s = [0u64; 4];
+        for &c in value {
+            s[usize::from(c >> 6)] |= 1 << (c & 63);
+        }
+        ByteSet(s)
+    }
+
+    pub(crate) fn has(&self, c: u8) -> bool {
+        self.0[usize::from(c >> 6)] & (1 << (c & 63)) != 0
+    }
+
+    fn any(&self, cs: &[u8]) -> bool {
+        cs.iter().any(|&c| self.has(c))
+    }
+
+    fn non_ascii(&self) -> bool {
+        self.0[2] | self.0[3] != 0
+    }
+}
+
+fn holds(value: &[u8], needle: &[u8]) -> bool {
+    memchr::memmem::find(value, needle).is_some()
+}
+
+/// Whether `t` leaves `value` unchanged up to ASCII case, judged from the bytes it holds
+/// (`has` = [`ByteSet::of`]`(value)`). Conservative: `false` when unsure. Every test is
+/// blind to ASCII letter case, so a chain whose every step says `true` maps the value to
+/// itself up to case — what the engine's case-insensitive prefilter needs to scan the
+/// value once for all such chains.
+pub(crate) fn unchanged(t: Transform, value: &[u8], has: &ByteSet) -> bool {
+    match t {
+        Transform::None | Transform::Lowercase | Transform::Uppercase => true,
+        Transform::UrlDecode | Transform::UrlDecodeUni => !has.any(b"%+"),
+        Transform::HtmlEntityDecode => !has.has(b'&'),
+        Transform::JsDecode | Transform::CssDecode | Transform::EscapeSeqDecode => !has.has(b'\\'),
+        Transform::RemoveNulls | Transform::ReplaceNulls => !has.has(0),
+        Transform::Utf8ToUnicode => !has.non_ascii() && !has.has(0),
+        Transform::RemoveWhitespace => !has.any(b" \t\n\x0b\x0c\r\xa0\xc2"),
+        Transform::CompressWhitespace => !has.any(b"\t\n\x0b\x0c\r") && !holds(value, b"  "),
+        Transform::CmdLine => {
+            !has.any(b"\"'\\^,;\t\r\n")
+                && !holds(value, b"  ")
+                && !holds(value, b" /")
+                && !holds(value, b" (")
+        }
+        Transform::NormalisePath => !has.has(b'/') && value.last() != Some(&b'.'),
+        Transform::NormalisePathWin => !has.any(b"/\\") && value.last() != Some(&b'.'),
+        Transform::ReplaceComments => !holds(value, b"/*"),
+        Transform::RemoveComments => !has.has(b'#') && !holds(value, b"/*") && !holds(value, b"--"),
+        Transform::RemoveCommentsChar => {
+            !has.has(b'#') && !holds(value, b"/*") && !holds(value, b"*/") && !holds(value, b"--")
+        }
+        Transform::SqlHexDecode => !holds(value, b"0x") && !holds(value, b"0X"),
+        Transform::Trim | Transform::TrimLeft | Transform::TrimRight => {
+            value.first().is_none_or(|&c| !is_space(c))
+                && value.last().is_none_or(|&c| !is_space(c))
+        }
+        Transform::ParityZero7bit => !has.non_ascii(),
+        Transform::Base64Decode
+        | Transform::Base64DecodeExt
+        | Transform::Base64Encode
+        | Transform::HexDecode
+        | Transform::HexEncode
+        | Transform::Length
+        | Transform::Md5
+        | Transform::Sha1
+        | Transform::ParityEven7bit
+        | Transform::ParityOdd7bit
+        | Transform::UrlEncode => false,
+    }
+}
+
 /// C's `isspace` in the "C" locale.
 fn is_space(c: u8) -> bool {
     matches!(c, b' ' | b'\t' | b'\n' | 0x0b | 0x0c | b'\r')

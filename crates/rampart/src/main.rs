@@ -287,6 +287,10 @@ fn waf_check(path: &std::path::Path) -> anyhow::Result<ExitCode> {
         rs.disabled.len(),
         loaded.diagnostics.len() + rs.errors.len()
     );
+    let (gated, literals) = rs.prefilter_stats();
+    println!(
+        "prefilter: {gated} rule(s) skipped unless one of {literals} literal(s) occurs in a value they read"
+    );
     Ok(if loaded.diagnostics.is_empty() && rs.errors.is_empty() {
         ExitCode::SUCCESS
     } else {

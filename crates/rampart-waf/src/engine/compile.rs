@@ -6,6 +6,7 @@ use std::path::Path;
 
 use regex::bytes::Regex;
 
+use super::prefilter::Prefilter;
 use crate::macros::MacroText;
 use crate::operator::{DataFiles, Operator};
 use crate::seclang::{
@@ -88,6 +89,7 @@ pub struct Ruleset {
     pub disabled: Vec<DisabledRule>,
     /// Problems that make the ruleset unusable (duplicate ids, a chain without its end…).
     pub errors: Vec<String>,
+    pub(crate) prefilter: Prefilter,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -159,6 +161,9 @@ pub(crate) struct CRule {
     pub skip_to: Option<usize>,
     pub skip: u32,
     pub ctls: Vec<Ctl>,
+    /// The `ctl`s compiled against the whole ruleset (regular expressions and rule
+    /// selections resolved once, at load).
+    pub cctls: Vec<CCtl>,
     pub disruptive: Disruptive,
     pub status: Option<u16>,
     pub log: bool,
@@ -169,6 +174,27 @@ impl CRule {
     pub(crate) fn has_tag(&self, re: &Regex) -> bool {
         self.tags.iter().any(|t| re.is_match(t.as_bytes()))
     }
+}
+
+/// A `ctl` action ready to run: which rules it selects is known at load.
+#[derive(Debug)]
+pub(crate) enum CCtl {
+    Engine(EngineMode),
+    /// `ctl:ruleRemoveById/ByTag`: the rules (by index) it removes.
+    RemoveRules(Vec<bool>),
+    /// `ctl:ruleRemoveTarget*`.
+    RemoveTargets(TargetRemoval),
+    BodyProcessor(crate::seclang::BodyProcessor),
+    ForceBodyVariable(bool),
+    BodyAccess(bool),
+}
+
+/// Targets removed from some rules for the rest of a transaction.
+#[derive(Debug)]
+pub(crate) struct TargetRemoval {
+    /// Per rule index: whether the removal applies.
+    pub rules: Vec<bool>,
+    pub targets: Vec<(Var, Option<KeySel>)>,
 }
 
 /// The default actions of one phase.
@@ -190,6 +216,7 @@ impl Ruleset {
             settings: Settings::default(),
             disabled: Vec::new(),
             errors: Vec::new(),
+            prefilter: Prefilter::build(&[], &[]),
         };
         let mut defaults: [Defaults; 5] = Default::default();
         // Directives that modify rules wherever they are.
@@ -500,6 +527,23 @@ impl Ruleset {
             }
         }
 
+        // Compile the ctl actions against the final rule list.
+        let mut cctls = Vec::with_capacity(rs.rules.len());
+        for r in &rs.rules {
+            let mut out = Vec::new();
+            for c in &r.ctls {
+                match compile_ctl(c, &rs.rules) {
+                    Ok(Some(x)) => out.push(x),
+                    Ok(None) => {}
+                    Err(e) => rs.errors.push(format!("{}: {e}", r.origin)),
+                }
+            }
+            cctls.push(out);
+        }
+        for (r, c) in rs.rules.iter_mut().zip(cctls) {
+            r.cctls = c;
+        }
+
         // Number the distinct transformation chains.
         let mut chains: HashMap<Vec<Transform>, usize> = HashMap::new();
         for r in &mut rs.rules {
@@ -553,7 +597,27 @@ impl Ruleset {
                 }
             }
         }
+        let mut heads = vec![false; rs.rules.len()];
+        for item in rs.phases.iter().flatten() {
+            if let Item::Rule(ci) = item {
+                heads[*ci] = true;
+            }
+        }
+        rs.prefilter = Prefilter::build(&rs.rules, &heads);
         rs
+    }
+
+    /// The same ruleset with the literal prefilter turned off: every rule runs on every
+    /// value. For differential tests (both must decide alike) and for diagnosis.
+    pub fn without_prefilter(mut self) -> Ruleset {
+        self.prefilter = Prefilter::build(&[], &[]);
+        self
+    }
+
+    /// How many rules the literal prefilter can skip, and over how many distinct
+    /// literals (for `rampart waf check` and the benchmarks).
+    pub fn prefilter_stats(&self) -> (usize, usize) {
+        (self.prefilter.gated_count(), self.prefilter.literal_count())
     }
 
     /// The number of compiled rules (chain links included).
@@ -566,6 +630,62 @@ enum Sel {
     Ids(Vec<IdRange>),
     Tag(Regex),
     Msg(Regex),
+}
+
+/// Resolves one `ctl` (`None`: it has no effect in this engine).
+fn compile_ctl(c: &Ctl, rules: &[CRule]) -> Result<Option<CCtl>, String> {
+    let select = |f: &dyn Fn(&CRule) -> bool| rules.iter().map(f).collect::<Vec<bool>>();
+    let re =
+        |what: &str, t: &str| crate::operator::regex(t).map_err(|e| format!("ctl:{what}={t}: {e}"));
+    let msg_matches = |r: &CRule, m: &Regex| {
+        r.msg
+            .as_ref()
+            .and_then(MacroText::static_text)
+            .is_some_and(|t| m.is_match(&t))
+    };
+    Ok(Some(match c {
+        Ctl::RuleEngine(m) => CCtl::Engine(*m),
+        Ctl::RuleRemoveById(range) => CCtl::RemoveRules(select(&|r| range.contains(r.id))),
+        Ctl::RuleRemoveByTag(t) => {
+            let tag = re("ruleRemoveByTag", t)?;
+            CCtl::RemoveRules(select(&|r| r.has_tag(&tag)))
+        }
+        Ctl::RuleRemoveTargetById(range, targets) => CCtl::RemoveTargets(TargetRemoval {
+            rules: select(&|r| range.contains(r.id)),
+            targets: removal_targets(targets)?,
+        }),
+        Ctl::RuleRemoveTargetByTag(t, targets) => {
+            let tag = re("ruleRemoveTargetByTag", t)?;
+            CCtl::RemoveTargets(TargetRemoval {
+                rules: select(&|r| r.has_tag(&tag)),
+                targets: removal_targets(targets)?,
+            })
+        }
+        Ctl::RuleRemoveTargetByMsg(t, targets) => {
+            let msg = re("ruleRemoveTargetByMsg", t)?;
+            CCtl::RemoveTargets(TargetRemoval {
+                rules: select(&|r| msg_matches(r, &msg)),
+                targets: removal_targets(targets)?,
+            })
+        }
+        Ctl::RequestBodyProcessor(bp) => CCtl::BodyProcessor(*bp),
+        Ctl::ForceRequestBodyVariable(b) => CCtl::ForceBodyVariable(*b),
+        Ctl::RequestBodyAccess(b) => CCtl::BodyAccess(*b),
+        Ctl::ResponseBodyAccess(_) | Ctl::RequestBodyLimit(_) | Ctl::Ignored(_) => return Ok(None),
+    }))
+}
+
+/// The targets a `ctl:ruleRemoveTarget*` names, key selectors compiled.
+fn removal_targets(targets: &[VarSel]) -> Result<Vec<(Var, Option<KeySel>)>, String> {
+    targets
+        .iter()
+        .map(|t| {
+            Ok((
+                t.var,
+                t.key.as_ref().map(|k| key_sel(t.var, k)).transpose()?,
+            ))
+        })
+        .collect()
 }
 
 fn id_of(actions: &[Action]) -> Option<u64> {
@@ -699,6 +819,7 @@ fn compile_rule(
         skip_to: None,
         skip: 0,
         ctls: Vec::new(),
+        cctls: Vec::new(),
         disruptive: Disruptive::Pass,
         status: d.status,
         log: d.log.unwrap_or(true),

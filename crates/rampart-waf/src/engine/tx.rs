@@ -2,12 +2,11 @@
 
 use std::collections::HashMap;
 
-use regex::bytes::Regex;
-
-use super::compile::{COp, CRule, Item, KeySel, Ruleset};
+use super::compile::{CCtl, COp, CRule, Item, KeySel, Ruleset, TargetRemoval};
+use super::prefilter::{ScanState, Source};
 use crate::macros::{MacroRef, Resolve};
 use crate::operator::Captures;
-use crate::seclang::{BodyProcessor, Ctl, Disruptive, EngineMode, IdRange, Var, VarKey, VarSel};
+use crate::seclang::{BodyProcessor, Disruptive, EngineMode, Transform, Var};
 use crate::transform;
 
 /// What the connection tells about the request (before any header).
@@ -61,34 +60,55 @@ pub struct Intervention {
     pub rule_id: u64,
 }
 
-/// A value of a variable: (is a collection member, value, member key). The display name
-/// (`ARGS:q`) is built only when the value matches.
-type Member = (bool, Vec<u8>, Vec<u8>);
+/// A value of a variable. Request and response data is referred to where it is stored
+/// (no copy); values computed for the test (`TX`, counts, sizes…) are owned.
+#[derive(Debug)]
+enum Val {
+    /// The `index`th value of a source.
+    Slot(Source, u32),
+    /// (is a collection member, value, member key).
+    Owned(bool, Vec<u8>, Vec<u8>),
+}
 
-/// What a rule tests: the variable, whether the value is a count (`&VAR`) or a member,
-/// the member key and the value.
+/// What a rule tests: the variable, whether the value is a count (`&VAR`), and the value.
+/// The display name (`ARGS:q`) is built only when the value matches.
 struct Tested {
     var: Var,
     count: bool,
-    member: bool,
-    key: Vec<u8>,
-    value: Vec<u8>,
+    val: Val,
 }
 
-impl Tested {
-    fn name(&self) -> String {
-        if self.count {
-            format!("&{}", self.var)
-        } else if self.member {
-            format!("{}:{}", self.var, String::from_utf8_lossy(&self.key))
-        } else {
-            self.var.to_string()
+/// Where a transformed slot value is: the value itself (the chain left it alone) or an
+/// entry of the transaction's store.
+#[derive(Debug, Clone, Copy)]
+enum Cached {
+    Raw,
+    Stored(u32),
+}
+
+/// A hasher for the packed integer keys of the transformation cache.
+#[derive(Default)]
+struct PackedHasher(u64);
+
+impl std::hash::Hasher for PackedHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
         }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (n ^ (n >> 29)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
     }
 }
 
-/// A value and what a transformation chain made of it.
-type Transformed = (Vec<u8>, Vec<u8>);
+type PackedMap<V> = HashMap<u64, V, std::hash::BuildHasherDefault<PackedHasher>>;
+
+fn pack(chain: usize, source: Source, index: u32) -> u64 {
+    ((chain as u64) << 40) | ((source as u64) << 32) | u64::from(index)
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum ArgSource {
@@ -96,32 +116,6 @@ enum ArgSource {
     Post,
     /// JSON bodies: in ARGS, not in ARGS_POST (as in ModSecurity).
     Json,
-}
-
-/// A `ctl:ruleRemoveTarget*` in force: which rules, and which targets (key selectors
-/// compiled once, when the ctl runs).
-#[derive(Debug)]
-struct RemovedTargets {
-    ids: Option<IdRange>,
-    tag: Option<Regex>,
-    targets: Vec<(Var, Option<KeySel>)>,
-}
-
-/// Compiles ctl targets; a key regex that does not compile selects nothing.
-fn removal_targets(targets: &[VarSel]) -> Vec<(Var, Option<KeySel>)> {
-    targets
-        .iter()
-        .filter_map(|t| {
-            let key = match &t.key {
-                None => None,
-                Some(VarKey::Name(n)) => Some(KeySel::Name(n.to_ascii_lowercase())),
-                Some(VarKey::Regex(rx)) => Some(KeySel::Regex(
-                    crate::operator::regex(&format!("(?i:{rx})")).ok()?,
-                )),
-            };
-            Some((t.var, key))
-        })
-        .collect()
 }
 
 /// One request (and its response) evaluated against a [`Ruleset`].
@@ -162,15 +156,18 @@ pub struct Transaction<'r> {
     pub(super) matched_var: Option<(String, Vec<u8>)>,
     pub(super) matched_vars: Vec<(String, Vec<u8>)>,
     pub(super) highest_severity: Option<u8>,
-    removed_ids: Vec<IdRange>,
-    removed_tags: Vec<Regex>,
-    removed_targets: Vec<RemovedTargets>,
+    /// Rules removed by `ctl` (per rule index; empty until the first removal).
+    removed: Vec<bool>,
+    removed_targets: Vec<&'r TargetRemoval>,
     current_rule: Option<usize>,
     matched: Vec<MatchedRule>,
     intervention: Option<Intervention>,
     allow_request: bool,
-    /// Transformation results: (chain, value hash) → [(value, result)].
-    tcache: HashMap<(usize, u64), Vec<Transformed>>,
+    /// Transformation results per (chain, slot).
+    tcache: PackedMap<Cached>,
+    tstore: Vec<Vec<u8>>,
+    /// What the literal prefilter has seen.
+    scan: ScanState,
 }
 
 impl<'r> Transaction<'r> {
@@ -210,14 +207,15 @@ impl<'r> Transaction<'r> {
             matched_var: None,
             matched_vars: Vec::new(),
             highest_severity: None,
-            removed_ids: Vec::new(),
-            removed_tags: Vec::new(),
+            removed: Vec::new(),
             removed_targets: Vec::new(),
             current_rule: None,
             matched: Vec::new(),
             intervention: None,
             allow_request: false,
-            tcache: HashMap::new(),
+            tcache: PackedMap::default(),
+            tstore: Vec::new(),
+            scan: ScanState::default(),
         }
     }
 
@@ -468,6 +466,7 @@ impl<'r> Transaction<'r> {
             return;
         }
         let rs = self.rs;
+        self.scan_new_values();
         let prog = &rs.phases[usize::from(phase - 1)];
         let mut k = 0;
         while k < prog.len() {
@@ -476,7 +475,8 @@ impl<'r> Transaction<'r> {
                 continue;
             };
             let rule = &rs.rules[ci];
-            if self.is_removed(rule) {
+            if rs.prefilter.skips(&self.scan, ci) || self.removed.get(ci).copied().unwrap_or(false)
+            {
                 k += 1;
                 continue;
             }
@@ -567,9 +567,103 @@ impl<'r> Transaction<'r> {
         }
     }
 
-    fn is_removed(&self, rule: &CRule) -> bool {
-        self.removed_ids.iter().any(|r| r.contains(rule.id))
-            || self.removed_tags.iter().any(|re| rule.has_tag(re))
+    /// Feeds the values that appeared since the last phase to the prefilter.
+    fn scan_new_values(&mut self) {
+        let pf = &self.rs.prefilter;
+        if !pf.active() {
+            return;
+        }
+        let st = &mut self.scan;
+        let idx = |i: usize| u32::try_from(i).unwrap_or(u32::MAX);
+        for (i, (_, k, v)) in self.args.iter().enumerate().skip(st.args) {
+            pf.scan(st, Source::ArgValue, idx(i), v);
+            pf.scan(st, Source::ArgName, idx(i), k);
+        }
+        st.args = self.args.len();
+        for (i, (k, v)) in self.headers.iter().enumerate().skip(st.headers) {
+            pf.scan(st, Source::HeaderValue, idx(i), v);
+            pf.scan(st, Source::HeaderName, idx(i), k);
+        }
+        st.headers = self.headers.len();
+        for (i, (k, v)) in self.cookies.iter().enumerate().skip(st.cookies) {
+            pf.scan(st, Source::CookieValue, idx(i), v);
+            pf.scan(st, Source::CookieName, idx(i), k);
+        }
+        st.cookies = self.cookies.len();
+        for (i, (k, v)) in self
+            .response_headers
+            .iter()
+            .enumerate()
+            .skip(st.response_headers)
+        {
+            pf.scan(st, Source::ResponseHeaderValue, idx(i), v);
+            pf.scan(st, Source::ResponseHeaderName, idx(i), k);
+        }
+        st.response_headers = self.response_headers.len();
+        if st.scalar_pending(Source::Method) {
+            pf.scan(st, Source::Method, 0, &self.method);
+            pf.scan(st, Source::UriRaw, 0, &self.uri_raw);
+            pf.scan(st, Source::Uri, 0, &self.request_uri);
+            pf.scan(st, Source::Line, 0, &self.request_line);
+            pf.scan(st, Source::Protocol, 0, &self.protocol);
+            pf.scan(
+                st,
+                Source::Query,
+                0,
+                self.query_string.as_deref().unwrap_or_default(),
+            );
+            pf.scan(st, Source::Filename, 0, &self.filename);
+            pf.scan(
+                st,
+                Source::Basename,
+                0,
+                self.basename.as_deref().unwrap_or_default(),
+            );
+        }
+        if let Some(body) = &self.request_body {
+            if st.scalar_pending(Source::Body) {
+                pf.scan(st, Source::Body, 0, body);
+            }
+        }
+        if let Some(x) = &self.xml {
+            if st.scalar_pending(Source::XmlText) {
+                pf.scan(
+                    st,
+                    Source::XmlText,
+                    0,
+                    x.text.as_deref().unwrap_or_default(),
+                );
+                for (i, a) in x.attributes.iter().enumerate() {
+                    pf.scan(st, Source::XmlAttr, idx(i), a);
+                }
+            }
+        }
+        if let Some(m) = &self.multipart {
+            if st.scalar_pending(Source::PartHeader) {
+                for (i, (field, filename, _)) in m.files.iter().enumerate() {
+                    pf.scan(st, Source::FileName, idx(i), filename);
+                    pf.scan(st, Source::FileField, idx(i), field);
+                }
+                for (i, n) in m.names.iter().enumerate() {
+                    pf.scan(st, Source::MultipartName, idx(i), n);
+                }
+                for (i, f) in m.filenames.iter().enumerate() {
+                    pf.scan(st, Source::MultipartFilename, idx(i), f);
+                }
+                for (i, (_, v)) in m.part_headers.iter().enumerate() {
+                    pf.scan(st, Source::PartHeader, idx(i), v);
+                }
+            }
+        }
+        if self.status.is_some() && st.scalar_pending(Source::ResponseProtocol) {
+            pf.scan(st, Source::ResponseProtocol, 0, &self.response_protocol);
+        }
+        if let Some(body) = &self.response_body {
+            if st.scalar_pending(Source::ResponseBody) {
+                pf.scan(st, Source::ResponseBody, 0, body);
+            }
+        }
+        st.settle();
     }
 
     /// Evaluates one rule and, if it matches, the rest of its chain.
@@ -585,15 +679,20 @@ impl<'r> Transaction<'r> {
                 None => true,
             };
         };
-        let values = self.collect(rule);
+        let values = self.collect(ci);
+        let gated = rs.prefilter.is_gated(ci);
         let mut any = false;
-        for mut target in values {
-            let value = std::mem::take(&mut target.value);
-            let mut candidates: Vec<Vec<u8>> = Vec::new();
-            if rule.multi_match {
-                candidates.push(value.clone());
+        for target in values {
+            if gated {
+                if let Val::Slot(src, i) = target.val {
+                    if !self.scan.hit(ci, src, i) {
+                        continue;
+                    }
+                }
             }
             if rule.multi_match {
+                let value = self.val_value(&target.val).to_vec();
+                let mut candidates = vec![value.clone()];
                 let mut cur = value;
                 let mut out = Vec::new();
                 for &t in &rule.transforms {
@@ -603,25 +702,30 @@ impl<'r> Transaction<'r> {
                     }
                     std::mem::swap(&mut cur, &mut out);
                 }
-            } else {
-                candidates.push(self.transformed(rule, value));
-            }
-            for tv in candidates {
-                let mut caps = rule.capture.then(Captures::new);
-                if op.matches(&tv, self, caps.as_mut()) {
-                    any = true;
-                    if let Some(caps) = caps {
-                        for (i, bytes) in caps {
-                            self.tx.insert(i.to_string(), bytes);
-                        }
-                    }
-                    let name = target.name();
-                    self.matched_var = Some((name.clone(), tv.clone()));
-                    self.matched_vars.push((name, tv));
-                    self.current_rule = Some(ci);
-                    self.run_setvars(rule);
+                for tv in candidates {
+                    any |= self.test_value(ci, op, &target, &tv);
                 }
+                continue;
             }
+            let owned;
+            let tv: &[u8] = match &target.val {
+                Val::Slot(src, i) => match self.transformed_slot(rule, *src, *i) {
+                    Cached::Raw => self.slot(*src, *i).0,
+                    Cached::Stored(k) => &self.tstore[k as usize],
+                },
+                Val::Owned(_, v, _) if rule.transforms.is_empty() => v,
+                Val::Owned(_, v, _) => {
+                    owned = apply_chain(&rule.transforms, v);
+                    &owned
+                }
+            };
+            let mut caps = rule.capture.then(Captures::new);
+            if !op.matches(tv, self, caps.as_mut()) {
+                continue;
+            }
+            let tv = tv.to_vec();
+            self.on_match(ci, &target, tv, caps);
+            any = true;
         }
         if !any {
             return false;
@@ -632,31 +736,88 @@ impl<'r> Transaction<'r> {
         }
     }
 
-    /// A value after the rule's transformation chain, computed once per transaction for
-    /// each distinct (chain, value) and shared by every rule with that chain.
-    fn transformed(&mut self, rule: &CRule, value: Vec<u8>) -> Vec<u8> {
-        if rule.transforms.is_empty() {
-            return value;
+    /// Tests one (already transformed) value; on a match, records it.
+    fn test_value(
+        &mut self,
+        ci: usize,
+        op: &crate::operator::Operator,
+        target: &Tested,
+        tv: &[u8],
+    ) -> bool {
+        let rule = &self.rs.rules[ci];
+        let mut caps = rule.capture.then(Captures::new);
+        if !op.matches(tv, self, caps.as_mut()) {
+            return false;
         }
-        let mut h = std::hash::DefaultHasher::new();
-        std::hash::Hash::hash(&value, &mut h);
-        let key = (rule.chain, std::hash::Hasher::finish(&h));
-        if let Some(bucket) = self.tcache.get(&key) {
-            if let Some((_, out)) = bucket.iter().find(|(input, _)| *input == value) {
-                return out.clone();
+        self.on_match(ci, target, tv.to_vec(), caps);
+        true
+    }
+
+    /// A value matched: captures, `MATCHED_VAR(S)` and the rule's `setvar`s.
+    fn on_match(&mut self, ci: usize, target: &Tested, tv: Vec<u8>, caps: Option<Captures>) {
+        if let Some(caps) = caps {
+            for (i, bytes) in caps {
+                self.tx.insert(i.to_string(), bytes);
             }
         }
-        let mut cur = value.clone();
-        let mut out = Vec::new();
-        for &t in &rule.transforms {
-            transform::apply(t, &cur, &mut out);
-            std::mem::swap(&mut cur, &mut out);
+        let name = self.name_of(target);
+        self.matched_var = Some((name.clone(), tv.clone()));
+        self.matched_vars.push((name, tv));
+        self.current_rule = Some(ci);
+        self.run_setvars(&self.rs.rules[ci]);
+    }
+
+    /// The display name of a tested value: `ARGS:q`, `REQUEST_URI`, `&ARGS`.
+    fn name_of(&self, t: &Tested) -> String {
+        if t.count {
+            return format!("&{}", t.var);
         }
-        self.tcache
-            .entry(key)
-            .or_default()
-            .push((value, cur.clone()));
-        cur
+        let (member, key) = match &t.val {
+            Val::Slot(src, i) => {
+                let (_, key, member) = self.slot(*src, *i);
+                (member, key)
+            }
+            Val::Owned(member, _, key) => (*member, key.as_slice()),
+        };
+        if member {
+            format!("{}:{}", t.var, String::from_utf8_lossy(key))
+        } else {
+            t.var.to_string()
+        }
+    }
+
+    /// A slot value after the rule's transformation chain, computed once per transaction
+    /// for each (chain, slot) and shared by every rule with that chain. A chain that
+    /// leaves the value as it is (told from the bytes it holds) stores nothing.
+    fn transformed_slot(&mut self, rule: &CRule, src: Source, i: u32) -> Cached {
+        if rule.transforms.is_empty() {
+            return Cached::Raw;
+        }
+        let key = pack(rule.chain, src, i);
+        if let Some(c) = self.tcache.get(&key) {
+            return *c;
+        }
+        let value = self.slot(src, i).0;
+        let has = transform::ByteSet::of(value);
+        let unchanged = rule.transforms.iter().all(|&t| {
+            transform::unchanged(t, value, &has)
+                && match t {
+                    Transform::Lowercase | Transform::CmdLine => {
+                        !value.iter().any(u8::is_ascii_uppercase)
+                    }
+                    Transform::Uppercase => !value.iter().any(u8::is_ascii_lowercase),
+                    _ => true,
+                }
+        });
+        let c = if unchanged {
+            Cached::Raw
+        } else {
+            let out = apply_chain(&rule.transforms, value);
+            self.tstore.push(out);
+            Cached::Stored(u32::try_from(self.tstore.len() - 1).unwrap_or(u32::MAX))
+        };
+        self.tcache.insert(key, c);
+        c
     }
 
     fn run_setvars(&mut self, rule: &CRule) {
@@ -688,208 +849,285 @@ impl<'r> Transaction<'r> {
         }
     }
 
-    fn run_ctls(&mut self, rule: &CRule) {
-        for c in &rule.ctls {
+    fn run_ctls(&mut self, rule: &'r CRule) {
+        for c in &rule.cctls {
             match c {
-                Ctl::RuleEngine(m) => self.engine = *m,
-                Ctl::RuleRemoveById(r) => self.removed_ids.push(*r),
-                Ctl::RuleRemoveByTag(t) => {
-                    if let Ok(re) = crate::operator::regex(t) {
-                        self.removed_tags.push(re);
+                CCtl::Engine(m) => self.engine = *m,
+                CCtl::RemoveRules(sel) => {
+                    if self.removed.is_empty() {
+                        self.removed = vec![false; sel.len()];
+                    }
+                    for (r, s) in self.removed.iter_mut().zip(sel) {
+                        *r |= *s;
                     }
                 }
-                Ctl::RuleRemoveTargetById(r, targets) => {
-                    self.removed_targets.push(RemovedTargets {
-                        ids: Some(*r),
-                        tag: None,
-                        targets: removal_targets(targets),
-                    })
-                }
-                Ctl::RuleRemoveTargetByTag(t, targets) => {
-                    if let Ok(re) = crate::operator::regex(t) {
-                        self.removed_targets.push(RemovedTargets {
-                            ids: None,
-                            tag: Some(re),
-                            targets: removal_targets(targets),
-                        });
-                    }
-                }
-                Ctl::RuleRemoveTargetByMsg(..) | Ctl::Ignored(_) => {}
-                Ctl::RequestBodyProcessor(bp) => self.reqbody_processor = Some(*bp),
-                Ctl::ForceRequestBodyVariable(b) => self.force_body_variable = *b,
-                Ctl::RequestBodyAccess(b) => self.request_body_access = *b,
-                Ctl::ResponseBodyAccess(_) | Ctl::RequestBodyLimit(_) => {}
+                CCtl::RemoveTargets(t) => self.removed_targets.push(t),
+                CCtl::BodyProcessor(bp) => self.reqbody_processor = Some(*bp),
+                CCtl::ForceBodyVariable(b) => self.force_body_variable = *b,
+                CCtl::BodyAccess(b) => self.request_body_access = *b,
             }
         }
     }
 
-    /// Every (name, value) the rule's targets select, exclusions applied.
-    fn collect(&self, rule: &CRule) -> Vec<Tested> {
+    /// Every value the rule's targets select, exclusions applied.
+    fn collect(&self, ci: usize) -> Vec<Tested> {
+        let rule = &self.rs.rules[ci];
         let mut out = Vec::new();
+        let mut vals = Vec::new();
         for t in &rule.targets {
-            let mut vals = Vec::new();
+            vals.clear();
             self.values(t.var, t.key.as_ref(), &mut vals);
-            vals.retain(|(_, _, key)| {
-                !rule
-                    .exclusions
-                    .iter()
-                    .any(|x| x.var == t.var && key_matches(&x.key, key, t.var))
-                    && !self.target_removed(rule, t.var, key)
-            });
+            if !rule.exclusions.is_empty() || !self.removed_targets.is_empty() {
+                vals.retain(|v| {
+                    let key = self.val_key(v);
+                    !rule
+                        .exclusions
+                        .iter()
+                        .any(|x| x.var == t.var && key_matches(&x.key, key, t.var))
+                        && !self.target_removed(ci, t.var, key)
+                });
+            }
             if t.count {
                 out.push(Tested {
                     var: t.var,
                     count: true,
-                    member: false,
-                    key: Vec::new(),
-                    value: vals.len().to_string().into_bytes(),
+                    val: Val::Owned(false, vals.len().to_string().into_bytes(), Vec::new()),
                 });
             } else {
-                out.extend(vals.into_iter().map(|(member, value, key)| Tested {
+                out.extend(vals.drain(..).map(|val| Tested {
                     var: t.var,
                     count: false,
-                    member,
-                    key,
-                    value,
+                    val,
                 }));
             }
         }
         out
     }
 
-    fn target_removed(&self, rule: &CRule, var: Var, key: &[u8]) -> bool {
+    /// A slot's (value, member key, is a collection member).
+    fn slot(&self, src: Source, i: u32) -> (&[u8], &[u8], bool) {
+        let i = i as usize;
+        let empty: &[u8] = b"";
+        fn pair(p: Option<&(Vec<u8>, Vec<u8>)>, name: bool) -> (&[u8], &[u8], bool) {
+            match p {
+                Some((k, v)) => (if name { k } else { v }, k, true),
+                None => (b"", b"", true),
+            }
+        }
+        fn list(l: Option<&Vec<Vec<u8>>>, i: usize) -> (&[u8], &[u8], bool) {
+            match l.and_then(|l| l.get(i)) {
+                Some(v) => (v, v, true),
+                None => (b"", b"", true),
+            }
+        }
+        fn scalar(v: &[u8]) -> (&[u8], &[u8], bool) {
+            (v, b"", false)
+        }
+        match src {
+            Source::ArgValue | Source::ArgName => match self.args.get(i) {
+                Some((_, k, v)) => (if src == Source::ArgName { k } else { v }, k, true),
+                None => (empty, empty, true),
+            },
+            Source::HeaderValue => pair(self.headers.get(i), false),
+            Source::HeaderName => pair(self.headers.get(i), true),
+            Source::CookieValue => pair(self.cookies.get(i), false),
+            Source::CookieName => pair(self.cookies.get(i), true),
+            Source::ResponseHeaderValue => pair(self.response_headers.get(i), false),
+            Source::ResponseHeaderName => pair(self.response_headers.get(i), true),
+            Source::PartHeader => pair(
+                self.multipart.as_ref().and_then(|m| m.part_headers.get(i)),
+                false,
+            ),
+            Source::FileName | Source::FileField => {
+                match self.multipart.as_ref().and_then(|m| m.files.get(i)) {
+                    Some((field, file, _)) => (
+                        if src == Source::FileName { file } else { field },
+                        field,
+                        true,
+                    ),
+                    None => (empty, empty, true),
+                }
+            }
+            Source::MultipartName => list(self.multipart.as_ref().map(|m| &m.names), i),
+            Source::MultipartFilename => list(self.multipart.as_ref().map(|m| &m.filenames), i),
+            Source::XmlText => (
+                self.xml
+                    .as_ref()
+                    .and_then(|x| x.text.as_deref())
+                    .unwrap_or_default(),
+                b"/*",
+                true,
+            ),
+            Source::XmlAttr => (
+                self.xml
+                    .as_ref()
+                    .and_then(|x| x.attributes.get(i))
+                    .map_or(empty, Vec::as_slice),
+                b"//@*",
+                true,
+            ),
+            Source::Method => scalar(&self.method),
+            Source::UriRaw => scalar(&self.uri_raw),
+            Source::Uri => scalar(&self.request_uri),
+            Source::Line => scalar(&self.request_line),
+            Source::Protocol => scalar(&self.protocol),
+            Source::Query => scalar(self.query_string.as_deref().unwrap_or_default()),
+            Source::Filename => scalar(&self.filename),
+            Source::Basename => scalar(self.basename.as_deref().unwrap_or_default()),
+            Source::Body => scalar(self.request_body.as_deref().unwrap_or_default()),
+            Source::ResponseProtocol => scalar(&self.response_protocol),
+            Source::ResponseBody => scalar(self.response_body.as_deref().unwrap_or_default()),
+        }
+    }
+
+    fn val_value<'a>(&'a self, v: &'a Val) -> &'a [u8] {
+        match v {
+            Val::Slot(s, i) => self.slot(*s, *i).0,
+            Val::Owned(_, value, _) => value,
+        }
+    }
+
+    fn val_key<'a>(&'a self, v: &'a Val) -> &'a [u8] {
+        match v {
+            Val::Slot(s, i) => self.slot(*s, *i).1,
+            Val::Owned(_, _, key) => key,
+        }
+    }
+
+    fn target_removed(&self, ci: usize, var: Var, key: &[u8]) -> bool {
         self.removed_targets.iter().any(|r| {
-            let applies = r.ids.is_some_and(|ids| ids.contains(rule.id))
-                || r.tag.as_ref().is_some_and(|re| rule.has_tag(re));
-            applies
+            r.rules.get(ci).copied().unwrap_or(false)
                 && r.targets.iter().any(|(v, sel)| {
                     *v == var && sel.as_ref().is_none_or(|sel| key_matches(sel, key, var))
                 })
         })
     }
 
-    /// The values of a variable: `(full name, value, member key)`.
-    fn values(&self, var: Var, key: Option<&KeySel>, out: &mut Vec<Member>) {
-        let keyed = |out: &mut Vec<Member>,
-                     pairs: &mut dyn Iterator<Item = (&[u8], &[u8])>,
-                     names: bool| {
-            for (k, v) in pairs {
-                if key.is_none_or(|sel| key_matches(sel, k, var)) {
-                    out.push((
-                        true,
-                        if names { k.to_vec() } else { v.to_vec() },
-                        k.to_vec(),
-                    ));
+    /// The values of a variable.
+    fn values(&self, var: Var, key: Option<&KeySel>, out: &mut Vec<Val>) {
+        let sel = |k: &[u8]| key.is_none_or(|s| key_matches(s, k, var));
+        // Members of a stored collection: slot `i` of `src` for each selected key.
+        let slots = |out: &mut Vec<Val>, src: Source, keys: &mut dyn Iterator<Item = &[u8]>| {
+            for (i, k) in keys.enumerate() {
+                if sel(k) {
+                    out.push(Val::Slot(src, u32::try_from(i).unwrap_or(u32::MAX)));
+                }
+            }
+        };
+        let owned = |out: &mut Vec<Val>, items: &mut dyn Iterator<Item = (&[u8], Vec<u8>)>| {
+            for (k, v) in items {
+                if sel(k) {
+                    out.push(Val::Owned(true, v, k.to_vec()));
                 }
             }
         };
         // ModSecurity v3's scalar ("anchored") variables always yield one value, empty
         // when unset: `REQUEST_BASENAME "!@endsWith .pdf"` matches a request for `/`.
-        let scalar = |out: &mut Vec<Member>, v: Option<&[u8]>| {
-            out.push((false, v.unwrap_or_default().to_vec(), Vec::new()));
+        let scalar = |out: &mut Vec<Val>, v: Option<&[u8]>| {
+            out.push(Val::Owned(
+                false,
+                v.unwrap_or_default().to_vec(),
+                Vec::new(),
+            ));
         };
-        let args = |src: Option<ArgSource>| {
-            self.args
-                .iter()
-                .filter(move |(s, _, _)| src.is_none_or(|x| x == *s))
-                .map(|(_, k, v)| (k.as_slice(), v.as_slice()))
+        let args = |out: &mut Vec<Val>, src: Option<ArgSource>, names: bool| {
+            let kind = if names {
+                Source::ArgName
+            } else {
+                Source::ArgValue
+            };
+            for (i, (s, k, _)) in self.args.iter().enumerate() {
+                if src.is_none_or(|x| x == *s) && sel(k) {
+                    out.push(Val::Slot(kind, u32::try_from(i).unwrap_or(u32::MAX)));
+                }
+            }
         };
         match var {
-            Var::Args => keyed(out, &mut args(None), false),
-            Var::ArgsGet => keyed(out, &mut args(Some(ArgSource::Get)), false),
-            Var::ArgsPost => keyed(out, &mut args(Some(ArgSource::Post)), false),
-            Var::ArgsNames => keyed(out, &mut args(None), true),
-            Var::ArgsGetNames => keyed(out, &mut args(Some(ArgSource::Get)), true),
-            Var::ArgsPostNames => keyed(out, &mut args(Some(ArgSource::Post)), true),
+            Var::Args => args(out, None, false),
+            Var::ArgsGet => args(out, Some(ArgSource::Get), false),
+            Var::ArgsPost => args(out, Some(ArgSource::Post), false),
+            Var::ArgsNames => args(out, None, true),
+            Var::ArgsGetNames => args(out, Some(ArgSource::Get), true),
+            Var::ArgsPostNames => args(out, Some(ArgSource::Post), true),
             Var::ArgsCombinedSize => scalar(out, Some(self.args_combined.to_string().as_bytes())),
-            Var::RequestHeaders => keyed(
+            Var::RequestHeaders => slots(
                 out,
-                &mut self
-                    .headers
-                    .iter()
-                    .map(|(k, v)| (k.as_slice(), v.as_slice())),
-                false,
+                Source::HeaderValue,
+                &mut self.headers.iter().map(|(k, _)| k.as_slice()),
             ),
-            Var::RequestHeadersNames => keyed(
+            Var::RequestHeadersNames => slots(
                 out,
-                &mut self
-                    .headers
-                    .iter()
-                    .map(|(k, v)| (k.as_slice(), v.as_slice())),
-                true,
+                Source::HeaderName,
+                &mut self.headers.iter().map(|(k, _)| k.as_slice()),
             ),
-            Var::RequestCookies => keyed(
+            Var::RequestCookies => slots(
                 out,
-                &mut self
-                    .cookies
-                    .iter()
-                    .map(|(k, v)| (k.as_slice(), v.as_slice())),
-                false,
+                Source::CookieValue,
+                &mut self.cookies.iter().map(|(k, _)| k.as_slice()),
             ),
-            Var::RequestCookiesNames => keyed(
+            Var::RequestCookiesNames => slots(
                 out,
-                &mut self
-                    .cookies
-                    .iter()
-                    .map(|(k, v)| (k.as_slice(), v.as_slice())),
-                true,
+                Source::CookieName,
+                &mut self.cookies.iter().map(|(k, _)| k.as_slice()),
             ),
-            Var::ResponseHeaders => keyed(
+            Var::ResponseHeaders => slots(
                 out,
-                &mut self
-                    .response_headers
-                    .iter()
-                    .map(|(k, v)| (k.as_slice(), v.as_slice())),
-                false,
+                Source::ResponseHeaderValue,
+                &mut self.response_headers.iter().map(|(k, _)| k.as_slice()),
             ),
-            Var::ResponseHeadersNames => keyed(
+            Var::ResponseHeadersNames => slots(
                 out,
-                &mut self
-                    .response_headers
-                    .iter()
-                    .map(|(k, v)| (k.as_slice(), v.as_slice())),
-                true,
+                Source::ResponseHeaderName,
+                &mut self.response_headers.iter().map(|(k, _)| k.as_slice()),
             ),
             Var::Tx if matches!(key, Some(KeySel::Name(_))) => {
                 if let Some(KeySel::Name(n)) = key {
                     if let Some(v) = self.tx.get(n) {
-                        out.push((true, v.clone(), n.as_bytes().to_vec()));
+                        out.push(Val::Owned(true, v.clone(), n.as_bytes().to_vec()));
                     }
                 }
             }
             Var::Tx => {
                 let mut items: Vec<(&String, &Vec<u8>)> = self.tx.iter().collect();
                 items.sort();
-                keyed(
+                owned(
                     out,
-                    &mut items.into_iter().map(|(k, v)| (k.as_bytes(), v.as_slice())),
-                    false,
+                    &mut items.into_iter().map(|(k, v)| (k.as_bytes(), v.clone())),
                 );
             }
-            Var::Env => keyed(
+            Var::Env => owned(
                 out,
-                &mut self.env.iter().map(|(k, v)| (k.as_bytes(), v.as_slice())),
-                false,
+                &mut self.env.iter().map(|(k, v)| (k.as_bytes(), v.clone())),
             ),
-            Var::MatchedVars => keyed_named(out, &self.matched_vars, key, var),
+            Var::MatchedVars => owned(
+                out,
+                &mut self
+                    .matched_vars
+                    .iter()
+                    .map(|(n, v)| (n.as_bytes(), v.clone())),
+            ),
             Var::MatchedVarsNames => {
                 for (n, _) in &self.matched_vars {
-                    out.push((true, n.as_bytes().to_vec(), n.as_bytes().to_vec()));
+                    out.push(Val::Owned(
+                        true,
+                        n.as_bytes().to_vec(),
+                        n.as_bytes().to_vec(),
+                    ));
                 }
             }
             Var::MatchedVar => scalar(out, self.matched_var.as_ref().map(|(_, v)| v.as_slice())),
             Var::MatchedVarName => {
                 scalar(out, self.matched_var.as_ref().map(|(n, _)| n.as_bytes()))
             }
-            Var::RequestMethod => scalar(out, Some(&self.method)),
-            Var::RequestUri => scalar(out, Some(&self.request_uri)),
-            Var::RequestUriRaw => scalar(out, Some(&self.uri_raw)),
-            Var::RequestLine => scalar(out, Some(&self.request_line)),
-            Var::RequestProtocol => scalar(out, Some(&self.protocol)),
-            Var::QueryString => scalar(out, self.query_string.as_deref()),
-            Var::RequestFilename | Var::PathInfo => scalar(out, Some(&self.filename)),
-            Var::RequestBasename => scalar(out, self.basename.as_deref()),
-            Var::RequestBody => scalar(out, self.request_body.as_deref()),
+            Var::RequestMethod => out.push(Val::Slot(Source::Method, 0)),
+            Var::RequestUri => out.push(Val::Slot(Source::Uri, 0)),
+            Var::RequestUriRaw => out.push(Val::Slot(Source::UriRaw, 0)),
+            Var::RequestLine => out.push(Val::Slot(Source::Line, 0)),
+            Var::RequestProtocol => out.push(Val::Slot(Source::Protocol, 0)),
+            Var::QueryString => out.push(Val::Slot(Source::Query, 0)),
+            Var::RequestFilename | Var::PathInfo => out.push(Val::Slot(Source::Filename, 0)),
+            Var::RequestBasename => out.push(Val::Slot(Source::Basename, 0)),
+            Var::RequestBody => out.push(Val::Slot(Source::Body, 0)),
             Var::RequestBodyLength => scalar(
                 out,
                 self.request_body
@@ -939,8 +1177,8 @@ impl<'r> Transaction<'r> {
                 out,
                 self.status.map(|s| s.to_string().into_bytes()).as_deref(),
             ),
-            Var::ResponseProtocol => scalar(out, Some(&self.response_protocol)),
-            Var::ResponseBody => scalar(out, self.response_body.as_deref()),
+            Var::ResponseProtocol => out.push(Val::Slot(Source::ResponseProtocol, 0)),
+            Var::ResponseBody => out.push(Val::Slot(Source::ResponseBody, 0)),
             Var::ResponseContentType => scalar(
                 out,
                 self.response_headers
@@ -969,25 +1207,33 @@ impl<'r> Transaction<'r> {
                     .as_bytes(),
                 ),
             ),
-            Var::Files | Var::FilesNames | Var::FilesSizes => {
+            Var::Files => {
                 if let Some(m) = &self.multipart {
-                    let items: Vec<(&[u8], Vec<u8>)> = m
-                        .files
-                        .iter()
-                        .map(|(n, f, size)| {
-                            let v = match var {
-                                Var::Files => f.clone(),
-                                Var::FilesNames => n.clone(),
-                                _ => size.to_string().into_bytes(),
-                            };
-                            (n.as_slice(), v)
-                        })
-                        .collect();
-                    for (k, v) in items {
-                        if key.is_none_or(|sel| key_matches(sel, k, var)) {
-                            out.push((true, v, k.to_vec()));
-                        }
-                    }
+                    slots(
+                        out,
+                        Source::FileName,
+                        &mut m.files.iter().map(|(n, _, _)| n.as_slice()),
+                    );
+                }
+            }
+            Var::FilesNames => {
+                if let Some(m) = &self.multipart {
+                    slots(
+                        out,
+                        Source::FileField,
+                        &mut m.files.iter().map(|(n, _, _)| n.as_slice()),
+                    );
+                }
+            }
+            Var::FilesSizes => {
+                if let Some(m) = &self.multipart {
+                    owned(
+                        out,
+                        &mut m
+                            .files
+                            .iter()
+                            .map(|(n, _, size)| (n.as_slice(), size.to_string().into_bytes())),
+                    );
                 }
             }
             Var::FilesCombinedSize => {
@@ -999,27 +1245,28 @@ impl<'r> Transaction<'r> {
             }
             Var::MultipartPartHeaders => {
                 if let Some(m) = &self.multipart {
-                    keyed(
+                    slots(
                         out,
-                        &mut m
-                            .part_headers
-                            .iter()
-                            .map(|(k, v)| (k.as_slice(), v.as_slice())),
-                        false,
+                        Source::PartHeader,
+                        &mut m.part_headers.iter().map(|(k, _)| k.as_slice()),
                     );
                 }
             }
-            Var::MultipartName | Var::MultipartFilename => {
+            Var::MultipartName => {
                 if let Some(m) = &self.multipart {
-                    let list = if var == Var::MultipartName {
-                        &m.names
-                    } else {
-                        &m.filenames
-                    };
-                    keyed(
+                    slots(
                         out,
-                        &mut list.iter().map(|v| (v.as_slice(), v.as_slice())),
-                        false,
+                        Source::MultipartName,
+                        &mut m.names.iter().map(Vec::as_slice),
+                    );
+                }
+            }
+            Var::MultipartFilename => {
+                if let Some(m) = &self.multipart {
+                    slots(
+                        out,
+                        Source::MultipartFilename,
+                        &mut m.filenames.iter().map(Vec::as_slice),
                     );
                 }
             }
@@ -1059,33 +1306,35 @@ impl<'r> Transaction<'r> {
             Var::Xml => {
                 if let Some(x) = &self.xml {
                     match key {
-                        Some(KeySel::Name(p)) if p == "/*" => {
-                            if let Some(t) = &x.text {
-                                out.push((true, t.clone(), b"/*".to_vec()));
-                            }
+                        Some(KeySel::Name(p)) if p == "/*" && x.text.is_some() => {
+                            out.push(Val::Slot(Source::XmlText, 0));
                         }
                         Some(KeySel::Name(p)) if p == "//@*" => {
-                            for a in &x.attributes {
-                                out.push((true, a.clone(), b"//@*".to_vec()));
+                            for i in 0..x.attributes.len() {
+                                out.push(Val::Slot(
+                                    Source::XmlAttr,
+                                    u32::try_from(i).unwrap_or(u32::MAX),
+                                ));
                             }
                         }
                         _ => {}
                     }
                 }
             }
-            // Multipart and files come with their body processor; persistent
-            // collections are not kept.
+            // Persistent collections are not kept.
             _ => {}
         }
     }
 }
 
-fn keyed_named(out: &mut Vec<Member>, items: &[(String, Vec<u8>)], key: Option<&KeySel>, var: Var) {
-    for (n, v) in items {
-        if key.is_none_or(|sel| key_matches(sel, n.as_bytes(), var)) {
-            out.push((true, v.clone(), n.as_bytes().to_vec()));
-        }
+fn apply_chain(steps: &[Transform], value: &[u8]) -> Vec<u8> {
+    let mut cur = value.to_vec();
+    let mut out = Vec::new();
+    for &t in steps {
+        transform::apply(t, &cur, &mut out);
+        std::mem::swap(&mut cur, &mut out);
     }
+    cur
 }
 
 fn key_matches(sel: &KeySel, key: &[u8], var: Var) -> bool {
@@ -1113,8 +1362,8 @@ impl Resolve for Transaction<'_> {
                 let sel = key.as_ref().map(|k| KeySel::Name(k.to_ascii_lowercase()));
                 let mut vals = Vec::new();
                 self.values(*var, sel.as_ref(), &mut vals);
-                if let Some((_, v, _)) = vals.into_iter().next() {
-                    out.extend_from_slice(&v);
+                if let Some(v) = vals.first() {
+                    out.extend_from_slice(self.val_value(v));
                 }
             }
             MacroRef::Rule(field) => {

@@ -270,3 +270,40 @@ fn case_and_parity() {
     check("parityZero7bit", &[(b"\xc1C", b"AC")]);
     check("none", &[(b"As Is", b"As Is")]);
 }
+
+/// `unchanged` never claims a transformation leaves a value alone (up to ASCII case)
+/// when it does not — over many values built from the bytes transformations react to.
+#[test]
+fn unchanged_is_never_wrong() {
+    let alphabet: &[u8] = b"aZ09 ./\\%+&#;-*'\"^,()\t\n\r\x0b\x0c\x00\xa0\xc2\xffxuX=<>";
+    let mut state = 0x2545_f491_4f6c_dd1d_u64;
+    let mut next = || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    let mut claimed = 0usize;
+    let mut out = Vec::new();
+    for _ in 0..20_000 {
+        let len = (next() % 12) as usize;
+        let value: Vec<u8> = (0..len)
+            .map(|_| alphabet[(next() % alphabet.len() as u64) as usize])
+            .collect();
+        let has = ByteSet::of(&value);
+        for &(_, t) in Transform::ALL {
+            if unchanged(t, &value, &has) {
+                claimed += 1;
+                apply(t, &value, &mut out);
+                assert!(
+                    out.eq_ignore_ascii_case(&value),
+                    "{t}: {:?} -> {:?}",
+                    String::from_utf8_lossy(&value),
+                    String::from_utf8_lossy(&out)
+                );
+            }
+        }
+    }
+    // The claim is made often enough to matter (plain values under decoding chains).
+    assert!(claimed > 100_000, "{claimed}");
+}

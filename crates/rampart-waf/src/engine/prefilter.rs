@@ -1,0 +1,373 @@
+//! The prefilter: one Aho-Corasick automaton over the required literals of every rule
+//! that has them (see [`crate::factor`]), scanned once per request value and
+//! transformation chain, so that a rule none of whose literals occur in any value it
+//! could see is skipped without collecting its values or running its operator.
+//!
+//! # Soundness
+//!
+//! A rule is *gated* only when a skip cannot change the outcome: it is a chain's first
+//! rule, its operator is not negated and has required literals (with `multiMatch`, the
+//! value after every step is scanned), and every target is request or response data that does not change while a phase runs
+//! (arguments, headers, cookies, URI parts, bodies, XML, multipart fields — never `TX`,
+//! `MATCHED_VAR` or counts). The scan over-approximates on purpose: literals match
+//! ASCII case-insensitively, and a value marks every rule owning a found literal whose
+//! chain produced the scanned bytes, whatever its exact targets.
+//!
+//! # Cost
+//!
+//! Most benign values are left alone by most transformations (no `%`, `&`, `\`, …), and
+//! [`transform::unchanged`] tells so from the set of bytes a value holds; all such chains
+//! share one scan of the raw value. Other chains are applied and scanned one by one.
+
+use aho_corasick::{AhoCorasick, AhoCorasickBuilder, AhoCorasickKind, MatchKind};
+
+use super::compile::CRule;
+use crate::seclang::{Transform, Var};
+use crate::transform::{self, ByteSet};
+
+/// Where a value comes from. A target variable maps onto one or more sources.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub(crate) enum Source {
+    ArgValue,
+    ArgName,
+    HeaderValue,
+    HeaderName,
+    CookieValue,
+    CookieName,
+    Method,
+    UriRaw,
+    Uri,
+    Line,
+    Protocol,
+    Query,
+    Filename,
+    Basename,
+    Body,
+    XmlText,
+    XmlAttr,
+    FileName,
+    FileField,
+    MultipartName,
+    MultipartFilename,
+    PartHeader,
+    ResponseHeaderValue,
+    ResponseHeaderName,
+    ResponseProtocol,
+    ResponseBody,
+}
+
+const SOURCES: usize = Source::ResponseBody as usize + 1;
+
+/// The sources a target reaches, or `None` for variables the prefilter does not cover.
+fn sources(var: Var, key: Option<&super::compile::KeySel>) -> Option<&'static [Source]> {
+    use Source as S;
+    Some(match var {
+        Var::Args | Var::ArgsGet | Var::ArgsPost => &[S::ArgValue],
+        Var::ArgsNames | Var::ArgsGetNames | Var::ArgsPostNames => &[S::ArgName],
+        Var::RequestHeaders => &[S::HeaderValue],
+        Var::RequestHeadersNames => &[S::HeaderName],
+        Var::RequestCookies => &[S::CookieValue],
+        Var::RequestCookiesNames => &[S::CookieName],
+        Var::RequestMethod => &[S::Method],
+        Var::RequestUriRaw => &[S::UriRaw],
+        Var::RequestUri => &[S::Uri],
+        Var::RequestLine => &[S::Line],
+        Var::RequestProtocol => &[S::Protocol],
+        Var::QueryString => &[S::Query],
+        Var::RequestFilename | Var::PathInfo => &[S::Filename],
+        Var::RequestBasename => &[S::Basename],
+        Var::RequestBody => &[S::Body],
+        Var::Xml => match key {
+            Some(super::compile::KeySel::Name(p)) if p == "/*" => &[S::XmlText],
+            Some(super::compile::KeySel::Name(p)) if p == "//@*" => &[S::XmlAttr],
+            _ => return None,
+        },
+        Var::Files | Var::MultipartFilename => &[S::FileName, S::MultipartFilename],
+        Var::FilesNames | Var::MultipartName => &[S::FileField, S::MultipartName],
+        Var::MultipartPartHeaders => &[S::PartHeader],
+        Var::ResponseHeaders => &[S::ResponseHeaderValue],
+        Var::ResponseHeadersNames => &[S::ResponseHeaderName],
+        Var::ResponseProtocol => &[S::ResponseProtocol],
+        Var::ResponseBody => &[S::ResponseBody],
+        _ => return None,
+    })
+}
+
+/// Chains are told apart by bits of a `u128`: at most this many distinct chains are
+/// gated (rules with other chains simply always run).
+const MAX_CHAINS: usize = 128;
+
+/// The compiled prefilter of a ruleset.
+#[derive(Debug)]
+pub(crate) struct Prefilter {
+    ac: Option<AhoCorasick>,
+    /// Per literal: the rules owning it, with their dense chain number.
+    owners: Vec<Vec<(u32, u8)>>,
+    /// One-byte literals are not in the automaton (they would report a match at most
+    /// positions of some values): per (lower-case) byte, its owners, found through the
+    /// set of bytes a value holds.
+    single: Vec<Vec<(u32, u8)>>,
+    /// The bytes `single` has owners for.
+    single_bytes: Vec<u8>,
+    /// Per rule: whether it is gated.
+    gated: Vec<bool>,
+    /// Per source: the dense chains some gated rule reads it through.
+    chains_of: [Vec<u8>; SOURCES],
+    /// Per dense chain: its transformations, and whether its rules test every step's
+    /// result (`multiMatch`).
+    chains: Vec<(Vec<Transform>, bool)>,
+}
+
+/// Per-transaction prefilter state: the candidate rules found so far, and how far each
+/// growing collection has been scanned.
+#[derive(Debug, Default)]
+pub(crate) struct ScanState {
+    candidates: Vec<u64>,
+    /// (rule, source, index) of every value that holds a literal of the rule, packed by
+    /// [`hit_key`]; sorted when a phase starts.
+    hits: Vec<u64>,
+    pub(crate) args: usize,
+    pub(crate) headers: usize,
+    pub(crate) cookies: usize,
+    pub(crate) response_headers: usize,
+    /// Sources scanned once and for all (scalars), as bits.
+    pub(crate) scalars: u32,
+    buf: Vec<u8>,
+    tmp: Vec<u8>,
+}
+
+fn hit_key(rule: usize, source: Source, index: u32) -> u64 {
+    ((rule as u64) << 40) | ((source as u64) << 32) | u64::from(index)
+}
+
+impl ScanState {
+    /// Orders the hits found so far for [`ScanState::hit`].
+    pub(crate) fn settle(&mut self) {
+        self.hits.sort_unstable();
+        self.hits.dedup();
+    }
+
+    /// Whether the `index`th value of `source` holds a literal of rule `ri` (after the
+    /// rule's transformation chain).
+    pub(crate) fn hit(&self, ri: usize, source: Source, index: u32) -> bool {
+        self.hits.binary_search(&hit_key(ri, source, index)).is_ok()
+    }
+
+    pub(crate) fn scalar_pending(&mut self, s: Source) -> bool {
+        let bit = 1u32 << (s as u32);
+        let pending = self.scalars & bit == 0;
+        self.scalars |= bit;
+        pending
+    }
+}
+
+impl Prefilter {
+    /// Builds the prefilter for compiled rules; `heads` says which rules start a chain.
+    pub(crate) fn build(rules: &[CRule], heads: &[bool]) -> Prefilter {
+        let mut pf = Prefilter {
+            ac: None,
+            owners: Vec::new(),
+            single: vec![Vec::new(); 256],
+            single_bytes: Vec::new(),
+            gated: vec![false; rules.len()],
+            chains_of: Default::default(),
+            chains: Vec::new(),
+        };
+        // (rule chain number, multiMatch) → dense
+        let mut dense: std::collections::HashMap<(usize, bool), u8> = Default::default();
+        let mut literals: Vec<Vec<u8>> = Vec::new();
+        let mut index: std::collections::HashMap<Vec<u8>, usize> = Default::default();
+        for (ri, rule) in rules.iter().enumerate() {
+            if !heads[ri] || rule.targets.is_empty() {
+                continue;
+            }
+            let Some(op) = &rule.operator else { continue };
+            let mut srcs: Vec<Source> = Vec::new();
+            let covered = rule.targets.iter().all(|t| {
+                !t.count
+                    && sources(t.var, t.key.as_ref()).is_some_and(|s| {
+                        srcs.extend_from_slice(s);
+                        true
+                    })
+            });
+            if !covered {
+                continue;
+            }
+            let Some(factors) = op.factors() else {
+                continue;
+            };
+            let key = (rule.chain, rule.multi_match);
+            let chain = match dense.get(&key) {
+                Some(&c) => c,
+                None if pf.chains.len() < MAX_CHAINS => {
+                    let c = u8::try_from(pf.chains.len()).unwrap_or(u8::MAX);
+                    pf.chains.push((rule.transforms.clone(), rule.multi_match));
+                    dense.insert(key, c);
+                    c
+                }
+                None => continue,
+            };
+            pf.gated[ri] = true;
+            for s in srcs {
+                let list = &mut pf.chains_of[s as usize];
+                if !list.contains(&chain) {
+                    list.push(chain);
+                }
+            }
+            let rid = u32::try_from(ri).unwrap_or(u32::MAX);
+            for f in factors {
+                if let [b] = f[..] {
+                    pf.single[usize::from(b)].push((rid, chain));
+                    continue;
+                }
+                let next = literals.len();
+                let li = *index.entry(f.clone()).or_insert(next);
+                if li == next {
+                    literals.push(f);
+                    pf.owners.push(Vec::new());
+                }
+                pf.owners[li].push((rid, chain));
+            }
+        }
+        if !literals.is_empty() {
+            match AhoCorasickBuilder::new()
+                .ascii_case_insensitive(true)
+                .match_kind(MatchKind::Standard)
+                .kind(Some(AhoCorasickKind::DFA))
+                .build(&literals)
+                .or_else(|_| {
+                    AhoCorasickBuilder::new()
+                        .ascii_case_insensitive(true)
+                        .match_kind(MatchKind::Standard)
+                        .build(&literals)
+                }) {
+                Ok(ac) => pf.ac = Some(ac),
+                // No automaton: nothing is gated, every rule runs.
+                Err(_) => pf.gated.iter_mut().for_each(|g| *g = false),
+            }
+        }
+        pf.single_bytes = (0..=255u8)
+            .filter(|&b| !pf.single[usize::from(b)].is_empty())
+            .collect();
+        pf
+    }
+
+    /// Whether any rule is gated (else scanning is skipped).
+    pub(crate) fn active(&self) -> bool {
+        self.gated.iter().any(|g| *g)
+    }
+
+    /// Whether rule `ri` is gated: only the values [`ScanState::hit`] names can match it.
+    pub(crate) fn is_gated(&self, ri: usize) -> bool {
+        self.gated.get(ri).copied().unwrap_or(false)
+    }
+
+    /// How many rules are gated.
+    pub(crate) fn gated_count(&self) -> usize {
+        self.gated.iter().filter(|g| **g).count()
+    }
+
+    /// How many distinct literals the automaton holds.
+    pub(crate) fn literal_count(&self) -> usize {
+        self.owners.len()
+    }
+
+    /// Whether rule `ri` may be skipped: it is gated and no scanned value holds one of
+    /// its literals.
+    pub(crate) fn skips(&self, st: &ScanState, ri: usize) -> bool {
+        self.is_gated(ri)
+            && st
+                .candidates
+                .get(ri / 64)
+                .is_none_or(|w| w & (1 << (ri % 64)) == 0)
+    }
+
+    /// Scans one value of `source`.
+    pub(crate) fn scan(&self, st: &mut ScanState, source: Source, index: u32, value: &[u8]) {
+        let chains = &self.chains_of[source as usize];
+        if chains.is_empty() || value.is_empty() {
+            return;
+        }
+        let has = ByteSet::of(value);
+        let mut raw: u128 = 0;
+        for &c in chains {
+            let (steps, multi) = &self.chains[usize::from(c)];
+            if steps.iter().all(|&t| transform::unchanged(t, value, &has)) {
+                raw |= 1 << c;
+                continue;
+            }
+            let mut buf = std::mem::take(&mut st.buf);
+            let mut tmp = std::mem::take(&mut st.tmp);
+            buf.clear();
+            buf.extend_from_slice(value);
+            if *multi {
+                // multiMatch: the operator sees the value and every step that changed it.
+                raw |= 1 << c;
+            }
+            for &t in steps {
+                transform::apply(t, &buf, &mut tmp);
+                std::mem::swap(&mut buf, &mut tmp);
+                if *multi && buf != tmp {
+                    self.mark(st, &buf, None, 1 << c, source, index);
+                }
+            }
+            if !*multi {
+                self.mark(st, &buf, None, 1 << c, source, index);
+            }
+            st.buf = buf;
+            st.tmp = tmp;
+        }
+        if raw != 0 {
+            self.mark(st, value, Some(&has), raw, source, index);
+        }
+    }
+
+    /// Marks the rules owning a literal found in `bytes` (`has`: its byte set, if known)
+    /// for the given chains.
+    fn mark(
+        &self,
+        st: &mut ScanState,
+        bytes: &[u8],
+        has: Option<&ByteSet>,
+        chains: u128,
+        source: Source,
+        index: u32,
+    ) {
+        if st.candidates.is_empty() {
+            st.candidates = vec![0; self.gated.len().div_ceil(64)];
+        }
+        let found = |owners: &[(u32, u8)], st: &mut ScanState| {
+            for &(r, c) in owners {
+                if chains & (1 << c) != 0 {
+                    let r = r as usize;
+                    st.candidates[r / 64] |= 1 << (r % 64);
+                    let key = hit_key(r, source, index);
+                    if st.hits.last() != Some(&key) {
+                        st.hits.push(key);
+                    }
+                }
+            }
+        };
+        if !self.single_bytes.is_empty() {
+            let computed;
+            let has = match has {
+                Some(h) => h,
+                None => {
+                    computed = ByteSet::of(bytes);
+                    &computed
+                }
+            };
+            for &b in &self.single_bytes {
+                if has.has(b) || has.has(b.to_ascii_uppercase()) {
+                    found(&self.single[usize::from(b)], st);
+                }
+            }
+        }
+        if let Some(ac) = &self.ac {
+            for m in ac.find_overlapping_iter(bytes) {
+                found(&self.owners[m.pattern().as_usize()], st);
+            }
+        }
+    }
+}
