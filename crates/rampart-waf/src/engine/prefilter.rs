@@ -135,6 +135,8 @@ pub(crate) struct ScanState {
     pub(crate) scalars: u32,
     buf: Vec<u8>,
     tmp: Vec<u8>,
+    /// Literals already found in the value being scanned.
+    seen: Vec<u32>,
 }
 
 fn hit_key(rule: usize, source: Source, index: u32) -> u64 {
@@ -365,8 +367,14 @@ impl Prefilter {
             }
         }
         if let Some(ac) = &self.ac {
+            st.seen.clear();
             for m in ac.find_overlapping_iter(bytes) {
-                found(&self.owners[m.pattern().as_usize()], st);
+                let p = m.pattern().as_u32();
+                if st.seen.contains(&p) {
+                    continue;
+                }
+                st.seen.push(p);
+                found(&self.owners[p as usize], st);
             }
         }
     }

@@ -1,6 +1,6 @@
 //! One HTTP exchange through the rules.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use super::compile::{CCtl, COp, CRule, Item, KeySel, Ruleset, TargetRemoval};
 use super::prefilter::{ScanState, Source};
@@ -151,8 +151,9 @@ pub struct Transaction<'r> {
     pub(super) response_headers: Vec<(Vec<u8>, Vec<u8>)>,
     pub(super) response_body: Option<Vec<u8>>,
     // State.
-    pub(super) tx: HashMap<String, Vec<u8>>,
-    pub(super) env: HashMap<String, Vec<u8>>,
+    /// `TX`, by lower-case name; ordered, as ModSecurity lists it.
+    pub(super) tx: BTreeMap<String, Vec<u8>>,
+    pub(super) env: BTreeMap<String, Vec<u8>>,
     pub(super) matched_var: Option<(String, Vec<u8>)>,
     pub(super) matched_vars: Vec<(String, Vec<u8>)>,
     pub(super) highest_severity: Option<u8>,
@@ -202,8 +203,8 @@ impl<'r> Transaction<'r> {
             response_protocol: Vec::new(),
             response_headers: Vec::new(),
             response_body: None,
-            tx: HashMap::new(),
-            env: HashMap::new(),
+            tx: BTreeMap::new(),
+            env: BTreeMap::new(),
             matched_var: None,
             matched_vars: Vec::new(),
             highest_severity: None,
@@ -756,8 +757,12 @@ impl<'r> Transaction<'r> {
     /// A value matched: captures, `MATCHED_VAR(S)` and the rule's `setvar`s.
     fn on_match(&mut self, ci: usize, target: &Tested, tv: Vec<u8>, caps: Option<Captures>) {
         if let Some(caps) = caps {
+            const GROUPS: [&str; 10] = ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9"];
             for (i, bytes) in caps {
-                self.tx.insert(i.to_string(), bytes);
+                let name = GROUPS
+                    .get(i)
+                    .map_or_else(|| i.to_string(), |g| (*g).to_owned());
+                self.tx.insert(name, bytes);
             }
         }
         let name = self.name_of(target);
@@ -769,8 +774,12 @@ impl<'r> Transaction<'r> {
 
     /// The display name of a tested value: `ARGS:q`, `REQUEST_URI`, `&ARGS`.
     fn name_of(&self, t: &Tested) -> String {
+        let var = t.var.name();
         if t.count {
-            return format!("&{}", t.var);
+            let mut n = String::with_capacity(var.len() + 1);
+            n.push('&');
+            n.push_str(var);
+            return n;
         }
         let (member, key) = match &t.val {
             Val::Slot(src, i) => {
@@ -780,9 +789,14 @@ impl<'r> Transaction<'r> {
             Val::Owned(member, _, key) => (*member, key.as_slice()),
         };
         if member {
-            format!("{}:{}", t.var, String::from_utf8_lossy(key))
+            let key = String::from_utf8_lossy(key);
+            let mut n = String::with_capacity(var.len() + 1 + key.len());
+            n.push_str(var);
+            n.push(':');
+            n.push_str(&key);
+            n
         } else {
-            t.var.to_string()
+            var.to_owned()
         }
     }
 
@@ -1014,10 +1028,10 @@ impl<'r> Transaction<'r> {
                 }
             }
         };
-        let owned = |out: &mut Vec<Val>, items: &mut dyn Iterator<Item = (&[u8], Vec<u8>)>| {
+        let owned = |out: &mut Vec<Val>, items: &mut dyn Iterator<Item = (&[u8], &[u8])>| {
             for (k, v) in items {
                 if sel(k) {
-                    out.push(Val::Owned(true, v, k.to_vec()));
+                    out.push(Val::Owned(true, v.to_vec(), k.to_vec()));
                 }
             }
         };
@@ -1088,23 +1102,21 @@ impl<'r> Transaction<'r> {
                 }
             }
             Var::Tx => {
-                let mut items: Vec<(&String, &Vec<u8>)> = self.tx.iter().collect();
-                items.sort();
                 owned(
                     out,
-                    &mut items.into_iter().map(|(k, v)| (k.as_bytes(), v.clone())),
+                    &mut self.tx.iter().map(|(k, v)| (k.as_bytes(), v.as_slice())),
                 );
             }
             Var::Env => owned(
                 out,
-                &mut self.env.iter().map(|(k, v)| (k.as_bytes(), v.clone())),
+                &mut self.env.iter().map(|(k, v)| (k.as_bytes(), v.as_slice())),
             ),
             Var::MatchedVars => owned(
                 out,
                 &mut self
                     .matched_vars
                     .iter()
-                    .map(|(n, v)| (n.as_bytes(), v.clone())),
+                    .map(|(n, v)| (n.as_bytes(), v.as_slice())),
             ),
             Var::MatchedVarsNames => {
                 for (n, _) in &self.matched_vars {
@@ -1227,13 +1239,11 @@ impl<'r> Transaction<'r> {
             }
             Var::FilesSizes => {
                 if let Some(m) = &self.multipart {
-                    owned(
-                        out,
-                        &mut m
-                            .files
-                            .iter()
-                            .map(|(n, _, size)| (n.as_slice(), size.to_string().into_bytes())),
-                    );
+                    for (n, _, size) in &m.files {
+                        if sel(n) {
+                            out.push(Val::Owned(true, size.to_string().into_bytes(), n.clone()));
+                        }
+                    }
                 }
             }
             Var::FilesCombinedSize => {
