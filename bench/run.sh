@@ -11,10 +11,15 @@
 #   rampart    127.0.0.1:18090  Rampart, plain
 #   nginx_tls  127.0.0.1:18096  nginx, TLS (same instance, same certificate as Rampart)
 #   rampart_tls 127.0.0.1:18093 Rampart, TLS
+#   rampart_waf 127.0.0.1:18091 Rampart with the OWASP CRS v4 (../shared/crs) at paranoia 1,
+#                               blocking (inbound threshold 5), request bodies inspected
+#   modsec     127.0.0.1:18081  nginx + ModSecurity v3 + the same CRS, paranoia 1, blocking
+#                               (the peers' instance: its CPU figure includes the origin's)
 # The origin is the peer origin of ../shared/peers/modsec-nginx.sh (nginx `return 200`).
 # Both proxies run 2 workers (nginx worker_processes 2; Rampart workers = 2), access logs off.
 # Scenarios: get (keep-alive GET /index.html?q=hello), post (2 KiB urlencoded POST,
-# keep-alive), newconn (GET with Connection: close: a new TCP (+TLS) connection per request).
+# keep-alive), newconn (GET with Connection: close: a new TCP (+TLS) connection per request),
+# attack (keep-alive GET with an SQL injection in the query: 403 from the WAFs).
 #
 # Env: TARGETS="nginx rampart nginx_tls rampart_tls" SCENARIOS="get post newconn"
 #      THREADS=2 CONNS=64 DURATION=10 ROUNDS=2 WARMUP=2 MAX_REQ=2000000 OUT_DIR=/tmp/rampart-bench
@@ -95,6 +100,7 @@ nginx -p "$RUN/nginx-tls" -c "$RUN/nginx-tls/nginx.conf"
 cat >"$RUN/rampart.toml" <<TOML
 [edge]
 access_log = "off"
+security_log = "$RUN/security.log"
 workers = 2
 [limits]
 max_connections_per_ip = 100000
@@ -107,6 +113,9 @@ bind = "127.0.0.1:18090"
 name = "tls"
 bind = "127.0.0.1:18093"
 tls = true
+[[listener]]
+name = "waf"
+bind = "127.0.0.1:18091"
 [[certificate]]
 name = "localhost"
 cert = "$RUN/localhost.crt"
@@ -120,7 +129,18 @@ servers = ["127.0.0.1:18080"]
 id = "bench"
 tenant = "bench"
 hosts = ["*"]
+listeners = ["plain", "tls"]
 route = [{ path = "/", pool = "origin" }]
+[[site]]
+id = "bench-waf"
+tenant = "bench"
+hosts = ["*"]
+listeners = ["waf"]
+route = [{ path = "/", pool = "origin" }]
+[site.waf]
+rules = "$SHARED/crs"
+paranoia_level = 1
+mode = "enforce"
 TOML
 "$BIN" check -c "$RUN/rampart.toml"
 RAMPART_LOG=warn "$BIN" serve -c "$RUN/rampart.toml" 2>"$RUN/rampart.err" &
@@ -133,13 +153,14 @@ cleanup() {
 }
 trap cleanup EXIT
 
-for port in 18090 18093 18096 18097 18080; do
+for port in 18090 18091 18093 18096 18097 18080 18081; do
     for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.1; done
 done
 
 declare -A URL=(
     [nginx]="http://127.0.0.1:18097" [rampart]="http://127.0.0.1:18090"
     [nginx_tls]="https://127.0.0.1:18096" [rampart_tls]="https://127.0.0.1:18093"
+    [rampart_waf]="http://127.0.0.1:18091" [modsec]="http://127.0.0.1:18081"
 )
 read -r -a TARGETS <<<"${TARGETS:-nginx rampart nginx_tls rampart_tls}"
 read -r -a SCENARIOS <<<"${SCENARIOS:-get post newconn}"
@@ -148,6 +169,7 @@ pids_of() { # target -> pids whose CPU and memory count
     case $1 in
         nginx*) local m; m=$(cat "$RUN/nginx-tls/nginx.pid"); echo "$m $(pgrep -P "$m" | xargs)" ;;
         rampart*) echo "$RAMPART_PID" ;;
+        modsec) local m; m=$(cat "${PEER_DIR:-/tmp/peer-modsec}/nginx.pid"); echo "$m $(pgrep -P "$m" | xargs)" ;;
     esac
 }
 cpu_ticks() { # pids [field] -> user+system ticks (or field 14 = user, 15 = system)
@@ -178,6 +200,7 @@ wrk.headers["User-Agent"] = "Mozilla/5.0 (X11; Linux x86_64) bench"
 wrk.headers["Accept"] = "text/html,application/xhtml+xml,*/*;q=0.8"'
 printf 'wrk.method = "GET"\nwrk.path = "/index.html?q=hello"\n%s\n%s\n' "$common" "$stop_lua" >"$RUN/get.lua"
 printf 'wrk.method = "GET"\nwrk.path = "/index.html?q=hello"\n%s\nwrk.headers["Connection"] = "close"\n%s\n' "$common" "$stop_lua" >"$RUN/newconn.lua"
+printf 'wrk.method = "GET"\nwrk.path = "/index.html?q=1%%27%%20UNION%%20SELECT%%20password%%20FROM%%20users--"\n%s\n%s\n' "$common" "$stop_lua" >"$RUN/attack.lua"
 cat >"$RUN/post.lua" <<LUA
 wrk.method = "POST"
 wrk.path = "/submit"

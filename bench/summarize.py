@@ -66,3 +66,22 @@ for scen in ("get", "post", "newconn"):
             print(f"| {scen} | {tgt} | {a['rps']:.0f} ({rounds}) | {f(a['p50'])} | {f(a['p99'])} | {f(a['cpu_ms_per_1k'], 1)} | {pct(a['sys'])} | {f(a['rss'], 1)} | "
                   f"{ratio('rps') if tgt.startswith('rampart') else '1.00'} | {ratio('p99') if tgt.startswith('rampart') else '1.00'} | "
                   f"{ratio('cpu_ms_per_1k') if tgt.startswith('rampart') else '1.00'} | {a['errors'] or '—'} |")
+
+# Inspection: Rampart with CRS PL1 beside nginx + ModSecurity + the same CRS, and beside
+# the bare proxies (nginx, and Rampart without inspection) of the same run.
+waf_rows = [(s, t) for (s, t) in rows if t in ("rampart_waf", "modsec")]
+if waf_rows:
+    print()
+    print("| scenario | proxy | req/s (rounds) | p50 ms | p99 ms | CPU ms / 1k req | RSS MiB | ÷ ModSecurity | ÷ bare nginx | ÷ Rampart without inspection | errors |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    for scen in ("get", "post", "attack"):
+        modsec, bare, plain = agg(scen, "modsec"), agg(scen, "nginx"), agg(scen, "rampart")
+        for tgt in ("modsec", "rampart_waf"):
+            a = agg(scen, tgt)
+            if not a:
+                continue
+            f = lambda x, d=2: "n/a" if x is None else f"{x:.{d}f}"
+            r = lambda b: f(a["rps"] / b["rps"]) if b and b.get("rps") else "—"
+            rounds = " / ".join(f"{x:.0f}" for x in a["rounds"])
+            print(f"| {scen} | {tgt} | {a['rps']:.0f} ({rounds}) | {f(a['p50'])} | {f(a['p99'])} | {f(a['cpu_ms_per_1k'], 1)} | {f(a['rss'], 1)} | "
+                  f"{r(modsec)} | {r(bare)} | {r(plain)} | {a['errors'] or '—'} |")

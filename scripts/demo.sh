@@ -18,6 +18,7 @@ need=()
 command -v python3 >/dev/null || need+=(python3)
 command -v openssl >/dev/null || need+=(openssl)
 command -v curl >/dev/null || need+=(curl)
+[[ -d /usr/share/modsecurity-crs/rules ]] || need+=(modsecurity-crs)
 if ((${#need[@]})); then
     say "installing ${need[*]} (apt)"
     apt-get update -qq
@@ -80,6 +81,9 @@ Rampart is protecting the sample origin. Try:
   curl -i http://localhost:8080/ -H 'Accept: application/json' -H 'Host: nope'  # JSON error
   bash -c 'exec 3<>/dev/tcp/127.0.0.1/8080; printf "POST / HTTP/1.1\r\nHost: localhost\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n" >&3; cat <&3'
                                                        # request smuggling attempt (CL.TE): 400
+  curl -i "http://localhost:8080/search?q=1'%20UNION%20SELECT%20password%20FROM%20users--"
+                                                       # SQL injection: 403 from the WAF (OWASP CRS)
+  tail -n1 $DEMO_DIR/security.log                     # its security event (JSON, ECS names)
   curl -s http://127.0.0.1:9901/metrics | grep rampart_http_requests_total
   kill -HUP $(pgrep -f "rampart serve -c $DEMO_DIR")   # reload the configuration
 

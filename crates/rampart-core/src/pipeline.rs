@@ -102,6 +102,37 @@ pub struct RequestView {
     pub host: String,
     /// Tags added by stages, for later stages, rules and the event.
     pub tags: Vec<Cow<'static, str>>,
+    /// What stages keep between their hooks for this request (the WAF's transaction).
+    pub state: StageState,
+}
+
+/// Per-request values stages keep between their hooks, one per type.
+#[derive(Default)]
+pub struct StageState(Vec<Box<dyn std::any::Any + Send>>);
+
+impl StageState {
+    /// Stores `value`, replacing one of the same type.
+    pub fn insert<T: std::any::Any + Send>(&mut self, value: T) {
+        self.0.retain(|v| !v.is::<T>());
+        self.0.push(Box::new(value));
+    }
+
+    /// The value of type `T`, if a stage stored one.
+    pub fn get_mut<T: std::any::Any + Send>(&mut self) -> Option<&mut T> {
+        self.0.iter_mut().find_map(|v| v.downcast_mut::<T>())
+    }
+
+    /// Takes the value of type `T` out.
+    pub fn take<T: std::any::Any + Send>(&mut self) -> Option<T> {
+        let i = self.0.iter().position(|v| v.is::<T>())?;
+        self.0.swap_remove(i).downcast::<T>().ok().map(|b| *b)
+    }
+}
+
+impl std::fmt::Debug for StageState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "StageState({} value(s))", self.0.len())
+    }
 }
 
 impl RequestView {
@@ -120,6 +151,7 @@ impl RequestView {
             route: None,
             host: String::new(),
             tags: Vec::new(),
+            state: StageState::default(),
         }
     }
 }
@@ -207,7 +239,7 @@ pub trait Stage: Send + Sync {
     fn on_response(
         &self,
         _cfg: &Config,
-        _req: &RequestView,
+        _req: &mut RequestView,
         _resp: &mut http::response::Parts,
     ) -> Flow {
         Flow::Continue
@@ -337,7 +369,7 @@ impl Pipeline {
     pub fn on_response<P: Probe>(
         &self,
         cfg: &Config,
-        req: &RequestView,
+        req: &mut RequestView,
         resp: &mut http::response::Parts,
         probe: &mut P,
     ) -> Flow {

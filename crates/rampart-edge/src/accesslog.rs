@@ -59,6 +59,14 @@ impl AccessLog {
         self.tx.is_some()
     }
 
+    /// Queues one ready-made JSON line (the security log shares this writer).
+    pub fn write_line(&self, line: String) {
+        let Some(tx) = &self.tx else { return };
+        if tx.try_send(line).is_err() {
+            self.dropped.inc();
+        }
+    }
+
     /// Queues one entry.
     pub fn write(&self, entry: &Entry<'_>) {
         let Some(tx) = &self.tx else { return };

@@ -53,6 +53,10 @@ pub struct Generation {
     pub http: Vec<Option<auto::Builder<TokioExecutor>>>,
     /// The access log.
     pub access_log: AccessLog,
+    /// The security-event log (WAF matches).
+    pub security_log: AccessLog,
+    /// The WAF rulesets of the routes.
+    pub waf: Arc<crate::waf::WafSet>,
     /// Metrics registry.
     pub metrics: Arc<Metrics>,
 }
@@ -101,9 +105,22 @@ impl Generation {
         }
         let access_log = match previous {
             Some(g) if g.config.edge.access_log == config.edge.access_log => g.access_log.clone(),
-            _ => open_access_log(&source, &config.edge.access_log, metrics)?,
+            _ => open_access_log(&source, &config.edge.access_log, metrics, "access_log")?,
         };
+        let security_log = match previous {
+            Some(g) if g.config.edge.security_log == config.edge.security_log => {
+                g.security_log.clone()
+            }
+            _ => open_access_log(&source, &config.edge.security_log, metrics, "security_log")?,
+        };
+        let waf = Arc::new(crate::waf::WafSet::build(&source, &config)?);
         let mut stages = Pipeline::standard(crate::runtime::new_request_id).into_stages();
+        if !waf.is_empty() {
+            stages.push(Box::new(crate::waf::WafStage::new(
+                waf.clone(),
+                security_log.clone(),
+            )));
+        }
         stages.extend(extra_stages());
         let pipeline = Pipeline::new(stages);
         let stage_hist = pipeline
@@ -168,6 +185,8 @@ impl Generation {
             listener_index,
             http,
             access_log,
+            security_log,
+            waf,
             metrics: metrics.clone(),
         })
     }
@@ -183,6 +202,7 @@ fn open_access_log(
     src: &SourceFile,
     target: &AccessLogTarget,
     metrics: &Metrics,
+    key: &str,
 ) -> Result<AccessLog, Diagnostics> {
     let dropped = metrics.access_log_dropped.with(&[]);
     let sink: Box<dyn std::io::Write + Send> = match target {
@@ -197,15 +217,15 @@ fn open_access_log(
             Err(e) => {
                 let span = src
                     .text()
-                    .find("access_log")
+                    .find(key)
                     .map(|i| Span {
                         start: i,
-                        end: i + 10,
+                        end: i + key.len(),
                     })
                     .unwrap_or_default();
                 return Err(Diagnostics::one(src.diagnostic(
                     span,
-                    format!("cannot open access log `{path}`: {e}"),
+                    format!("cannot open {key} `{path}`: {e}"),
                     Some("a writable file path, \"stdout\" or \"off\"".into()),
                     None,
                 )));
@@ -215,7 +235,7 @@ fn open_access_log(
     AccessLog::to_writer(sink, dropped).map_err(|e| {
         Diagnostics::one(src.diagnostic(
             Span::default(),
-            format!("cannot start the access-log writer: {e}"),
+            format!("cannot start the {key} writer: {e}"),
             None,
             None,
         ))

@@ -40,5 +40,6 @@ pub mod server;
 pub mod tcp;
 pub mod tls;
 pub mod upstream;
+pub mod waf;
 
 pub use runtime::{Edge, EdgeError, check};

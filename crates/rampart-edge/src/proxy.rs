@@ -531,7 +531,7 @@ pub async fn serve(ctx: &ConnCtx, mut req: Request<ClientBody>) -> Response<Resp
     }
     if let Flow::Respond(reply) = g.pipeline.on_response(
         &g.config,
-        &view,
+        &mut view,
         &mut rparts,
         &mut StageTimer(&g.stage_hist),
     ) {

@@ -369,7 +369,7 @@ fn read_source(path: &Path) -> Result<SourceFile, EdgeError> {
 }
 
 /// Validates a configuration file completely — syntax, references, certificate and key
-/// files, CA bundles, log files — exactly as `serve` and a reload would, without binding
+/// files, CA bundles, log files, WAF rule files — exactly as `serve` and a reload would, without binding
 /// anything. This is `rampart check`.
 pub fn check(path: &Path) -> Result<rampart_core::config::Config, EdgeError> {
     let source = read_source(path)?;
@@ -381,6 +381,9 @@ pub fn check(path: &Path) -> Result<rampart_core::config::Config, EdgeError> {
         if let Err(d) = crate::upstream::PoolRuntime::check(&source, &config, i, &metrics) {
             diags.0.extend(d.0);
         }
+    }
+    if let Err(d) = crate::waf::WafSet::build(&source, &config) {
+        diags.0.extend(d.0);
     }
     if !diags.is_empty() {
         diags.sort();

@@ -22,7 +22,7 @@ use rampart_core::h1::{Guard, Limits, Step};
 use yaml_rust2::{Yaml, YamlLoader};
 
 use crate::engine::{RequestInfo, Ruleset, Transaction};
-use crate::seclang::{self, MemFs, OsFs, RuleFs, Transform};
+use crate::seclang::{self, MemFs, OverlayFs, Transform};
 
 /// One test file.
 #[derive(Debug, Clone)]
@@ -369,20 +369,6 @@ fn encode_form_data(data: &[u8]) -> Vec<u8> {
     out
 }
 
-/// A file system with extra files over the real one.
-struct Overlay {
-    mem: MemFs,
-}
-
-impl RuleFs for Overlay {
-    fn read(&self, path: &Path) -> io::Result<String> {
-        self.mem.read(path).or_else(|_| OsFs.read(path))
-    }
-    fn list(&self, dir: &Path) -> io::Result<Vec<String>> {
-        OsFs.list(dir)
-    }
-}
-
 /// CRS configured as its regression suite documents (`tests/regression/README.md`,
 /// SecAction 900005: paranoia level 4, DetectionOnly, UTF-8 validation, argument
 /// limits), behind ModSecurity's recommended body-processor rules.
@@ -418,7 +404,7 @@ Include rules/*.conf
     let path = crs_dir.join("rampart-ftw-harness.conf");
     let mut mem = MemFs::new();
     mem.insert(&path, harness);
-    let fs = Overlay { mem };
+    let fs = OverlayFs(mem);
     let loaded = seclang::load(&fs, &path);
     if !loaded.diagnostics.is_empty() {
         return Err(loaded.diagnostics.iter().map(ToString::to_string).collect());

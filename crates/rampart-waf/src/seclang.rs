@@ -21,7 +21,7 @@ use std::sync::Arc;
 use rampart_core::config::{Diagnostic, SourceFile, Span};
 
 pub use ast::*;
-pub use source::{MemFs, OsFs, RuleFs};
+pub use source::{MemFs, OsFs, OverlayFs, RuleFs};
 
 /// How deep `Include` may nest (a guard against include cycles through symlinks or
 /// globs as well as against mistakes).

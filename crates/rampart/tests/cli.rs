@@ -27,6 +27,63 @@ fn free_port() -> u16 {
         .port()
 }
 
+/// `rampart check` compiles the WAF rules too: a broken exclusion file is reported at its
+/// own file:line:col, a missing rules path at the configuration's.
+#[test]
+fn check_reports_waf_rule_errors_where_they_are() {
+    let dir = temp("waf-check");
+    let crs = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/crs");
+    std::fs::write(
+        dir.join("mine.conf"),
+        "# my exclusions\nSecRuleRemoveById 942100\nSecRule ARGS \"@rx a\" \"id:10,phase:2,pass,t:lowercas\"\n",
+    )
+    .unwrap();
+    let base = format!(
+        "[[tenant]]\nid = \"t\"\n[[listener]]\nname = \"web\"\nbind = \"127.0.0.1:0\"\n[[pool]]\nid = \"p\"\ntenant = \"t\"\nservers = [\"127.0.0.1:9\"]\n[[site]]\nid = \"s\"\ntenant = \"t\"\nhosts = [\"*\"]\nroute = [{{ path = \"/\", pool = \"p\" }}]\n[site.waf]\nrules = \"{}\"\n",
+        crs.display()
+    );
+    let cfg = dir.join("rampart.toml");
+    std::fs::write(&cfg, format!("{base}exclusion_files = [\"mine.conf\"]\n")).unwrap();
+    let out = Command::new(bin())
+        .args(["check", "-c"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("mine.conf:3:"), "{err}");
+    assert!(err.contains("lowercase"), "a did-you-mean hint: {err}");
+
+    std::fs::write(
+        &cfg,
+        base.replace(&crs.display().to_string(), "missing-crs"),
+    )
+    .unwrap();
+    let out = Command::new(bin())
+        .args(["check", "-c"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("rampart.toml:") && err.contains("missing-crs"),
+        "{err}"
+    );
+
+    std::fs::write(&cfg, base).unwrap();
+    let out = Command::new(bin())
+        .args(["check", "-c"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 #[test]
 fn check_accepts_the_shipped_example() {
     let example = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../examples/rampart.toml");
@@ -41,6 +98,10 @@ fn check_accepts_the_shipped_example() {
         .replace(
             "/var/log/rampart/access.log",
             &dir.join("access.log").display().to_string(),
+        )
+        .replace(
+            "/var/log/rampart/security.log",
+            &dir.join("security.log").display().to_string(),
         );
     let cfg = dir.join("rampart.toml");
     std::fs::write(&cfg, text).unwrap();

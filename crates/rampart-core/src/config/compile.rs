@@ -252,6 +252,235 @@ fn lookup(
     }
 }
 
+/// Default CRS settings: paranoia level 1, inbound threshold 5 (one critical match),
+/// outbound threshold 4, 128 KiB of request body inspected.
+const WAF_DEFAULT_PARANOIA: u8 = 1;
+const WAF_DEFAULT_INBOUND: u32 = 5;
+const WAF_DEFAULT_OUTBOUND: u32 = 4;
+const WAF_DEFAULT_BODY_LIMIT: u64 = 128 * 1024;
+const WAF_MAX_BODY_LIMIT: u64 = 16 * 1024 * 1024;
+
+/// The effective WAF policy of a route: the route's settings over the site's. `None`:
+/// no WAF (neither says so, or the route turns it off).
+fn waf_policy(
+    ctx: &mut Ctx<'_>,
+    site: Option<&raw::RawWaf>,
+    route: Option<&raw::RawWaf>,
+) -> Option<Arc<WafPolicy>> {
+    let layers: Vec<&raw::RawWaf> = site.into_iter().chain(route).collect();
+    let last = |f: &dyn Fn(&raw::RawWaf) -> bool| layers.iter().rev().find(|w| f(w)).copied();
+    let enabled = last(&|w| w.enabled.is_some())
+        .and_then(|w| w.enabled.as_ref())
+        .is_none_or(|e| *e.get_ref());
+    if layers.is_empty() || !enabled {
+        return None;
+    }
+    let Some(rules) = last(&|w| w.rules.is_some()).and_then(|w| w.rules.as_ref()) else {
+        let at = layers
+            .iter()
+            .rev()
+            .find_map(|w| {
+                w.mode
+                    .as_ref()
+                    .map(|m| m.span())
+                    .or(w.enabled.as_ref().map(|e| e.span()))
+            })
+            .unwrap_or_default();
+        ctx.err(
+            at,
+            "a WAF without rules",
+            Some("rules = \"/path/to/coreruleset\" in [site.waf] or the route's waf"),
+            Some("Debian's modsecurity-crs installs CRS at /usr/share/modsecurity-crs"),
+        );
+        return None;
+    };
+    if rules.get_ref().trim().is_empty() {
+        ctx.err(
+            rules.span(),
+            "empty rules path",
+            Some("a CRS directory or a SecLang file"),
+            None,
+        );
+    }
+    let int = |ctx: &mut Ctx<'_>,
+               v: Option<&Sp<i64>>,
+               what: &str,
+               range: std::ops::RangeInclusive<i64>,
+               default: i64|
+     -> i64 {
+        match v {
+            None => default,
+            Some(n) if range.contains(n.get_ref()) => *n.get_ref(),
+            Some(n) => {
+                ctx.err(
+                    n.span(),
+                    format!("{what} {} is out of range", n.get_ref()),
+                    Some(&format!("{}–{}", range.start(), range.end())),
+                    None,
+                );
+                default
+            }
+        }
+    };
+    let pick = |f: fn(&raw::RawWaf) -> Option<&Sp<i64>>| layers.iter().rev().find_map(|w| f(w));
+    let paranoia_level = int(
+        ctx,
+        pick(|w| w.paranoia_level.as_ref()),
+        "paranoia_level",
+        1..=4,
+        WAF_DEFAULT_PARANOIA.into(),
+    );
+    let inbound = int(
+        ctx,
+        pick(|w| w.inbound_threshold.as_ref()),
+        "inbound_threshold",
+        1..=10_000,
+        WAF_DEFAULT_INBOUND.into(),
+    );
+    let outbound = int(
+        ctx,
+        pick(|w| w.outbound_threshold.as_ref()),
+        "outbound_threshold",
+        1..=10_000,
+        WAF_DEFAULT_OUTBOUND.into(),
+    );
+    let mode = match layers.iter().rev().find_map(|w| w.mode.as_ref()) {
+        None => WafMode::Enforce,
+        Some(m) => match m.get_ref().as_str() {
+            "enforce" => WafMode::Enforce,
+            "monitor" => WafMode::Monitor,
+            other => {
+                ctx.err(
+                    m.span(),
+                    format!("unknown WAF mode `{other}`"),
+                    Some("\"enforce\" or \"monitor\""),
+                    Some("monitor logs what would be blocked and blocks nothing"),
+                );
+                WafMode::Enforce
+            }
+        },
+    };
+    let body_limit = match layers.iter().rev().find_map(|w| w.body_limit.as_ref()) {
+        None => WAF_DEFAULT_BODY_LIMIT,
+        Some(b) => {
+            let n = ctx
+                .size(&Some(b.clone()), "body_limit")
+                .unwrap_or(WAF_DEFAULT_BODY_LIMIT);
+            if n > WAF_MAX_BODY_LIMIT {
+                ctx.err(
+                    b.span(),
+                    format!("body_limit {n} is too large"),
+                    Some("at most 16 MiB"),
+                    Some("the inspected prefix is held in memory for every request"),
+                );
+            }
+            n.min(WAF_MAX_BODY_LIMIT)
+        }
+    };
+    let mut exclusion_files = Vec::new();
+    let mut exclude = Vec::new();
+    for w in &layers {
+        for f in &w.exclusion_files {
+            exclusion_files.push((f.get_ref().clone(), f.span().into()));
+        }
+        for x in &w.exclude {
+            if let Some(e) = waf_exclude(ctx, x) {
+                exclude.push(e);
+            }
+        }
+    }
+    Some(Arc::new(WafPolicy {
+        rules: (rules.get_ref().clone(), rules.span().into()),
+        paranoia_level: u8::try_from(paranoia_level).unwrap_or(WAF_DEFAULT_PARANOIA),
+        inbound_threshold: u32::try_from(inbound).unwrap_or(WAF_DEFAULT_INBOUND),
+        outbound_threshold: u32::try_from(outbound).unwrap_or(WAF_DEFAULT_OUTBOUND),
+        mode,
+        body_limit,
+        exclusion_files,
+        exclude,
+    }))
+}
+
+fn waf_exclude(ctx: &mut Ctx<'_>, x: &raw::RawWafExclude) -> Option<WafExclude> {
+    let span = x
+        .rule
+        .as_ref()
+        .map(|r| r.span())
+        .or(x.tag.as_ref().map(|t| t.span()))
+        .or(x.target.as_ref().map(|t| t.span()))
+        .or(x.path.as_ref().map(|p| p.span()))
+        .unwrap_or_default();
+    let rules = match (&x.rule, &x.tag) {
+        (Some(r), None) if *r.get_ref() > 0 => {
+            WafRuleSel::Id(u64::try_from(*r.get_ref()).unwrap_or(0))
+        }
+        (Some(r), None) => {
+            ctx.err(
+                r.span(),
+                format!("rule id {} is not valid", r.get_ref()),
+                Some("a positive rule id"),
+                None,
+            );
+            return None;
+        }
+        (None, Some(t)) if !t.get_ref().trim().is_empty() => WafRuleSel::Tag(t.get_ref().clone()),
+        (None, Some(t)) => {
+            ctx.err(
+                t.span(),
+                "empty tag",
+                Some("a rule tag such as \"attack-sqli\""),
+                None,
+            );
+            return None;
+        }
+        _ => {
+            ctx.err(
+                span,
+                "an exclusion names either `rule` or `tag`",
+                Some("rule = 942100, or tag = \"attack-sqli\""),
+                None,
+            );
+            return None;
+        }
+    };
+    if let Some(p) = &x.path {
+        if !p.get_ref().starts_with('/')
+            || p.get_ref()
+                .bytes()
+                .any(|b| b <= b' ' || b == b'"' || b >= 0x7f)
+        {
+            ctx.err(
+                p.span(),
+                format!("invalid path `{}`", p.get_ref()),
+                Some("a path prefix starting with '/'"),
+                None,
+            );
+            return None;
+        }
+    }
+    if let Some(t) = &x.target {
+        if t.get_ref().trim().is_empty()
+            || t.get_ref()
+                .bytes()
+                .any(|b| b == b'"' || b == b',' || b == b'|' || b < b' ')
+        {
+            ctx.err(
+                t.span(),
+                format!("invalid target `{}`", t.get_ref()),
+                Some("one SecLang target, e.g. ARGS:password or REQUEST_COOKIES:/^session/"),
+                None,
+            );
+            return None;
+        }
+    }
+    Some(WafExclude {
+        rules,
+        target: x.target.as_ref().map(|t| t.get_ref().clone()),
+        path: x.path.as_ref().map(|p| p.get_ref().clone()),
+        span: span.into(),
+    })
+}
+
 /// Validates `raw` (parsed from `src`) into a runtime [`Config`].
 pub fn compile(src: &SourceFile, raw: raw::RawConfig) -> Result<Config, Diagnostics> {
     let mut ctx = Ctx {
@@ -282,19 +511,17 @@ pub fn compile(src: &SourceFile, raw: raw::RawConfig) -> Result<Config, Diagnost
         "drain_timeout",
         Duration::from_secs(30),
     );
-    let access_log = match raw.edge.access_log.as_ref().map(|s| s.get_ref().as_str()) {
+    let log_target = |ctx: &mut Ctx<'_>, v: &Option<Sp<String>>, what: &str| match v
+        .as_ref()
+        .map(|s| s.get_ref().as_str())
+    {
         None | Some("stdout") => AccessLogTarget::Stdout,
         Some("off") => AccessLogTarget::Off,
         Some("") => {
-            let span = raw
-                .edge
-                .access_log
-                .as_ref()
-                .map(|s| s.span())
-                .unwrap_or_default();
+            let span = v.as_ref().map(|s| s.span()).unwrap_or_default();
             ctx.err(
                 span,
-                "access_log is empty",
+                format!("{what} is empty"),
                 Some("\"stdout\", \"off\" or a file path"),
                 None,
             );
@@ -302,6 +529,8 @@ pub fn compile(src: &SourceFile, raw: raw::RawConfig) -> Result<Config, Diagnost
         }
         Some(path) => AccessLogTarget::File(path.to_owned()),
     };
+    let access_log = log_target(&mut ctx, &raw.edge.access_log, "access_log");
+    let security_log = log_target(&mut ctx, &raw.edge.security_log, "security_log");
     let workers = ctx.int(&raw.edge.workers, "workers", 0, 1024).unwrap_or(0) as usize;
     let base_limits = limits(&mut ctx, &raw.limits, &HttpLimits::default());
 
@@ -809,6 +1038,7 @@ pub fn compile(src: &SourceFile, raw: raw::RawConfig) -> Result<Config, Diagnost
         }
         let mut routes = Vec::new();
         let mut prefixes = HashSet::new();
+        let site_waf = s.waf.as_ref();
         if s.routes.is_empty() {
             ctx.err(
                 s.id.span(),
@@ -853,9 +1083,11 @@ pub fn compile(src: &SourceFile, raw: raw::RawConfig) -> Result<Config, Diagnost
                         );
                     }
                 }
+                let waf = waf_policy(&mut ctx, site_waf, r.waf.as_ref());
                 routes.push(Route {
                     prefix: prefix.clone(),
                     pool: p,
+                    waf,
                 });
             }
         }
@@ -878,6 +1110,7 @@ pub fn compile(src: &SourceFile, raw: raw::RawConfig) -> Result<Config, Diagnost
                 trusted_proxies,
                 drain_timeout,
                 access_log,
+                security_log,
                 workers,
             },
             tenants,

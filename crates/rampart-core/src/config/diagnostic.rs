@@ -8,7 +8,7 @@ use std::fmt;
 use std::sync::Arc;
 
 /// A byte range in a source file.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
 pub struct Span {
     /// First byte.
     pub start: usize,

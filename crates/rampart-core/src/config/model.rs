@@ -50,6 +50,8 @@ pub struct EdgeSettings {
     pub drain_timeout: Duration,
     /// Where access-log lines go.
     pub access_log: AccessLogTarget,
+    /// Where security events go (same choices as the access log).
+    pub security_log: AccessLogTarget,
     /// Worker threads (0 = one per core).
     pub workers: usize,
 }
@@ -312,6 +314,61 @@ pub struct Route {
     pub prefix: String,
     /// Pool.
     pub pool: PoolIdx,
+    /// The WAF policy in force on this route (the site's, with the route's overrides), or
+    /// `None` without a WAF.
+    pub waf: Option<Arc<WafPolicy>>,
+}
+
+/// What the WAF does with a request whose anomaly score reaches the threshold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum WafMode {
+    /// Block it (403 with the block page).
+    Enforce,
+    /// Let it through; the event says it would have been blocked.
+    Monitor,
+}
+
+/// A WAF policy: a SecLang ruleset (normally the OWASP CRS) and its tuning.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct WafPolicy {
+    /// CRS directory or SecLang file, as written, and where.
+    pub rules: (String, Span),
+    /// CRS paranoia level, 1–4.
+    pub paranoia_level: u8,
+    /// CRS inbound anomaly score threshold.
+    pub inbound_threshold: u32,
+    /// CRS outbound anomaly score threshold.
+    pub outbound_threshold: u32,
+    /// Enforce or monitor.
+    pub mode: WafMode,
+    /// How many request body bytes are inspected.
+    pub body_limit: u64,
+    /// The operator's SecLang exclusion files, as written, and where.
+    pub exclusion_files: Vec<(String, Span)>,
+    /// Declarative exclusions.
+    pub exclude: Vec<WafExclude>,
+}
+
+/// Which rules an exclusion concerns.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum WafRuleSel {
+    /// One rule id.
+    Id(u64),
+    /// Every rule with this tag.
+    Tag(String),
+}
+
+/// A declarative exclusion: rules × target × path prefix.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct WafExclude {
+    /// The rules.
+    pub rules: WafRuleSel,
+    /// The SecLang target they stop inspecting (`None`: they do not run).
+    pub target: Option<String>,
+    /// Only under this path prefix.
+    pub path: Option<String>,
+    /// Where it is written.
+    pub span: Span,
 }
 
 /// Host → site for one listener.

@@ -61,6 +61,8 @@ pub struct RawEdge {
     pub drain_timeout: Option<Sp<String>>,
     /// `"stdout"`, `"off"`, or a file path.
     pub access_log: Option<Sp<String>>,
+    /// Security events (WAF matches): `"stdout"`, `"off"`, or a file path.
+    pub security_log: Option<Sp<String>>,
     /// Worker threads; 0 or absent = one per core.
     pub workers: Option<Sp<i64>>,
 }
@@ -247,6 +249,8 @@ pub struct RawSite {
     /// Routes by path prefix.
     #[serde(default, rename = "route")]
     pub routes: Vec<RawRoute>,
+    /// WAF policy of every route of the site (a route may override it).
+    pub waf: Option<RawWaf>,
 }
 
 /// `[[site.route]]`
@@ -257,4 +261,49 @@ pub struct RawRoute {
     pub path: Sp<String>,
     /// Origin pool id.
     pub pool: Sp<String>,
+    /// WAF settings of this route, over the site's.
+    pub waf: Option<RawWaf>,
+}
+
+/// `[site.waf]`, `[site.route.waf]`: the OWASP CRS (or any SecLang ruleset) on a site.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawWaf {
+    /// `false` turns the WAF off (for a route, under a site that has it).
+    pub enabled: Option<Sp<bool>>,
+    /// A CRS directory (with `rules/` and `crs-setup.conf` or its `.example`), or one
+    /// SecLang file.
+    pub rules: Option<Sp<String>>,
+    /// CRS paranoia level, 1–4.
+    pub paranoia_level: Option<Sp<i64>>,
+    /// CRS inbound anomaly score threshold.
+    pub inbound_threshold: Option<Sp<i64>>,
+    /// CRS outbound anomaly score threshold.
+    pub outbound_threshold: Option<Sp<i64>>,
+    /// `"enforce"` (block) or `"monitor"` (log what would be blocked).
+    pub mode: Option<Sp<String>>,
+    /// How much of a request body is inspected.
+    pub body_limit: Option<Sp<RawSize>>,
+    /// SecLang files with the operator's own exclusions (loaded before CRS's rules).
+    #[serde(default)]
+    pub exclusion_files: Vec<Sp<String>>,
+    /// Declarative exclusions.
+    #[serde(default)]
+    pub exclude: Vec<RawWafExclude>,
+}
+
+/// `[[site.waf.exclude]]`: a rule (by id or tag) stops looking at a target, or stops
+/// running, optionally only under a path prefix.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawWafExclude {
+    /// Rule id.
+    pub rule: Option<Sp<i64>>,
+    /// Rule tag (e.g. `"attack-sqli"`).
+    pub tag: Option<Sp<String>>,
+    /// A SecLang target (`"ARGS:password"`, `"REQUEST_COOKIES:/^session/"`); absent: the
+    /// whole rule.
+    pub target: Option<Sp<String>>,
+    /// Only for request paths starting with this.
+    pub path: Option<Sp<String>>,
 }

@@ -348,3 +348,122 @@ fn garbage_never_panics() {
         let _ = load(text);
     }
 }
+
+/// A site whose WAF settings are `site_waf` (and, for its `/api` route, `route_waf`).
+fn waf_site(site_waf: &str, route_waf: &str) -> String {
+    format!(
+        "[[tenant]]\nid = \"t\"\n[[listener]]\nname = \"web\"\nbind = \"127.0.0.1:8080\"\n\
+         [[pool]]\nid = \"p\"\ntenant = \"t\"\nservers = [\"127.0.0.1:9000\"]\n\
+         [[site]]\nid = \"s\"\ntenant = \"t\"\nhosts = [\"*\"]\n\
+         [[site.route]]\npath = \"/\"\npool = \"p\"\n\
+         [[site.route]]\npath = \"/api\"\npool = \"p\"\n{route_waf}\n{site_waf}\n"
+    )
+}
+
+#[test]
+fn waf_settings_merge_from_site_to_route() {
+    let cfg = load(&waf_site(
+        "[site.waf]\nrules = \"crs\"\nparanoia_level = 2\n[[site.waf.exclude]]\nrule = 942100\n",
+        "waf = { mode = \"monitor\", inbound_threshold = 10, exclude = [{ tag = \"attack-xss\", target = \"ARGS:q\", path = \"/api/search\" }] }",
+    ))
+    .unwrap_or_else(|d| panic!("{d}"));
+    let routes = &cfg.sites[0].routes;
+    let api = routes.iter().find(|r| r.prefix == "/api").unwrap();
+    let root = routes.iter().find(|r| r.prefix == "/").unwrap();
+    let (a, r) = (api.waf.as_ref().unwrap(), root.waf.as_ref().unwrap());
+    assert_eq!(r.rules.0, "crs");
+    assert_eq!(
+        (r.paranoia_level, r.inbound_threshold, r.mode),
+        (2, 5, WafMode::Enforce)
+    );
+    assert_eq!(
+        (a.paranoia_level, a.inbound_threshold, a.mode),
+        (2, 10, WafMode::Monitor)
+    );
+    assert_eq!(r.body_limit, 128 * 1024);
+    assert_eq!(r.exclude.len(), 1);
+    assert_eq!(
+        a.exclude.len(),
+        2,
+        "a route adds its exclusions to the site's"
+    );
+    assert_eq!(a.exclude[1].rules, WafRuleSel::Tag("attack-xss".into()));
+    assert_eq!(a.exclude[1].path.as_deref(), Some("/api/search"));
+
+    // A route can turn it off; a site without one has none.
+    let cfg = load(&waf_site(
+        "[site.waf]\nrules = \"crs\"\n",
+        "waf = { enabled = false }",
+    ))
+    .unwrap();
+    let api = cfg.sites[0]
+        .routes
+        .iter()
+        .find(|r| r.prefix == "/api")
+        .unwrap();
+    assert!(api.waf.is_none());
+    let cfg = load(&waf_site("", "")).unwrap();
+    assert!(cfg.sites[0].routes.iter().all(|r| r.waf.is_none()));
+}
+
+#[test]
+fn bad_waf_settings_are_located_with_what_was_expected() {
+    let cases: &[(&str, &str, &str)] = &[
+        (
+            "[site.waf]\nmode = \"enforce\"\n",
+            "a WAF without rules",
+            "rules = ",
+        ),
+        (
+            "[site.waf]\nrules = \"crs\"\nparanoia_level = 5\n",
+            "paranoia_level 5 is out of range",
+            "1–4",
+        ),
+        (
+            "[site.waf]\nrules = \"crs\"\nmode = \"block\"\n",
+            "unknown WAF mode `block`",
+            "\"enforce\" or \"monitor\"",
+        ),
+        (
+            "[site.waf]\nrules = \"crs\"\nbody_limit = \"64MiB\"\n",
+            "body_limit 67108864 is too large",
+            "at most 16 MiB",
+        ),
+        (
+            "[site.waf]\nrules = \"crs\"\ninbound_threshold = 0\n",
+            "inbound_threshold 0 is out of range",
+            "1–10000",
+        ),
+        (
+            "[site.waf]\nrules = \"crs\"\n[[site.waf.exclude]]\nrule = 1\ntag = \"x\"\n",
+            "either `rule` or `tag`",
+            "rule = 942100",
+        ),
+        (
+            "[site.waf]\nrules = \"crs\"\n[[site.waf.exclude]]\nrule = 942100\npath = \"search\"\n",
+            "invalid path `search`",
+            "starting with '/'",
+        ),
+        (
+            "[site.waf]\nrules = \"crs\"\n[[site.waf.exclude]]\nrule = 942100\ntarget = \"ARGS|ARGS_NAMES\"\n",
+            "invalid target",
+            "one SecLang target",
+        ),
+        (
+            "[site.waf]\nrules = \"crs\"\nparanoia = 2\n",
+            "unknown key `paranoia`",
+            "paranoia_level",
+        ),
+    ];
+    for (waf, message, expected) in cases {
+        let text = waf_site(waf, "");
+        let errs = errors(&text);
+        let e = errs
+            .iter()
+            .find(|e| e.message.contains(message))
+            .unwrap_or_else(|| panic!("{waf}: no error `{message}` in {errs:?}"));
+        let shown = e.to_string();
+        assert!(shown.contains(expected), "{waf}: {shown}");
+        assert!(e.line > 15, "{waf}: located in the waf table: {shown}");
+    }
+}

@@ -287,7 +287,7 @@ fn only_stages_with_a_response_hook_are_called_and_timed_on_responses() {
         fn on_response(
             &self,
             _: &Config,
-            _: &RequestView,
+            _: &mut RequestView,
             resp: &mut http::response::Parts,
         ) -> Flow {
             resp.headers
@@ -313,11 +313,11 @@ fn only_stages_with_a_response_hook_are_called_and_timed_on_responses() {
         Box::new(Marker),
         Box::new(Resolve),
     ]);
-    let v = view(build(get("/")), "192.0.2.1:1");
+    let mut v = view(build(get("/")), "192.0.2.1:1");
     let (mut parts, ()) = http::Response::new(()).into_parts();
     let mut rec = Rec(Vec::new(), 0);
     assert!(matches!(
-        p.on_response(&cfg(), &v, &mut parts, &mut rec),
+        p.on_response(&cfg(), &mut v, &mut parts, &mut rec),
         Flow::Continue
     ));
     assert_eq!(rec.0, vec![1], "only the marker stage ran");
@@ -328,7 +328,7 @@ fn only_stages_with_a_response_hook_are_called_and_timed_on_responses() {
     let p = Pipeline::new(vec![Box::new(HeadCheck), Box::new(Resolve)]);
     let mut rec = Rec(Vec::new(), 0);
     assert!(matches!(
-        p.on_response(&cfg(), &v, &mut parts, &mut rec),
+        p.on_response(&cfg(), &mut v, &mut parts, &mut rec),
         Flow::Continue
     ));
     assert_eq!((rec.0.len(), rec.1), (0, 0));

@@ -1,8 +1,9 @@
 //! One HTTP exchange through the rules.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
-use super::compile::{CCtl, COp, CRule, Item, KeySel, Ruleset, TargetRemoval};
+use super::compile::{CCtl, COp, CRule, Item, KeySel, Ruleset};
 use super::prefilter::{ScanState, Source};
 use crate::macros::{MacroRef, Resolve};
 use crate::operator::Captures;
@@ -120,7 +121,7 @@ enum ArgSource {
 
 /// One request (and its response) evaluated against a [`Ruleset`].
 pub struct Transaction<'r> {
-    rs: &'r Ruleset,
+    rs: Rules<'r>,
     engine: EngineMode,
     info: RequestInfo,
     // Request.
@@ -159,7 +160,8 @@ pub struct Transaction<'r> {
     pub(super) highest_severity: Option<u8>,
     /// Rules removed by `ctl` (per rule index; empty until the first removal).
     removed: Vec<bool>,
-    removed_targets: Vec<&'r TargetRemoval>,
+    /// `ctl:ruleRemoveTarget*` in force: (rule index, index in its `cctls`).
+    removed_targets: Vec<(usize, usize)>,
     current_rule: Option<usize>,
     matched: Vec<MatchedRule>,
     intervention: Option<Intervention>,
@@ -171,12 +173,41 @@ pub struct Transaction<'r> {
     scan: ScanState,
 }
 
+/// The ruleset a transaction runs: borrowed (tests, benchmarks, the suite runner) or
+/// shared (the edge, where a transaction outlives the call that started it).
+#[derive(Clone)]
+enum Rules<'r> {
+    Borrowed(&'r Ruleset),
+    Shared(Arc<Ruleset>),
+}
+
+impl std::ops::Deref for Rules<'_> {
+    type Target = Ruleset;
+    fn deref(&self) -> &Ruleset {
+        match self {
+            Rules::Borrowed(r) => r,
+            Rules::Shared(r) => r,
+        }
+    }
+}
+
+impl Transaction<'static> {
+    /// A transaction that holds its ruleset (for a caller that keeps it between calls).
+    pub fn shared(rs: Arc<Ruleset>, info: RequestInfo) -> Self {
+        Transaction::with(Rules::Shared(rs), info)
+    }
+}
+
 impl<'r> Transaction<'r> {
     /// A new transaction on `rs`.
     pub fn new(rs: &'r Ruleset, info: RequestInfo) -> Self {
+        Transaction::with(Rules::Borrowed(rs), info)
+    }
+
+    fn with(rs: Rules<'r>, info: RequestInfo) -> Self {
         Transaction {
-            rs,
             engine: rs.settings.engine,
+            request_body_access: rs.settings.request_body_access,
             info,
             method: Vec::new(),
             uri_raw: Vec::new(),
@@ -197,7 +228,6 @@ impl<'r> Transaction<'r> {
             xml: None,
             multipart: None,
             auth_type: None,
-            request_body_access: rs.settings.request_body_access,
             force_body_variable: false,
             status: None,
             response_protocol: Vec::new(),
@@ -215,6 +245,7 @@ impl<'r> Transaction<'r> {
             intervention: None,
             allow_request: false,
             tcache: PackedMap::default(),
+            rs,
             tstore: Vec::new(),
             scan: ScanState::default(),
         }
@@ -466,7 +497,8 @@ impl<'r> Transaction<'r> {
         if self.allow_request && phase <= 2 {
             return;
         }
-        let rs = self.rs;
+        let rs = self.rs.clone();
+        let rs = &*rs;
         self.scan_new_values();
         let prog = &rs.phases[usize::from(phase - 1)];
         let mut k = 0;
@@ -482,7 +514,7 @@ impl<'r> Transaction<'r> {
                 continue;
             }
             self.matched_vars.clear();
-            if !self.eval_rule(ci) {
+            if !self.eval_rule(rs, ci) {
                 k += 1;
                 continue;
             }
@@ -490,7 +522,7 @@ impl<'r> Transaction<'r> {
             let mut link = Some(ci);
             let mut names = Vec::new();
             while let Some(l) = link {
-                self.run_ctls(&rs.rules[l]);
+                self.run_ctls(rs, l);
                 link = rs.rules[l].next;
             }
             names.extend(self.matched_vars.iter().map(|(n, _)| n.clone()));
@@ -668,15 +700,14 @@ impl<'r> Transaction<'r> {
     }
 
     /// Evaluates one rule and, if it matches, the rest of its chain.
-    fn eval_rule(&mut self, ci: usize) -> bool {
-        let rs = self.rs;
+    fn eval_rule(&mut self, rs: &Ruleset, ci: usize) -> bool {
         let rule = &rs.rules[ci];
         self.current_rule = Some(ci);
         let Some(op) = &rule.operator else {
             // SecAction: always matches.
             self.run_setvars(rule);
             return match rule.next {
-                Some(n) => self.eval_rule(n),
+                Some(n) => self.eval_rule(rs, n),
                 None => true,
             };
         };
@@ -704,7 +735,7 @@ impl<'r> Transaction<'r> {
                     std::mem::swap(&mut cur, &mut out);
                 }
                 for tv in candidates {
-                    any |= self.test_value(ci, op, &target, &tv);
+                    any |= self.test_value(rs, ci, op, &target, &tv);
                 }
                 continue;
             }
@@ -725,14 +756,14 @@ impl<'r> Transaction<'r> {
                 continue;
             }
             let tv = tv.to_vec();
-            self.on_match(ci, &target, tv, caps);
+            self.on_match(rs, ci, &target, tv, caps);
             any = true;
         }
         if !any {
             return false;
         }
         match rule.next {
-            Some(n) => self.eval_rule(n),
+            Some(n) => self.eval_rule(rs, n),
             None => true,
         }
     }
@@ -740,22 +771,30 @@ impl<'r> Transaction<'r> {
     /// Tests one (already transformed) value; on a match, records it.
     fn test_value(
         &mut self,
+        rs: &Ruleset,
         ci: usize,
         op: &crate::operator::Operator,
         target: &Tested,
         tv: &[u8],
     ) -> bool {
-        let rule = &self.rs.rules[ci];
+        let rule = &rs.rules[ci];
         let mut caps = rule.capture.then(Captures::new);
         if !op.matches(tv, self, caps.as_mut()) {
             return false;
         }
-        self.on_match(ci, target, tv.to_vec(), caps);
+        self.on_match(rs, ci, target, tv.to_vec(), caps);
         true
     }
 
     /// A value matched: captures, `MATCHED_VAR(S)` and the rule's `setvar`s.
-    fn on_match(&mut self, ci: usize, target: &Tested, tv: Vec<u8>, caps: Option<Captures>) {
+    fn on_match(
+        &mut self,
+        rs: &Ruleset,
+        ci: usize,
+        target: &Tested,
+        tv: Vec<u8>,
+        caps: Option<Captures>,
+    ) {
         if let Some(caps) = caps {
             const GROUPS: [&str; 10] = ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9"];
             for (i, bytes) in caps {
@@ -769,7 +808,7 @@ impl<'r> Transaction<'r> {
         self.matched_var = Some((name.clone(), tv.clone()));
         self.matched_vars.push((name, tv));
         self.current_rule = Some(ci);
-        self.run_setvars(&self.rs.rules[ci]);
+        self.run_setvars(&rs.rules[ci]);
     }
 
     /// The display name of a tested value: `ARGS:q`, `REQUEST_URI`, `&ARGS`.
@@ -863,8 +902,8 @@ impl<'r> Transaction<'r> {
         }
     }
 
-    fn run_ctls(&mut self, rule: &'r CRule) {
-        for c in &rule.cctls {
+    fn run_ctls(&mut self, rs: &Ruleset, ci: usize) {
+        for (k, c) in rs.rules[ci].cctls.iter().enumerate() {
             match c {
                 CCtl::Engine(m) => self.engine = *m,
                 CCtl::RemoveRules(sel) => {
@@ -875,7 +914,7 @@ impl<'r> Transaction<'r> {
                         *r |= *s;
                     }
                 }
-                CCtl::RemoveTargets(t) => self.removed_targets.push(t),
+                CCtl::RemoveTargets(_) => self.removed_targets.push((ci, k)),
                 CCtl::BodyProcessor(bp) => self.reqbody_processor = Some(*bp),
                 CCtl::ForceBodyVariable(b) => self.force_body_variable = *b,
                 CCtl::BodyAccess(b) => self.request_body_access = *b,
@@ -1009,7 +1048,10 @@ impl<'r> Transaction<'r> {
     }
 
     fn target_removed(&self, ci: usize, var: Var, key: &[u8]) -> bool {
-        self.removed_targets.iter().any(|r| {
+        self.removed_targets.iter().any(|&(owner, k)| {
+            let Some(CCtl::RemoveTargets(r)) = self.rs.rules[owner].cctls.get(k) else {
+                return false;
+            };
             r.rules.get(ci).copied().unwrap_or(false)
                 && r.targets.iter().any(|(v, sel)| {
                     *v == var && sel.as_ref().is_none_or(|sel| key_matches(sel, key, var))

@@ -14,6 +14,20 @@ pub trait RuleFs {
     fn list(&self, dir: &Path) -> io::Result<Vec<String>>;
 }
 
+/// Files held in memory over the real file system (a generated top-level file that
+/// includes real rule files). Directory listings come from the real one.
+#[derive(Debug, Default)]
+pub struct OverlayFs(pub MemFs);
+
+impl RuleFs for OverlayFs {
+    fn read(&self, path: &Path) -> io::Result<String> {
+        self.0.read(path).or_else(|_| OsFs.read(path))
+    }
+    fn list(&self, dir: &Path) -> io::Result<Vec<String>> {
+        OsFs.list(dir)
+    }
+}
+
 /// The real file system.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct OsFs;
