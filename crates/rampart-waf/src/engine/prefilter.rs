@@ -94,6 +94,13 @@ fn sources(var: Var, key: Option<&super::compile::KeySel>) -> Option<&'static [S
     })
 }
 
+// Every transformation has its own bit.
+const _: () = assert!(Transform::ALL.len() <= 64);
+
+fn transform_bit(t: Transform) -> u64 {
+    1u64 << (t as u8 & 63)
+}
+
 /// Chains are told apart by bits of a `u128`: at most this many distinct chains are
 /// gated (rules with other chains simply always run).
 const MAX_CHAINS: usize = 128;
@@ -117,6 +124,8 @@ pub(crate) struct Prefilter {
     /// Per dense chain: its transformations, and whether its rules test every step's
     /// result (`multiMatch`).
     chains: Vec<(Vec<Transform>, bool)>,
+    /// Per dense chain: its transformations as bits (`1 << t as u8`).
+    chain_bits: Vec<u64>,
 }
 
 /// Per-transaction prefilter state: the candidate rules found so far, and how far each
@@ -137,6 +146,11 @@ pub(crate) struct ScanState {
     tmp: Vec<u8>,
     /// Literals already found in the value being scanned.
     seen: Vec<u32>,
+    /// Per rule: the number of the value that last marked it (so a value marks a rule
+    /// once, whatever number of its literals it holds).
+    marked: Vec<u32>,
+    /// The number of the value being scanned.
+    seq: u32,
 }
 
 fn hit_key(rule: usize, source: Source, index: u32) -> u64 {
@@ -175,6 +189,7 @@ impl Prefilter {
             gated: vec![false; rules.len()],
             chains_of: Default::default(),
             chains: Vec::new(),
+            chain_bits: Vec::new(),
         };
         // (rule chain number, multiMatch) → dense
         let mut dense: std::collections::HashMap<(usize, bool), u8> = Default::default();
@@ -205,6 +220,8 @@ impl Prefilter {
                 None if pf.chains.len() < MAX_CHAINS => {
                     let c = u8::try_from(pf.chains.len()).unwrap_or(u8::MAX);
                     pf.chains.push((rule.transforms.clone(), rule.multi_match));
+                    pf.chain_bits
+                        .push(rule.transforms.iter().fold(0, |b, &t| b | transform_bit(t)));
                     dense.insert(key, c);
                     c
                 }
@@ -236,7 +253,7 @@ impl Prefilter {
             match AhoCorasickBuilder::new()
                 .ascii_case_insensitive(true)
                 .match_kind(MatchKind::Standard)
-                .kind(Some(AhoCorasickKind::DFA))
+                .kind(Some(AhoCorasickKind::ContiguousNFA))
                 .build(&literals)
                 .or_else(|_| {
                     AhoCorasickBuilder::new()
@@ -292,10 +309,26 @@ impl Prefilter {
             return;
         }
         let has = ByteSet::of(value);
+        st.seq = st.seq.wrapping_add(1);
+        if st.marked.len() != self.gated.len() {
+            st.marked = vec![u32::MAX; self.gated.len()];
+        }
         let mut raw: u128 = 0;
+        // Which transformations leave the value alone, each judged once per value.
+        let (mut judged, mut unchanged) = (0u64, 0u64);
         for &c in chains {
             let (steps, multi) = &self.chains[usize::from(c)];
-            if steps.iter().all(|&t| transform::unchanged(t, value, &has)) {
+            let bits = self.chain_bits[usize::from(c)];
+            for &t in steps {
+                let bit = transform_bit(t);
+                if judged & bit == 0 {
+                    judged |= bit;
+                    if transform::unchanged(t, value, &has) {
+                        unchanged |= bit;
+                    }
+                }
+            }
+            if bits & !unchanged == 0 {
                 raw |= 1 << c;
                 continue;
             }
@@ -341,13 +374,11 @@ impl Prefilter {
         }
         let found = |owners: &[(u32, u8)], st: &mut ScanState| {
             for &(r, c) in owners {
-                if chains & (1 << c) != 0 {
-                    let r = r as usize;
+                let r = r as usize;
+                if chains & (1 << c) != 0 && st.marked[r] != st.seq {
+                    st.marked[r] = st.seq;
                     st.candidates[r / 64] |= 1 << (r % 64);
-                    let key = hit_key(r, source, index);
-                    if st.hits.last() != Some(&key) {
-                        st.hits.push(key);
-                    }
+                    st.hits.push(hit_key(r, source, index));
                 }
             }
         };

@@ -168,6 +168,9 @@ pub struct Transaction<'r> {
     allow_request: bool,
     /// Transformation results per (chain, slot).
     tcache: PackedMap<Cached>,
+    /// Buffers of `eval_rule`, kept between rules.
+    scratch_tested: Vec<Tested>,
+    scratch_vals: Vec<Val>,
     tstore: Vec<Vec<u8>>,
     /// What the literal prefilter has seen.
     scan: ScanState,
@@ -245,6 +248,8 @@ impl<'r> Transaction<'r> {
             intervention: None,
             allow_request: false,
             tcache: PackedMap::default(),
+            scratch_tested: Vec::new(),
+            scratch_vals: Vec::new(),
             rs,
             tstore: Vec::new(),
             scan: ScanState::default(),
@@ -711,10 +716,15 @@ impl<'r> Transaction<'r> {
                 None => true,
             };
         };
-        let values = self.collect(ci);
+        // Buffers reused from rule to rule (a chain's next link finds them empty).
+        let mut values = std::mem::take(&mut self.scratch_tested);
+        let mut vals = std::mem::take(&mut self.scratch_vals);
+        values.clear();
+        self.collect(ci, &mut values, &mut vals);
+        self.scratch_vals = vals;
         let gated = rs.prefilter.is_gated(ci);
         let mut any = false;
-        for target in values {
+        for target in values.drain(..) {
             if gated {
                 if let Val::Slot(src, i) = target.val {
                     if !self.scan.hit(ci, src, i) {
@@ -759,6 +769,7 @@ impl<'r> Transaction<'r> {
             self.on_match(rs, ci, &target, tv, caps);
             any = true;
         }
+        self.scratch_tested = values;
         if !any {
             return false;
         }
@@ -923,13 +934,11 @@ impl<'r> Transaction<'r> {
     }
 
     /// Every value the rule's targets select, exclusions applied.
-    fn collect(&self, ci: usize) -> Vec<Tested> {
+    fn collect(&self, ci: usize, out: &mut Vec<Tested>, vals: &mut Vec<Val>) {
         let rule = &self.rs.rules[ci];
-        let mut out = Vec::new();
-        let mut vals = Vec::new();
         for t in &rule.targets {
             vals.clear();
-            self.values(t.var, t.key.as_ref(), &mut vals);
+            self.values(t.var, t.key.as_ref(), vals);
             if !rule.exclusions.is_empty() || !self.removed_targets.is_empty() {
                 vals.retain(|v| {
                     let key = self.val_key(v);
@@ -954,7 +963,6 @@ impl<'r> Transaction<'r> {
                 }));
             }
         }
-        out
     }
 
     /// A slot's (value, member key, is a collection member).
