@@ -96,16 +96,6 @@ impl Param {
             None => Param::Dynamic(m),
         }
     }
-
-    fn get<'a>(&'a self, r: &dyn Resolve, buf: &'a mut Vec<u8>) -> &'a [u8] {
-        match self {
-            Param::Static(s) => s,
-            Param::Dynamic(m) => {
-                m.expand_into(r, buf);
-                buf
-            }
-        }
-    }
 }
 
 /// Where operators that read data files (`@pmFromFile`, `@ipMatchFromFile`) find them.
@@ -213,12 +203,55 @@ impl Operator {
     /// Whether the operator matches `input` (negation applied). With `captures`, the
     /// groups of an `@rx` match (or the phrase an `@pm` found, as group 0) are appended.
     pub fn matches(&self, input: &[u8], r: &dyn Resolve, captures: Option<&mut Captures>) -> bool {
-        let mut buf = Vec::new();
+        let expanded = self.expand(r);
+        self.matches_expanded(input, expanded.as_deref(), captures)
+    }
+
+    /// The parameter with its macros expanded, for an operator that has macros (`None`
+    /// otherwise). A caller testing many values expands once and passes it to
+    /// [`Operator::matches_expanded`].
+    pub fn expand(&self, r: &dyn Resolve) -> Option<Vec<u8>> {
+        match &self.kind {
+            Kind::RxDynamic(m, _) => Some(m.expand(r)),
+            Kind::Within(p)
+            | Kind::Contains(p)
+            | Kind::ContainsWord(p)
+            | Kind::BeginsWith(p)
+            | Kind::EndsWith(p)
+            | Kind::StrEq(p)
+            | Kind::Eq(p)
+            | Kind::Ge(p)
+            | Kind::Gt(p)
+            | Kind::Le(p)
+            | Kind::Lt(p) => match p {
+                Param::Static(_) => None,
+                Param::Dynamic(m) => Some(m.expand(r)),
+            },
+            _ => None,
+        }
+    }
+
+    /// [`Operator::matches`] with the parameter already expanded ([`Operator::expand`]).
+    pub fn matches_expanded(
+        &self,
+        input: &[u8],
+        expanded: Option<&[u8]>,
+        captures: Option<&mut Captures>,
+    ) -> bool {
+        // A parameter with macros reads as its expansion (as empty if the caller gave
+        // none).
+        fn value<'a>(p: &'a Param, expanded: Option<&'a [u8]>) -> &'a [u8] {
+            match p {
+                Param::Static(s) => s,
+                Param::Dynamic(_) => expanded.unwrap_or_default(),
+            }
+        }
+        let get = |p| value(p, expanded);
         let hit = match &self.kind {
             Kind::Rx(re) => rx(re, input, captures),
-            Kind::RxDynamic(m, cache) => {
-                let pattern = m.expand(r);
-                match cache.get(&pattern) {
+            Kind::RxDynamic(_, cache) => {
+                let pattern = expanded.unwrap_or_default();
+                match cache.get(pattern) {
                     Some(re) => rx(&re, input, captures),
                     None => false,
                 }
@@ -232,17 +265,17 @@ impl Operator {
                 }
                 None => false,
             },
-            Kind::Within(p) => input.is_empty() || find(p.get(r, &mut buf), input),
-            Kind::Contains(p) => find(input, p.get(r, &mut buf)),
-            Kind::ContainsWord(p) => contains_word(input, p.get(r, &mut buf)),
-            Kind::BeginsWith(p) => input.starts_with(p.get(r, &mut buf)),
-            Kind::EndsWith(p) => input.ends_with(p.get(r, &mut buf)),
-            Kind::StrEq(p) => input == p.get(r, &mut buf),
-            Kind::Eq(p) => stoi(input) == stoi(p.get(r, &mut buf)),
-            Kind::Ge(p) => atoll(input) >= atoll(p.get(r, &mut buf)),
-            Kind::Gt(p) => atoll(input) > atoll(p.get(r, &mut buf)),
-            Kind::Le(p) => atoll(input) <= atoll(p.get(r, &mut buf)),
-            Kind::Lt(p) => atoll(input) < atoll(p.get(r, &mut buf)),
+            Kind::Within(p) => input.is_empty() || find(get(p), input),
+            Kind::Contains(p) => find(input, get(p)),
+            Kind::ContainsWord(p) => contains_word(input, get(p)),
+            Kind::BeginsWith(p) => input.starts_with(get(p)),
+            Kind::EndsWith(p) => input.ends_with(get(p)),
+            Kind::StrEq(p) => input == get(p),
+            Kind::Eq(p) => stoi(input) == stoi(get(p)),
+            Kind::Ge(p) => atoll(input) >= atoll(get(p)),
+            Kind::Gt(p) => atoll(input) > atoll(get(p)),
+            Kind::Le(p) => atoll(input) <= atoll(get(p)),
+            Kind::Lt(p) => atoll(input) < atoll(get(p)),
             Kind::IpMatch(set) => std::str::from_utf8(input)
                 .ok()
                 .and_then(|s| s.trim().parse::<IpAddr>().ok())
@@ -659,7 +692,7 @@ fn byte_ranges(p: &str) -> Result<Box<[bool; 256]>, String> {
 }
 
 fn find(haystack: &[u8], needle: &[u8]) -> bool {
-    needle.is_empty() || haystack.windows(needle.len()).any(|w| w == needle)
+    needle.is_empty() || memchr::memmem::find(haystack, needle).is_some()
 }
 
 fn contains_word(input: &[u8], word: &[u8]) -> bool {

@@ -87,8 +87,10 @@ impl ByteSet {
     }
 }
 
-fn holds(value: &[u8], needle: &[u8]) -> bool {
-    memchr::memmem::find(value, needle).is_some()
+/// Whether `value` holds the two-byte sequence `pair` (`has`: its byte set, which
+/// answers most calls without a scan).
+fn holds(value: &[u8], has: &ByteSet, pair: &[u8; 2]) -> bool {
+    has.has(pair[0]) && has.has(pair[1]) && value.windows(2).any(|w| w == pair)
 }
 
 /// Whether `t` leaves `value` unchanged up to ASCII case, judged from the bytes it holds
@@ -105,21 +107,26 @@ pub(crate) fn unchanged(t: Transform, value: &[u8], has: &ByteSet) -> bool {
         Transform::RemoveNulls | Transform::ReplaceNulls => !has.has(0),
         Transform::Utf8ToUnicode => !has.non_ascii() && !has.has(0),
         Transform::RemoveWhitespace => !has.any(b" \t\n\x0b\x0c\r\xa0\xc2"),
-        Transform::CompressWhitespace => !has.any(b"\t\n\x0b\x0c\r") && !holds(value, b"  "),
+        Transform::CompressWhitespace => !has.any(b"\t\n\x0b\x0c\r") && !holds(value, has, b"  "),
         Transform::CmdLine => {
             !has.any(b"\"'\\^,;\t\r\n")
-                && !holds(value, b"  ")
-                && !holds(value, b" /")
-                && !holds(value, b" (")
+                && !holds(value, has, b"  ")
+                && !holds(value, has, b" /")
+                && !holds(value, has, b" (")
         }
         Transform::NormalisePath => !has.has(b'/') && value.last() != Some(&b'.'),
         Transform::NormalisePathWin => !has.any(b"/\\") && value.last() != Some(&b'.'),
-        Transform::ReplaceComments => !holds(value, b"/*"),
-        Transform::RemoveComments => !has.has(b'#') && !holds(value, b"/*") && !holds(value, b"--"),
-        Transform::RemoveCommentsChar => {
-            !has.has(b'#') && !holds(value, b"/*") && !holds(value, b"*/") && !holds(value, b"--")
+        Transform::ReplaceComments => !holds(value, has, b"/*"),
+        Transform::RemoveComments => {
+            !has.has(b'#') && !holds(value, has, b"/*") && !holds(value, has, b"--")
         }
-        Transform::SqlHexDecode => !holds(value, b"0x") && !holds(value, b"0X"),
+        Transform::RemoveCommentsChar => {
+            !has.has(b'#')
+                && !holds(value, has, b"/*")
+                && !holds(value, has, b"*/")
+                && !holds(value, has, b"--")
+        }
+        Transform::SqlHexDecode => !holds(value, has, b"0x") && !holds(value, has, b"0X"),
         Transform::Trim | Transform::TrimLeft | Transform::TrimRight => {
             value.first().is_none_or(|&c| !is_space(c))
                 && value.last().is_none_or(|&c| !is_space(c))

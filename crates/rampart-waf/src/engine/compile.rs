@@ -106,6 +106,9 @@ pub(crate) enum KeySel {
     /// By name; lower-cased when the collection's names are case-insensitive.
     Name(String),
     Regex(Regex),
+    /// A regular expression that is `^` and a literal (`/^header_name_920450_/`), as
+    /// its lower-cased literal: no expression runs.
+    Prefix(String),
 }
 
 #[derive(Debug)]
@@ -723,11 +726,22 @@ fn key_sel(var: Var, key: &VarKey) -> Result<KeySel, String> {
     Ok(match key {
         VarKey::Name(n) if case_insensitive_keys(var) => KeySel::Name(n.to_ascii_lowercase()),
         VarKey::Name(n) => KeySel::Name(n.clone()),
-        VarKey::Regex(r) => {
+        VarKey::Regex(r) => match literal_prefix(r) {
+            Some(p) => KeySel::Prefix(p),
             // Key regexes match names case-insensitively in ModSecurity.
-            KeySel::Regex(crate::operator::regex(&format!("(?i:{r})"))?)
-        }
+            None => KeySel::Regex(crate::operator::regex(&format!("(?i:{r})"))?),
+        },
     })
+}
+
+/// `^literal` (letters, digits, `_`, `-`) as its lower-cased literal.
+fn literal_prefix(r: &str) -> Option<String> {
+    let rest = r.strip_prefix('^')?;
+    (!rest.is_empty()
+        && rest
+            .bytes()
+            .all(|c| c.is_ascii_alphanumeric() || c == b'_' || c == b'-'))
+    .then(|| rest.to_ascii_lowercase())
 }
 
 fn target(v: &VarSel) -> Result<Target, String> {
@@ -765,6 +779,7 @@ fn same_target(a: &Target, b: &Target) -> bool {
             (None, None) => true,
             (Some(KeySel::Name(x)), Some(KeySel::Name(y))) => x == y,
             (Some(KeySel::Regex(x)), Some(KeySel::Regex(y))) => x.as_str() == y.as_str(),
+            (Some(KeySel::Prefix(x)), Some(KeySel::Prefix(y))) => x == y,
             _ => false,
         }
 }

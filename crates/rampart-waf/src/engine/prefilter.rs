@@ -151,6 +151,10 @@ pub(crate) struct ScanState {
     marked: Vec<u32>,
     /// The number of the value being scanned.
     seq: u32,
+    /// The distinct results of the value's transformation chains (buffers reused: the
+    /// first `n_outputs` are current), with the chains that made each.
+    outputs: Vec<(Vec<u8>, u128)>,
+    n_outputs: usize,
 }
 
 fn hit_key(rule: usize, source: Source, index: u32) -> u64 {
@@ -339,16 +343,42 @@ impl Prefilter {
             if *multi {
                 // multiMatch: the operator sees the value and every step that changed it.
                 raw |= 1 << c;
-            }
-            for &t in steps {
-                transform::apply(t, &buf, &mut tmp);
-                std::mem::swap(&mut buf, &mut tmp);
-                if *multi && buf != tmp {
-                    self.mark(st, &buf, None, 1 << c, source, index);
+                for &t in steps {
+                    transform::apply(t, &buf, &mut tmp);
+                    std::mem::swap(&mut buf, &mut tmp);
+                    if buf != tmp {
+                        self.mark(st, &buf, None, 1 << c, source, index);
+                    }
                 }
-            }
-            if !*multi {
-                self.mark(st, &buf, None, 1 << c, source, index);
+            } else {
+                // Steps that leave the value as it is are skipped until one changes it.
+                let mut changed = false;
+                for &t in steps {
+                    if !changed && unchanged & transform_bit(t) != 0 {
+                        continue;
+                    }
+                    transform::apply(t, &buf, &mut tmp);
+                    changed |= !tmp.eq_ignore_ascii_case(&buf);
+                    std::mem::swap(&mut buf, &mut tmp);
+                }
+                if !changed {
+                    raw |= 1 << c;
+                } else if let Some(o) = st.outputs[..st.n_outputs]
+                    .iter_mut()
+                    .find(|(b, _)| b.eq_ignore_ascii_case(&buf))
+                {
+                    // Another chain made the same bytes: one scan serves both.
+                    o.1 |= 1 << c;
+                } else {
+                    if st.outputs.len() == st.n_outputs {
+                        st.outputs.push((Vec::new(), 0));
+                    }
+                    let slot = &mut st.outputs[st.n_outputs];
+                    slot.0.clear();
+                    slot.0.extend_from_slice(&buf);
+                    slot.1 = 1 << c;
+                    st.n_outputs += 1;
+                }
             }
             st.buf = buf;
             st.tmp = tmp;
@@ -356,6 +386,12 @@ impl Prefilter {
         if raw != 0 {
             self.mark(st, value, Some(&has), raw, source, index);
         }
+        let outputs = std::mem::take(&mut st.outputs);
+        for (bytes, mask) in &outputs[..st.n_outputs] {
+            self.mark(st, bytes, None, *mask, source, index);
+        }
+        st.outputs = outputs;
+        st.n_outputs = 0;
     }
 
     /// Marks the rules owning a literal found in `bytes` (`has`: its byte set, if known)

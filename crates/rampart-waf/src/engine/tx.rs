@@ -724,6 +724,9 @@ impl<'r> Transaction<'r> {
         self.scratch_vals = vals;
         let gated = rs.prefilter.is_gated(ci);
         let mut any = false;
+        // A parameter with macros is expanded once, and again only after a match (whose
+        // `setvar`s may change what it reads).
+        let mut expanded: Option<Option<Vec<u8>>> = None;
         for target in values.drain(..) {
             if gated {
                 if let Val::Slot(src, i) = target.val {
@@ -762,11 +765,13 @@ impl<'r> Transaction<'r> {
                 }
             };
             let mut caps = rule.capture.then(Captures::new);
-            if !op.matches(tv, self, caps.as_mut()) {
+            let param = expanded.get_or_insert_with(|| op.expand(self));
+            if !op.matches_expanded(tv, param.as_deref(), caps.as_mut()) {
                 continue;
             }
             let tv = tv.to_vec();
             self.on_match(rs, ci, &target, tv, caps);
+            expanded = None;
             any = true;
         }
         self.scratch_tested = values;
@@ -1407,6 +1412,16 @@ fn key_matches(sel: &KeySel, key: &[u8], var: Var) -> bool {
             }
         }
         KeySel::Regex(re) => re.is_match(key),
+        // `(?i:^p)` in multi-line mode: at the start, or after a newline.
+        KeySel::Prefix(p) => {
+            let at =
+                |s: &[u8]| s.len() >= p.len() && s[..p.len()].eq_ignore_ascii_case(p.as_bytes());
+            at(key)
+                || key
+                    .iter()
+                    .enumerate()
+                    .any(|(i, &c)| c == b'\n' && at(&key[i + 1..]))
+        }
     }
 }
 
@@ -1493,5 +1508,35 @@ fn strip_scheme_host(u: &[u8]) -> &[u8] {
     match u[netloc..].iter().position(|&c| c == b'/') {
         Some(p) => &u[netloc + p..],
         None => u,
+    }
+}
+
+#[cfg(test)]
+mod key_tests {
+    use super::{KeySel, Var, key_matches};
+
+    /// A `^literal` key selector decides exactly as the expression it replaces.
+    #[test]
+    fn prefix_selectors_match_like_their_expression() {
+        let re = crate::operator::regex("(?i:^header_name_)").unwrap_or_else(|e| panic!("{e}"));
+        let prefix = KeySel::Prefix("header_name_".into());
+        for key in [
+            &b"header_name_host"[..],
+            b"HEADER_NAME_x",
+            b"header_name_",
+            b"header_nam",
+            b"x_header_name_y",
+            b"a\nheader_name_b",
+            b"a\nHeader_Name_",
+            b"a\n\nheader_name",
+            b"",
+        ] {
+            assert_eq!(
+                key_matches(&prefix, key, Var::Tx),
+                re.is_match(key),
+                "{:?}",
+                String::from_utf8_lossy(key)
+            );
+        }
     }
 }
