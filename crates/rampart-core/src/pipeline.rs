@@ -162,6 +162,14 @@ impl RequestView {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ExtendedConnect;
 
+/// Present in a request's extensions when the request target held printable characters
+/// that a URI may not carry as they are (`"`, `<`, `>`, `\`, `^`, `` ` ``, `{`, `|`, `}`):
+/// the edge accepted the request (as nginx does), percent-encoded those characters in the
+/// URI it forwards, and keeps the target as received here, for inspection (the WAF's
+/// `REQUEST_URI_RAW` and `REQUEST_LINE` see these bytes).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawTarget(pub std::sync::Arc<[u8]>);
+
 /// A response the pipeline produces itself instead of forwarding.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reply {

@@ -502,8 +502,17 @@ fn parse_head(buf: &mut BytesMut, max_headers: usize) -> Parsed {
     }
     let head = buf.split_to(len).freeze();
 
-    let Ok(uri) = http::Uri::from_maybe_shared(head.slice(path_range)) else {
-        return Parsed::Invalid("invalid request target");
+    let mut raw_target = None;
+    let uri = match http::Uri::from_maybe_shared(head.slice(path_range.clone())) {
+        Ok(u) => u,
+        Err(_) => {
+            let raw = &head[path_range];
+            let Some(u) = lenient_target(raw) else {
+                return Parsed::Invalid("invalid request target");
+            };
+            raw_target = Some(rampart_core::pipeline::RawTarget(std::sync::Arc::from(raw)));
+            u
+        }
     };
     // Room for the fields the edge adds towards the origin (Host, X-Forwarded-*,
     // X-Request-Id) without growing the map.
@@ -575,6 +584,9 @@ fn parse_head(buf: &mut BytesMut, max_headers: usize) -> Parsed {
     *req.uri_mut() = uri;
     *req.version_mut() = version;
     *req.headers_mut() = headers;
+    if let Some(raw) = raw_target {
+        req.extensions_mut().insert(raw);
+    }
     let (parts, ()) = req.into_parts();
     Parsed::Head(Box::new(Head {
         parts,
@@ -1139,8 +1151,40 @@ mod date {
     }
 }
 
+/// A request target with printable characters a URI may not hold as they are (`"`, `<`,
+/// `>`, `\\`, `^`, `` ` ``, `{`, `|`, `}` — nginx and Apache accept them in the request
+/// line): the same target with those percent-encoded, if that makes a valid URI. Control
+/// bytes, spaces and non-ASCII bytes stay refused.
+fn lenient_target(raw: &[u8]) -> Option<http::Uri> {
+    if raw.is_empty() || !raw.iter().all(|b| (0x21..=0x7e).contains(b)) {
+        return None;
+    }
+    let mut s = String::with_capacity(raw.len() + 16);
+    for &b in raw {
+        if b"\"<>\\^`{|}".contains(&b) {
+            s.push_str(&format!("%{b:02X}"));
+        } else {
+            s.push(char::from(b));
+        }
+    }
+    http::Uri::try_from(s).ok()
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn printable_characters_a_uri_refuses_are_encoded_not_refused() {
+        let u =
+            super::lenient_target(br#"/s?q={"a":1}|x\y^`<>"#).unwrap_or_else(|| panic!("accepted"));
+        assert_eq!(
+            u.path_and_query().map(|p| p.as_str()),
+            Some("/s?q=%7B%22a%22:1%7D%7Cx%5Cy%5E%60%3C%3E")
+        );
+        for bad in [&b"/a b"[..], b"/a\x01", b"/caf\xc3\xa9", b""] {
+            assert!(super::lenient_target(bad).is_none(), "{bad:?}");
+        }
+    }
+
     use super::*;
 
     #[test]

@@ -30,7 +30,7 @@ use http::StatusCode;
 use rampart_core::config::{
     Config, Diagnostic, Diagnostics, SourceFile, WafExclude, WafMode, WafPolicy, WafRuleSel,
 };
-use rampart_core::pipeline::{Flow, Reply, RequestView, Stage};
+use rampart_core::pipeline::{Flow, RawTarget, Reply, RequestView, Stage};
 use rampart_waf::engine::{RequestInfo, Ruleset, Transaction};
 use rampart_waf::seclang::{self, MemFs, OverlayFs};
 use serde_json::{Map, Value};
@@ -372,9 +372,13 @@ impl Stage for WafStage {
                 unique_id: req.request_id.clone(),
             },
         );
-        let target = match head.uri.path_and_query() {
-            Some(pq) if head.uri.scheme().is_none() => pq.as_str().to_owned(),
-            _ => head.uri.to_string(),
+        // The target as received when the edge had to encode it for the URI.
+        let target = match head.extensions.get::<RawTarget>() {
+            Some(raw) => String::from_utf8_lossy(&raw.0).into_owned(),
+            None => match head.uri.path_and_query() {
+                Some(pq) if head.uri.scheme().is_none() => pq.as_str().to_owned(),
+                _ => head.uri.to_string(),
+            },
         };
         let version = match head.version {
             http::Version::HTTP_09 => "0.9",

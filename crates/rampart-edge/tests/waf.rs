@@ -253,3 +253,45 @@ async fn a_broken_ruleset_is_refused_at_reload_and_the_running_one_keeps_blockin
     let (status, _, _) = get(e.addr("web"), "shop.test", "/catalog", "").await;
     assert_eq!(status, 200);
 }
+
+/// A request target with characters a URI may not hold raw (`"`, `{`, `|` …) is accepted
+/// as nginx accepts it: the origin gets them percent-encoded, and the rules see the
+/// target exactly as it was sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn raw_request_targets_reach_the_rules_as_sent() {
+    let o = Origin::start("o").await;
+    let dir = TempDir::new("waf-raw");
+    std::fs::write(
+        dir.path("mine.conf"),
+        "SecRuleEngine On\nSecRule REQUEST_URI_RAW \"@contains {\\\"a\\\"\" \"id:10,phase:1,deny,status:403,log,msg:'raw braces'\"\n",
+    )
+    .unwrap();
+    let cfg = basic_config(
+        &[o.addr],
+        "",
+        &format!("security_log = \"{}\"", dir.path("security.log")),
+    ) + "[site.waf]\nrules = \"mine.conf\"\n";
+    let e = TestEdge::start(dir, &cfg).await;
+    let addr = e.addr("web");
+    let (status, _, _) = get(addr, "shop.test", r#"/s?q="x"|y"#, "").await;
+    assert_eq!(status, 200, "accepted and forwarded");
+    assert!(
+        o.seen
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|s| s.path == "/s?q=%22x%22%7Cy"),
+        "{:?}",
+        o.seen
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|s| s.path.clone())
+            .collect::<Vec<_>>()
+    );
+    let (status, _, _) = get(addr, "shop.test", r#"/s?q={"a":1}"#, "").await;
+    assert_eq!(status, 403, "the rule saw the raw braces and quotes");
+    let evs = events(&e.dir, 1).await;
+    assert_eq!(rule_ids(&evs[0]), vec![10]);
+    assert_eq!(evs[0]["event.action"], "block");
+}
