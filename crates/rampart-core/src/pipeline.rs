@@ -118,6 +118,11 @@ impl StageState {
     }
 
     /// The value of type `T`, if a stage stored one.
+    pub fn get<T: std::any::Any + Send>(&self) -> Option<&T> {
+        self.0.iter().find_map(|v| v.downcast_ref::<T>())
+    }
+
+    /// The value of type `T`, if a stage stored one, to change.
     pub fn get_mut<T: std::any::Any + Send>(&mut self) -> Option<&mut T> {
         self.0.iter_mut().find_map(|v| v.downcast_mut::<T>())
     }
@@ -252,6 +257,29 @@ pub trait Stage: Send + Sync {
     ) -> Flow {
         Flow::Continue
     }
+
+    /// How many bytes of the response body this stage needs to see before anything of the
+    /// response goes to the client (0 = none), asked after [`Stage::on_response`]. Only
+    /// stages with [`Stage::inspects_responses`] are asked.
+    fn response_body_prefix_wanted(
+        &self,
+        _cfg: &Config,
+        _req: &RequestView,
+        _resp: &http::response::Parts,
+    ) -> usize {
+        0
+    }
+
+    /// Inspects the response body prefix; `complete` says the whole body fit in it.
+    fn on_response_body(
+        &self,
+        _cfg: &Config,
+        _req: &mut RequestView,
+        _prefix: &[u8],
+        _complete: bool,
+    ) -> Flow {
+        Flow::Continue
+    }
 }
 
 /// Observes stage calls; the edge records durations per stage with it. Core code never
@@ -365,6 +393,40 @@ impl Pipeline {
         let mut mark = probe.start();
         for (i, stage) in self.stages.iter().enumerate() {
             let flow = stage.on_request_body(cfg, req, prefix, complete);
+            mark = probe.end(i, mark);
+            if let Flow::Respond(_) = flow {
+                return flow;
+            }
+        }
+        Flow::Continue
+    }
+
+    /// The largest response-body prefix any response stage asks for.
+    pub fn response_body_prefix_wanted(
+        &self,
+        cfg: &Config,
+        req: &RequestView,
+        resp: &http::response::Parts,
+    ) -> usize {
+        self.response_stages
+            .iter()
+            .map(|&i| self.stages[i].response_body_prefix_wanted(cfg, req, resp))
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// Runs every response stage's body hook until one responds.
+    pub fn on_response_body<P: Probe>(
+        &self,
+        cfg: &Config,
+        req: &mut RequestView,
+        prefix: &[u8],
+        complete: bool,
+        probe: &mut P,
+    ) -> Flow {
+        let mut mark = probe.start();
+        for &i in &self.response_stages {
+            let flow = self.stages[i].on_response_body(cfg, req, prefix, complete);
             mark = probe.end(i, mark);
             if let Flow::Respond(_) = flow {
                 return flow;

@@ -319,6 +319,10 @@ pub struct RespBody {
     sent: u64,
     ok: bool,
     on_done: Option<OnDone>,
+    /// Frames read ahead by [`RespBody::read_prefix`], sent before the rest.
+    pending: std::collections::VecDeque<Frame<Bytes>>,
+    /// The source ended while reading ahead.
+    ended: bool,
 }
 
 impl std::fmt::Debug for RespBody {
@@ -340,6 +344,8 @@ impl RespBody {
             sent: 0,
             ok: true,
             on_done: None,
+            pending: std::collections::VecDeque::new(),
+            ended: false,
         }
     }
 
@@ -354,6 +360,8 @@ impl RespBody {
             sent: 0,
             ok: true,
             on_done: None,
+            pending: std::collections::VecDeque::new(),
+            ended: false,
         }
     }
 
@@ -365,6 +373,8 @@ impl RespBody {
             sent: 0,
             ok: true,
             on_done: None,
+            pending: std::collections::VecDeque::new(),
+            ended: false,
         }
     }
 
@@ -419,15 +429,35 @@ where
     }
 }
 
-impl Body for RespBody {
-    type Data = Bytes;
-    type Error = BoxError;
+impl RespBody {
+    /// Reads ahead until `want` body bytes are buffered or the body ends (`true`): what
+    /// was read is kept and sent first, as if nothing had happened. A stage inspects the
+    /// returned bytes before the response head goes out.
+    pub async fn read_prefix(&mut self, want: usize) -> Result<(Bytes, bool), BoxError> {
+        let mut buf = bytes::BytesMut::new();
+        while buf.len() < want {
+            match std::future::poll_fn(|cx| self.poll_source(cx)).await {
+                None => {
+                    self.ended = true;
+                    return Ok((buf.freeze(), true));
+                }
+                Some(Ok(frame)) => {
+                    if let Some(d) = frame.data_ref() {
+                        buf.extend_from_slice(d);
+                    }
+                    self.pending.push_back(frame);
+                }
+                Some(Err(e)) => return Err(e),
+            }
+        }
+        Ok((buf.freeze(), false))
+    }
 
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
+    fn poll_source(
+        &mut self,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        let this = &mut *self;
+        let this = self;
         let polled = match &mut this.source {
             Source::Page(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
             Source::Origin { body, idle } => poll_timed(Pin::new(body), idle, cx),
@@ -448,8 +478,34 @@ impl Body for RespBody {
         }
         Poll::Ready(out)
     }
+}
+
+impl Body for RespBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = &mut *self;
+        if let Some(f) = this.pending.pop_front() {
+            return Poll::Ready(Some(Ok(f)));
+        }
+        if this.ended {
+            this.finish();
+            return Poll::Ready(None);
+        }
+        this.poll_source(cx)
+    }
 
     fn is_end_stream(&self) -> bool {
+        if !self.pending.is_empty() {
+            return false;
+        }
+        if self.ended {
+            return true;
+        }
         match &self.source {
             Source::Page(b) => b.is_none(),
             Source::Origin { body, .. } => body.is_end_stream(),
@@ -458,10 +514,25 @@ impl Body for RespBody {
     }
 
     fn size_hint(&self) -> SizeHint {
-        match &self.source {
-            Source::Page(b) => SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64)),
-            Source::Origin { body, .. } => body.size_hint(),
-            Source::OriginH1 { body, .. } => body.size_hint(),
+        let ahead: u64 = self
+            .pending
+            .iter()
+            .filter_map(|f| f.data_ref().map(|d| d.len() as u64))
+            .sum();
+        let rest = if self.ended {
+            SizeHint::with_exact(0)
+        } else {
+            match &self.source {
+                Source::Page(b) => SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64)),
+                Source::Origin { body, .. } => body.size_hint(),
+                Source::OriginH1 { body, .. } => body.size_hint(),
+            }
+        };
+        let mut out = SizeHint::new();
+        out.set_lower(rest.lower() + ahead);
+        if let Some(u) = rest.upper() {
+            out.set_upper(u + ahead);
         }
+        out
     }
 }

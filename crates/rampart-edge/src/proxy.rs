@@ -567,10 +567,47 @@ pub async fn serve(ctx: &ConnCtx, mut req: Request<ClientBody>) -> Response<Resp
             .insert(header::CONNECTION, HeaderValue::from_static("close"));
     }
     done.status = rparts.status.as_u16();
-    let body = match rbody {
+    let mut body = match rbody {
         OriginBody::Hyper(b) => RespBody::origin(b, pool.spec.read_timeout),
         OriginBody::H1(b, _) => RespBody::origin_h1(b, pool.spec.read_timeout),
     };
+    // Response-body prefix for stages that inspect it (the WAF's phase 4): read before
+    // the head goes out, then sent first.
+    let want = g
+        .pipeline
+        .response_body_prefix_wanted(&g.config, &view, &rparts);
+    if want > 0 {
+        match body.read_prefix(want).await {
+            Ok((prefix, complete)) => {
+                let seen = &prefix[..prefix.len().min(want)];
+                let complete = complete && seen.len() == prefix.len();
+                if let Flow::Respond(reply) = g.pipeline.on_response_body(
+                    &g.config,
+                    &mut view,
+                    seen,
+                    complete,
+                    &mut StageTimer(&g.stage_hist),
+                ) {
+                    drop(body);
+                    return edge_reply(&g, done, accept.as_ref(), reply);
+                }
+            }
+            Err(e) => {
+                let detail = error_chain(&*e);
+                tracing::warn!(tenant = %pool.tenant, pool = %pool.spec.id, request_id = %done.request_id, error = %detail, "origin response body failed");
+                done.set_error(|| detail);
+                return edge_reply(
+                    &g,
+                    done,
+                    accept.as_ref(),
+                    Reply::new(
+                        StatusCode::BAD_GATEWAY,
+                        "the origin server failed to answer",
+                    ),
+                );
+            }
+        }
+    }
     drop(lease);
     finish(Response::from_parts(rparts, body), done)
 }

@@ -10,11 +10,12 @@
 //!   configuration is then refused and the running one keeps serving.
 //! - **Phases.** Phase 1 runs on the request head, phase 2 on the body prefix the edge
 //!   reads for the stage (up to the policy's `body_limit`; an empty body for requests
-//!   without one), phases 3 and 4 on the response head (the response body is not
-//!   inspected yet), phase 5 when the request ends.
+//!   without one), phase 3 on the response head, phase 4 on a prefix of the response body
+//!   (up to `response_body_limit`, for text/plain, text/html and text/xml; read before
+//!   anything of the response is sent, then sent whole), phase 5 when the request ends.
 //! - **Decision.** A disruptive action (CRS's anomaly-score evaluation, 949110/959100)
-//!   blocks with 403 and the block page in `enforce` mode; in `monitor` mode the request
-//!   goes on and the event says `would_block`.
+//!   blocks with 403 and the block page in `enforce` mode; in `monitor` mode every phase
+//!   still runs (as with `DetectionOnly`) and the event says `would_block`.
 //! - **Events.** One JSON line per request with a match, written to the security log when
 //!   the request's state is dropped (blocked, answered, or failed — never lost): Elastic
 //!   Common Schema names where they exist, the rules with messages, tags and matched
@@ -141,7 +142,21 @@ fn main_file(
     add(format!("SecRequestBodyLimit {}", p.body_limit), None);
     add(format!("SecRequestBodyNoFilesLimit {}", p.body_limit), None);
     add("SecRequestBodyLimitAction ProcessPartial".into(), None);
-    add("SecResponseBodyAccess Off".into(), None);
+    if p.response_body_limit > 0 {
+        add("SecResponseBodyAccess On".into(), None);
+        add(
+            format!("SecResponseBodyLimit {}", p.response_body_limit),
+            None,
+        );
+        add("SecResponseBodyLimitAction ProcessPartial".into(), None);
+        add("SecResponseBodyMimeTypesClear".into(), None);
+        add(
+            "SecResponseBodyMimeType text/plain text/html text/xml".into(),
+            None,
+        );
+    } else {
+        add("SecResponseBodyAccess Off".into(), None);
+    }
     add(
         format!(
             r#"SecRule REQUEST_HEADERS:Content-Type "@rx ^(?:application(?:/soap\+|/)|text/)xml" "id:{},phase:1,t:none,t:lowercase,pass,nolog,ctl:requestBodyProcessor=XML""#,
@@ -330,6 +345,8 @@ struct WafState {
     events: AccessLog,
     /// The request was blocked (enforce) or would have been (monitor).
     decided: Option<(u64, u16)>,
+    /// Phase 4 waits for the response body prefix.
+    body_wanted: bool,
     response_status: Option<u16>,
 }
 
@@ -387,6 +404,7 @@ impl Stage for WafStage {
             http::Version::HTTP_3 => "3.0",
             _ => "1.1",
         };
+        tx.set_monitor(waf.policy.mode == WafMode::Monitor);
         tx.set_request_line(head.method.as_str().as_bytes(), target.as_bytes(), version);
         if !head.headers.contains_key(http::header::HOST) && !req.host.is_empty() {
             tx.add_request_header(b"Host", req.host.as_bytes());
@@ -419,6 +437,7 @@ impl Stage for WafStage {
             event,
             events: self.events.clone(),
             decided: None,
+            body_wanted: false,
             response_status: None,
         };
         let flow = state.decide();
@@ -449,9 +468,7 @@ impl Stage for WafStage {
         let Some(state) = req.state.get_mut::<WafState>() else {
             return Flow::Continue;
         };
-        if state.decided.is_some() {
-            return Flow::Continue;
-        }
+        // (A blocked request never gets here; in monitor mode every phase runs.)
         state.tx.process_request_body(prefix);
         state.decide()
     }
@@ -470,9 +487,6 @@ impl Stage for WafStage {
             return Flow::Continue;
         };
         state.response_status = Some(resp.status.as_u16());
-        if state.decided.is_some() {
-            return Flow::Continue;
-        }
         let headers: Vec<(Vec<u8>, Vec<u8>)> = resp
             .headers
             .iter()
@@ -486,9 +500,57 @@ impl Stage for WafStage {
         state
             .tx
             .process_response_headers(resp.status.as_u16(), protocol, &headers);
-        // The response body is not inspected yet: phase 4 runs on the head alone, so
-        // that CRS's outbound anomaly evaluation sees what phase 3 found.
+        let flow = state.decide();
+        if matches!(flow, Flow::Continue)
+            && state.waf.policy.response_body_limit > 0
+            && state.tx.response_body_inspected()
+        {
+            // Phase 4 runs when the edge has read the body prefix.
+            state.body_wanted = true;
+            return flow;
+        }
+        // No body to inspect: phase 4 on the head alone, so that CRS's outbound anomaly
+        // evaluation sees what phase 3 found.
         state.tx.process_response_body(b"");
+        match flow {
+            Flow::Continue => state.decide(),
+            respond => respond,
+        }
+    }
+
+    fn response_body_prefix_wanted(
+        &self,
+        _cfg: &Config,
+        req: &RequestView,
+        _resp: &http::response::Parts,
+    ) -> usize {
+        // The state lives in the view, which this hook only reads: the decision was
+        // taken in `on_response` (`body_wanted`), the limit is the route's.
+        match (req.site, req.route) {
+            (Some(s), Some(r)) => match self.set.route(s, r) {
+                Some(w) if req.state.get::<WafState>().is_some_and(|st| st.body_wanted) => {
+                    usize::try_from(w.policy.response_body_limit).unwrap_or(usize::MAX)
+                }
+                _ => 0,
+            },
+            _ => 0,
+        }
+    }
+
+    fn on_response_body(
+        &self,
+        _cfg: &Config,
+        req: &mut RequestView,
+        prefix: &[u8],
+        _complete: bool,
+    ) -> Flow {
+        let Some(state) = req.state.get_mut::<WafState>() else {
+            return Flow::Continue;
+        };
+        if !std::mem::take(&mut state.body_wanted) {
+            return Flow::Continue;
+        }
+        state.tx.process_response_body(prefix);
         state.decide()
     }
 }
@@ -497,9 +559,10 @@ impl WafState {
     /// Blocks (enforce) or records a would-block (monitor) once the engine asks for it.
     fn decide(&mut self) -> Flow {
         if self.decided.is_some() {
+            // Monitor mode: noted once, the request goes on.
             return Flow::Continue;
         }
-        let Some(i) = self.tx.intervention() else {
+        let Some(i) = self.tx.intervention().or(self.tx.would_intervene()) else {
             return Flow::Continue;
         };
         let status = if i.status >= 400 && i.status < 600 {

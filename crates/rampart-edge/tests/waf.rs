@@ -295,3 +295,41 @@ async fn raw_request_targets_reach_the_rules_as_sent() {
     assert_eq!(rule_ids(&evs[0]), vec![10]);
     assert_eq!(evs[0]["event.action"], "block");
 }
+
+/// Phase 4 sees a bounded prefix of the response body: an SQL error leaking from the
+/// origin's page is blocked before any of it reaches the client; a clean page passes
+/// whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn response_bodies_are_inspected_before_they_leave() {
+    let o = Origin::start("o").await;
+    let dir = TempDir::new("waf-response");
+    let cfg = waf_config(o.addr, &dir, "response_body_limit = \"32KiB\"");
+    let e = TestEdge::start(dir, &cfg).await;
+    let addr = e.addr("web");
+    let leak = "/page?body=You%20have%20an%20error%20in%20your%20SQL%20syntax%20near%20line%201";
+    let (status, _, body) = get(addr, "shop.test", leak, "").await;
+    assert_eq!(status, 403, "{body}");
+    assert!(!body.contains("SQL syntax"), "nothing of the page went out");
+    let (status, _, body) = get(addr, "shop.test", "/page?body=hello%20world", "").await;
+    assert_eq!((status, body.as_str()), (200, "hello world"));
+    // A body longer than the inspected prefix still arrives whole.
+    let (status, head, body) = get(addr, "shop.test", "/big?n=200000&type=text/html", "").await;
+    assert_eq!(status, 200, "{head}");
+    assert!(head.contains("content-type: text/html"), "{head}");
+    assert_eq!(
+        body.bytes().filter(|&c| c == b'x').count(),
+        200_000,
+        "every byte, in order"
+    );
+    let evs = events(&e.dir, 1).await;
+    let ev = evs
+        .iter()
+        .find(|v| v["url.path"] == "/page")
+        .expect("an event for the leak");
+    assert_eq!(ev["rampart.waf.decided_by"], 959100, "{ev}");
+    assert!(ev["rampart.waf.outbound_score"].as_i64().unwrap() >= 4);
+    assert!(
+        rule_ids(ev).iter().any(|i| (951000..952000).contains(i)),
+        "{ev}"
+    );
+}

@@ -253,12 +253,13 @@ fn lookup(
 }
 
 /// Default CRS settings: paranoia level 1, inbound threshold 5 (one critical match),
-/// outbound threshold 4, 128 KiB of request body inspected.
+/// outbound threshold 4, 128 KiB of request body and 64 KiB of response body inspected.
 const WAF_DEFAULT_PARANOIA: u8 = 1;
 const WAF_DEFAULT_INBOUND: u32 = 5;
 const WAF_DEFAULT_OUTBOUND: u32 = 4;
 const WAF_DEFAULT_BODY_LIMIT: u64 = 128 * 1024;
 const WAF_MAX_BODY_LIMIT: u64 = 16 * 1024 * 1024;
+const WAF_DEFAULT_RESPONSE_BODY_LIMIT: u64 = 64 * 1024;
 
 /// The effective WAF policy of a route: the route's settings over the site's. `None`:
 /// no WAF (neither says so, or the route turns it off).
@@ -360,23 +361,34 @@ fn waf_policy(
             }
         },
     };
-    let body_limit = match layers.iter().rev().find_map(|w| w.body_limit.as_ref()) {
-        None => WAF_DEFAULT_BODY_LIMIT,
-        Some(b) => {
-            let n = ctx
-                .size(&Some(b.clone()), "body_limit")
-                .unwrap_or(WAF_DEFAULT_BODY_LIMIT);
-            if n > WAF_MAX_BODY_LIMIT {
-                ctx.err(
-                    b.span(),
-                    format!("body_limit {n} is too large"),
-                    Some("at most 16 MiB"),
-                    Some("the inspected prefix is held in memory for every request"),
-                );
-            }
-            n.min(WAF_MAX_BODY_LIMIT)
+    let limit = |ctx: &mut Ctx<'_>, v: Option<&Sp<raw::RawSize>>, what: &str, default: u64| {
+        let Some(b) = v else { return default };
+        let n = ctx.size(&Some(b.clone()), what).unwrap_or(default);
+        if n > WAF_MAX_BODY_LIMIT {
+            ctx.err(
+                b.span(),
+                format!("{what} {n} is too large"),
+                Some("at most 16 MiB"),
+                Some("the inspected prefix is held in memory for every request"),
+            );
         }
+        n.min(WAF_MAX_BODY_LIMIT)
     };
+    let body_limit = limit(
+        ctx,
+        layers.iter().rev().find_map(|w| w.body_limit.as_ref()),
+        "body_limit",
+        WAF_DEFAULT_BODY_LIMIT,
+    );
+    let response_body_limit = limit(
+        ctx,
+        layers
+            .iter()
+            .rev()
+            .find_map(|w| w.response_body_limit.as_ref()),
+        "response_body_limit",
+        WAF_DEFAULT_RESPONSE_BODY_LIMIT,
+    );
     let mut exclusion_files = Vec::new();
     let mut exclude = Vec::new();
     for w in &layers {
@@ -396,6 +408,7 @@ fn waf_policy(
         outbound_threshold: u32::try_from(outbound).unwrap_or(WAF_DEFAULT_OUTBOUND),
         mode,
         body_limit,
+        response_body_limit,
         exclusion_files,
         exclude,
     }))

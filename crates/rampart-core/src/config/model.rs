@@ -343,6 +343,8 @@ pub struct WafPolicy {
     pub mode: WafMode,
     /// How many request body bytes are inspected.
     pub body_limit: u64,
+    /// How many response body bytes are inspected (0: none).
+    pub response_body_limit: u64,
     /// The operator's SecLang exclusion files, as written, and where.
     pub exclusion_files: Vec<(String, Span)>,
     /// Declarative exclusions.

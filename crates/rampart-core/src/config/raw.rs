@@ -284,6 +284,8 @@ pub struct RawWaf {
     pub mode: Option<Sp<String>>,
     /// How much of a request body is inspected.
     pub body_limit: Option<Sp<RawSize>>,
+    /// How much of a response body is inspected (text/plain, text/html, text/xml).
+    pub response_body_limit: Option<Sp<RawSize>>,
     /// SecLang files with the operator's own exclusions (loaded before CRS's rules).
     #[serde(default)]
     pub exclusion_files: Vec<Sp<String>>,

@@ -242,6 +242,31 @@ async fn origin_handle(
         );
         return Ok(r);
     }
+    if path == "/page" {
+        // An HTML page whose body is the (percent-decoded) `body` query parameter.
+        let raw = parts.uri.query().unwrap_or("");
+        let text = raw.strip_prefix("body=").unwrap_or("");
+        let mut body = Vec::new();
+        let b = text.as_bytes();
+        let mut i = 0;
+        while i < b.len() {
+            if b[i] == b'%' && i + 2 < b.len() {
+                if let Ok(v) = u8::from_str_radix(&text[i + 1..i + 3], 16) {
+                    body.push(v);
+                    i += 3;
+                    continue;
+                }
+            }
+            body.push(b[i]);
+            i += 1;
+        }
+        let mut r = Response::new(full(body));
+        r.headers_mut().insert(
+            http::header::CONTENT_TYPE,
+            "text/html; charset=utf-8".parse().unwrap(),
+        );
+        return Ok(r);
+    }
     if path == "/big" {
         let n: usize = q.get("n").and_then(|v| v.parse().ok()).unwrap_or(1 << 20);
         let chunk = Bytes::from(vec![b'x'; 64 * 1024]);
@@ -252,9 +277,12 @@ async fn origin_handle(
             frames.push(Ok(Frame::data(chunk.slice(..k))));
             left -= k;
         }
-        return Ok(Response::new(
-            StreamBody::new(futures_stream(frames)).boxed(),
-        ));
+        let mut r = Response::new(StreamBody::new(futures_stream(frames)).boxed());
+        if let Some(t) = q.get("type") {
+            r.headers_mut()
+                .insert(http::header::CONTENT_TYPE, t.parse().unwrap());
+        }
+        return Ok(r);
     }
     let mut r = Response::new(full(format!("{} {} {}", st.name, parts.method, body.len())));
     r.headers_mut().insert("x-origin", st.name.parse().unwrap());

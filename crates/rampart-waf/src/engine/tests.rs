@@ -308,3 +308,32 @@ fn ctl_target_removal_by_key_regex() {
     assert_eq!(fired(&run(&rs, "/api?other=evil", &[], "")), vec![91]);
     assert_eq!(fired(&run(&rs, "/web?token=evil", &[], "")), vec![91]);
 }
+
+/// Monitor mode: the first disruptive action is kept, and every later rule and phase
+/// still runs (as with DetectionOnly); without it the transaction stops at the deny.
+#[test]
+fn monitor_mode_notes_the_block_and_goes_on() {
+    let rs = ruleset(
+        "SecRuleEngine On\n\
+         SecRule ARGS:q \"@contains attack\" \"id:1,phase:1,deny,status:403,log\"\n\
+         SecRule ARGS:q \"@contains attack\" \"id:2,phase:2,pass,log\"\n\
+         SecRule RESPONSE_STATUS \"@eq 200\" \"id:3,phase:3,pass,log\"\n",
+    );
+    let ids = |tx: &Transaction<'_>| tx.matched_rules().iter().map(|m| m.id).collect::<Vec<_>>();
+    let mut tx = Transaction::new(&rs, info());
+    tx.set_monitor(true);
+    tx.set_request_line(b"GET", b"/?q=attack", "1.1");
+    tx.process_request_headers();
+    tx.process_request_body(b"");
+    tx.process_response_headers(200, "HTTP/1.1", &[]);
+    assert_eq!(ids(&tx), vec![1, 2, 3]);
+    assert!(tx.intervention().is_none());
+    assert_eq!(
+        tx.would_intervene().map(|i| (i.rule_id, i.status)),
+        Some((1, 403))
+    );
+
+    let tx = run(&rs, "/?q=attack", &[], "");
+    assert_eq!(ids(&tx), vec![1], "without monitor mode the deny ends it");
+    assert_eq!(tx.intervention().map(|i| i.rule_id), Some(1));
+}

@@ -165,6 +165,9 @@ pub struct Transaction<'r> {
     current_rule: Option<usize>,
     matched: Vec<MatchedRule>,
     intervention: Option<Intervention>,
+    /// Monitor mode: disruptive actions are noted here and do not stop evaluation.
+    monitor: bool,
+    would_intervene: Option<Intervention>,
     allow_request: bool,
     /// Transformation results per (chain, slot).
     tcache: PackedMap<Cached>,
@@ -246,6 +249,8 @@ impl<'r> Transaction<'r> {
             current_rule: None,
             matched: Vec::new(),
             intervention: None,
+            monitor: false,
+            would_intervene: None,
             allow_request: false,
             tcache: PackedMap::default(),
             scratch_tested: Vec::new(),
@@ -490,6 +495,18 @@ impl<'r> Transaction<'r> {
         self.intervention.as_ref()
     }
 
+    /// Monitor mode: a disruptive action does not stop the transaction (every phase
+    /// runs, as with `SecRuleEngine DetectionOnly`), but the first one is kept and
+    /// reported by [`Transaction::would_intervene`].
+    pub fn set_monitor(&mut self, on: bool) {
+        self.monitor = on;
+    }
+
+    /// In monitor mode, what the engine would have asked for first.
+    pub fn would_intervene(&self) -> Option<&Intervention> {
+        self.would_intervene.as_ref()
+    }
+
     /// A TX variable (lower-case name), for tests and events (anomaly scores).
     pub fn tx_var(&self, name: &str) -> Option<&[u8]> {
         self.tx.get(name).map(Vec::as_slice)
@@ -577,7 +594,7 @@ impl<'r> Transaction<'r> {
                 }
                 d @ (Disruptive::Deny | Disruptive::Drop | Disruptive::Redirect(_)) => {
                     if self.engine == EngineMode::On {
-                        self.intervention = Some(Intervention {
+                        let i = Intervention {
                             status: rule.status.unwrap_or(
                                 if matches!(d, Disruptive::Redirect(_)) {
                                     302
@@ -591,8 +608,14 @@ impl<'r> Transaction<'r> {
                                 _ => None,
                             },
                             rule_id: rule.id,
-                        });
-                        return;
+                        };
+                        if self.monitor {
+                            // Noted, and evaluation goes on as in DetectionOnly.
+                            self.would_intervene.get_or_insert(i);
+                        } else {
+                            self.intervention = Some(i);
+                            return;
+                        }
                     }
                 }
                 Disruptive::Proxy(_) | Disruptive::Pause(_) => {}
