@@ -51,6 +51,8 @@ pub struct RouteWaf {
 #[derive(Debug, Default)]
 pub struct WafSet {
     routes: Vec<Vec<Option<Arc<RouteWaf>>>>,
+    /// Route prefixes, by site and route, for events (shared, not copied per request).
+    prefixes: Vec<Vec<Arc<str>>>,
 }
 
 impl WafSet {
@@ -94,6 +96,12 @@ impl WafSet {
                 }
             }
             set.routes.push(routes);
+            set.prefixes.push(
+                site.routes
+                    .iter()
+                    .map(|r| Arc::from(r.prefix.as_str()))
+                    .collect(),
+            );
         }
         if diags.is_empty() {
             Ok(set)
@@ -351,18 +359,19 @@ struct WafState {
 }
 
 /// Request facts for the event, taken when the request arrives.
+/// Most requests match nothing and never write an event: what is kept here is shared or
+/// cheap to clone (two small strings are copied).
 struct EventBase {
     start: SystemTime,
-    tenant: String,
-    site: String,
-    route: String,
+    tenant: Option<Arc<str>>,
+    site: Arc<str>,
+    route: Option<Arc<str>>,
     request_id: String,
-    method: String,
-    path: String,
-    query: Option<String>,
+    method: http::Method,
+    uri: http::Uri,
     host: String,
     source: SocketAddr,
-    client_ip: String,
+    client_ip: std::net::IpAddr,
     destination_port: u16,
 }
 
@@ -415,19 +424,20 @@ impl Stage for WafStage {
         let site_cfg = &cfg.sites[site];
         let event = EventBase {
             start: SystemTime::now(),
-            tenant: cfg
-                .tenants
-                .get(site_cfg.tenant)
-                .map_or_else(String::new, |t| t.id.to_string()),
-            site: site_cfg.id.to_string(),
-            route: site_cfg.routes[route].prefix.clone(),
+            tenant: cfg.tenants.get(site_cfg.tenant).map(|t| t.id.clone()),
+            site: site_cfg.id.clone(),
+            route: self
+                .set
+                .prefixes
+                .get(site)
+                .and_then(|p| p.get(route))
+                .cloned(),
             request_id: req.request_id.clone(),
-            method: head.method.as_str().to_owned(),
-            path: head.uri.path().to_owned(),
-            query: head.uri.query().map(str::to_owned),
+            method: head.method.clone(),
+            uri: head.uri.clone(),
             host: req.host.clone(),
             source: req.conn.peer,
-            client_ip: req.client_ip.to_string(),
+            client_ip: req.client_ip,
             destination_port: req.conn.local.port(),
         };
         tx.process_request_headers();
@@ -603,19 +613,22 @@ impl WafState {
         );
         m.insert("event.action".into(), s(action));
         m.insert("event.module".into(), s("waf"));
-        m.insert("organization.id".into(), s(&e.tenant));
+        m.insert(
+            "organization.id".into(),
+            s(e.tenant.as_deref().unwrap_or("")),
+        );
         m.insert("rampart.site".into(), s(&e.site));
-        m.insert("rampart.route".into(), s(&e.route));
+        m.insert("rampart.route".into(), s(e.route.as_deref().unwrap_or("")));
         m.insert("http.request.id".into(), s(&e.request_id));
-        m.insert("http.request.method".into(), s(&e.method));
+        m.insert("http.request.method".into(), s(e.method.as_str()));
         m.insert("url.domain".into(), s(&e.host));
-        m.insert("url.path".into(), s(&mask::text(&e.path)));
-        if let Some(q) = &e.query {
+        m.insert("url.path".into(), s(&mask::text(e.uri.path())));
+        if let Some(q) = e.uri.query() {
             m.insert("url.query".into(), s(&mask::query(q)));
         }
         m.insert("source.ip".into(), s(&e.source.ip().to_string()));
         m.insert("source.port".into(), Value::from(e.source.port()));
-        m.insert("client.ip".into(), s(&e.client_ip));
+        m.insert("client.ip".into(), s(&e.client_ip.to_string()));
         m.insert("destination.port".into(), Value::from(e.destination_port));
         if let Some(st) = self.response_status {
             m.insert("http.response.status_code".into(), Value::from(st));
