@@ -179,6 +179,15 @@ fn main_file(
         ),
         None,
     );
+    // A body its processor cannot parse is refused (ModSecurity's recommended rule
+    // 200002): otherwise a malformed body would hide its content from every rule.
+    add(
+        format!(
+            r#"SecRule REQBODY_ERROR "!@eq 0" "id:{},phase:2,t:none,log,deny,status:400,msg:'Failed to parse request body.',logdata:'%{{reqbody_error_msg}}',severity:2""#,
+            SETUP_ID + 5
+        ),
+        None,
+    );
     let (setup, rule_glob) = if meta.is_dir() {
         let setup = ["crs-setup.conf", "crs-setup.conf.example"]
             .iter()

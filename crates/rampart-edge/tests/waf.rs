@@ -100,6 +100,14 @@ async fn enforce_mode_blocks_attacks_with_the_block_page_and_passes_benign_reque
         let (status, _, _) = split(&raw(addr, req.as_bytes(), Duration::from_secs(10)).await);
         assert_eq!(status, 403, "{ctype} body attack");
     }
+    // A body its processor cannot parse is refused, not waved through uninspected.
+    let bad = r#"{"comment": "x"#;
+    let req = format!(
+        "POST /comments HTTP/1.1\r\nHost: shop.test\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{bad}",
+        bad.len()
+    );
+    let (status, _, _) = split(&raw(addr, req.as_bytes(), Duration::from_secs(10)).await);
+    assert_eq!(status, 400, "a malformed JSON body");
     let req = "POST /comments HTTP/1.1\r\nHost: shop.test\r\nContent-Type: application/json\r\nContent-Length: 27\r\nConnection: close\r\n\r\n{\"comment\":\"great product\"}";
     let (status, _, _) = split(&raw(addr, req.as_bytes(), Duration::from_secs(10)).await);
     assert_eq!(status, 200, "a benign JSON body passes");
