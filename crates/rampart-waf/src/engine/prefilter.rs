@@ -121,6 +121,9 @@ pub(crate) struct Prefilter {
     gated: Vec<bool>,
     /// Per source: the dense chains some gated rule reads it through.
     chains_of: [Vec<u8>; SOURCES],
+    /// Per dense chain: the request headers its rules read by name, lower-cased (`None`:
+    /// all of them) — a header value is scanned only for the chains that read it.
+    header_names: Vec<Option<Vec<Vec<u8>>>>,
     /// Per dense chain: its transformations, and whether its rules test every step's
     /// result (`multiMatch`).
     chains: Vec<(Vec<Transform>, bool)>,
@@ -192,6 +195,7 @@ impl Prefilter {
             single_bytes: Vec::new(),
             gated: vec![false; rules.len()],
             chains_of: Default::default(),
+            header_names: Vec::new(),
             chains: Vec::new(),
             chain_bits: Vec::new(),
         };
@@ -232,6 +236,22 @@ impl Prefilter {
                 None => continue,
             };
             pf.gated[ri] = true;
+            if pf.header_names.len() <= usize::from(chain) {
+                pf.header_names
+                    .resize(usize::from(chain) + 1, Some(Vec::new()));
+            }
+            for t in rule.targets.iter().filter(|t| t.var == Var::RequestHeaders) {
+                let entry = &mut pf.header_names[usize::from(chain)];
+                match (&t.key, entry.as_mut()) {
+                    (Some(super::compile::KeySel::Name(n)), Some(names)) => {
+                        if !names.iter().any(|x| x == n.as_bytes()) {
+                            names.push(n.as_bytes().to_vec());
+                        }
+                    }
+                    (_, Some(_)) => *entry = None,
+                    (_, None) => {}
+                }
+            }
             for s in srcs {
                 let list = &mut pf.chains_of[s as usize];
                 if !list.contains(&chain) {
@@ -308,6 +328,23 @@ impl Prefilter {
 
     /// Scans one value of `source`.
     pub(crate) fn scan(&self, st: &mut ScanState, source: Source, index: u32, value: &[u8]) {
+        self.scan_named(st, source, index, value, None);
+    }
+
+    /// [`Prefilter::scan`] for a request header's value, named `name`: only the chains
+    /// whose rules read that header (or every header) scan it.
+    pub(crate) fn scan_header(&self, st: &mut ScanState, index: u32, name: &[u8], value: &[u8]) {
+        self.scan_named(st, Source::HeaderValue, index, value, Some(name));
+    }
+
+    fn scan_named(
+        &self,
+        st: &mut ScanState,
+        source: Source,
+        index: u32,
+        value: &[u8],
+        header: Option<&[u8]>,
+    ) {
         let chains = &self.chains_of[source as usize];
         if chains.is_empty() || value.is_empty() {
             return;
@@ -321,6 +358,12 @@ impl Prefilter {
         // Which transformations leave the value alone, each judged once per value.
         let (mut judged, mut unchanged) = (0u64, 0u64);
         for &c in chains {
+            if let (Some(name), Some(Some(names))) = (header, self.header_names.get(usize::from(c)))
+            {
+                if !names.iter().any(|n| n.eq_ignore_ascii_case(name)) {
+                    continue;
+                }
+            }
             let (steps, multi) = &self.chains[usize::from(c)];
             let bits = self.chain_bits[usize::from(c)];
             for &t in steps {

@@ -642,7 +642,7 @@ impl<'r> Transaction<'r> {
         }
         st.args = self.args.len();
         for (i, (k, v)) in self.headers.iter().enumerate().skip(st.headers) {
-            pf.scan(st, Source::HeaderValue, idx(i), v);
+            pf.scan_header(st, idx(i), k, v);
             pf.scan(st, Source::HeaderName, idx(i), k);
         }
         st.headers = self.headers.len();
