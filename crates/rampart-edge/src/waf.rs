@@ -352,6 +352,11 @@ impl WafStage {
     pub fn new(set: Arc<WafSet>, events: AccessLog) -> Self {
         WafStage { set, events }
     }
+
+    /// The WAF of the request's route, once the route is resolved.
+    fn route_of(&self, req: &RequestView) -> Option<&Arc<RouteWaf>> {
+        self.set.route(req.site?, req.route?)
+    }
 }
 
 /// What the stage keeps for a request between its hooks; writes the event when dropped.
@@ -390,10 +395,7 @@ impl Stage for WafStage {
     }
 
     fn on_request(&self, cfg: &Config, req: &mut RequestView) -> Flow {
-        let (Some(site), Some(route)) = (req.site, req.route) else {
-            return Flow::Continue;
-        };
-        let Some(waf) = self.set.route(site, route) else {
+        let (Some(site), Some(route), Some(waf)) = (req.site, req.route, self.route_of(req)) else {
             return Flow::Continue;
         };
         let head = &req.head;
@@ -467,14 +469,11 @@ impl Stage for WafStage {
     fn body_prefix_wanted(&self, _cfg: &Config, req: &RequestView) -> usize {
         // Asked for every request the WAF sees, so that phase 2 always runs (a request
         // without a body yields an empty prefix at once).
-        match (req.site, req.route) {
-            (Some(s), Some(r)) => self.set.route(s, r).map_or(0, |w| {
-                usize::try_from(w.policy.body_limit)
-                    .unwrap_or(usize::MAX)
-                    .max(1)
-            }),
-            _ => 0,
-        }
+        self.route_of(req).map_or(0, |w| {
+            usize::try_from(w.policy.body_limit)
+                .unwrap_or(usize::MAX)
+                .max(1)
+        })
     }
 
     fn on_request_body(
@@ -545,13 +544,10 @@ impl Stage for WafStage {
     ) -> usize {
         // The state lives in the view, which this hook only reads: the decision was
         // taken in `on_response` (`body_wanted`), the limit is the route's.
-        match (req.site, req.route) {
-            (Some(s), Some(r)) => match self.set.route(s, r) {
-                Some(w) if req.state.get::<WafState>().is_some_and(|st| st.body_wanted) => {
-                    usize::try_from(w.policy.response_body_limit).unwrap_or(usize::MAX)
-                }
-                _ => 0,
-            },
+        match self.route_of(req) {
+            Some(w) if req.state.get::<WafState>().is_some_and(|st| st.body_wanted) => {
+                usize::try_from(w.policy.response_body_limit).unwrap_or(usize::MAX)
+            }
             _ => 0,
         }
     }
