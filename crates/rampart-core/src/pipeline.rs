@@ -361,9 +361,20 @@ impl Pipeline {
 
     /// Runs every stage's request hook until one responds.
     pub fn on_request<P: Probe>(&self, cfg: &Config, req: &mut RequestView, probe: &mut P) -> Flow {
+        self.run(0..self.stages.len(), probe, |s| s.on_request(cfg, req))
+    }
+
+    /// Calls `hook` on the stages at `indices` in order, timing each with `probe`, until
+    /// one responds.
+    fn run<P: Probe>(
+        &self,
+        indices: impl IntoIterator<Item = usize>,
+        probe: &mut P,
+        mut hook: impl FnMut(&dyn Stage) -> Flow,
+    ) -> Flow {
         let mut mark = probe.start();
-        for (i, stage) in self.stages.iter().enumerate() {
-            let flow = stage.on_request(cfg, req);
+        for i in indices {
+            let flow = hook(&*self.stages[i]);
             mark = probe.end(i, mark);
             if let Flow::Respond(_) = flow {
                 return flow;
@@ -390,15 +401,9 @@ impl Pipeline {
         complete: bool,
         probe: &mut P,
     ) -> Flow {
-        let mut mark = probe.start();
-        for (i, stage) in self.stages.iter().enumerate() {
-            let flow = stage.on_request_body(cfg, req, prefix, complete);
-            mark = probe.end(i, mark);
-            if let Flow::Respond(_) = flow {
-                return flow;
-            }
-        }
-        Flow::Continue
+        self.run(0..self.stages.len(), probe, |s| {
+            s.on_request_body(cfg, req, prefix, complete)
+        })
     }
 
     /// The largest response-body prefix any response stage asks for.
@@ -424,15 +429,9 @@ impl Pipeline {
         complete: bool,
         probe: &mut P,
     ) -> Flow {
-        let mut mark = probe.start();
-        for &i in &self.response_stages {
-            let flow = self.stages[i].on_response_body(cfg, req, prefix, complete);
-            mark = probe.end(i, mark);
-            if let Flow::Respond(_) = flow {
-                return flow;
-            }
-        }
-        Flow::Continue
+        self.run(self.response_stages.iter().copied(), probe, |s| {
+            s.on_response_body(cfg, req, prefix, complete)
+        })
     }
 
     /// Runs every stage's response hook until one responds.
@@ -446,14 +445,8 @@ impl Pipeline {
         if self.response_stages.is_empty() {
             return Flow::Continue;
         }
-        let mut mark = probe.start();
-        for &i in &self.response_stages {
-            let flow = self.stages[i].on_response(cfg, req, resp);
-            mark = probe.end(i, mark);
-            if let Flow::Respond(_) = flow {
-                return flow;
-            }
-        }
-        Flow::Continue
+        self.run(self.response_stages.iter().copied(), probe, |s| {
+            s.on_response(cfg, req, resp)
+        })
     }
 }

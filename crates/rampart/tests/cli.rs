@@ -19,6 +19,15 @@ fn temp(tag: &str) -> PathBuf {
     d
 }
 
+/// Runs `rampart check -c CFG`.
+fn rampart_check(cfg: impl AsRef<std::ffi::OsStr>) -> std::process::Output {
+    Command::new(bin())
+        .args(["check", "-c"])
+        .arg(cfg)
+        .output()
+        .unwrap()
+}
+
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -44,11 +53,7 @@ fn check_reports_waf_rule_errors_where_they_are() {
     );
     let cfg = dir.join("rampart.toml");
     std::fs::write(&cfg, format!("{base}exclusion_files = [\"mine.conf\"]\n")).unwrap();
-    let out = Command::new(bin())
-        .args(["check", "-c"])
-        .arg(&cfg)
-        .output()
-        .unwrap();
+    let out = rampart_check(&cfg);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(err.contains("mine.conf:3:"), "{err}");
@@ -59,11 +64,7 @@ fn check_reports_waf_rule_errors_where_they_are() {
         base.replace(&crs.display().to_string(), "missing-crs"),
     )
     .unwrap();
-    let out = Command::new(bin())
-        .args(["check", "-c"])
-        .arg(&cfg)
-        .output()
-        .unwrap();
+    let out = rampart_check(&cfg);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(
@@ -72,11 +73,7 @@ fn check_reports_waf_rule_errors_where_they_are() {
     );
 
     std::fs::write(&cfg, base).unwrap();
-    let out = Command::new(bin())
-        .args(["check", "-c"])
-        .arg(&cfg)
-        .output()
-        .unwrap();
+    let out = rampart_check(&cfg);
     assert!(
         out.status.success(),
         "{}",
@@ -105,11 +102,7 @@ fn check_accepts_the_shipped_example() {
         );
     let cfg = dir.join("rampart.toml");
     std::fs::write(&cfg, text).unwrap();
-    let out = Command::new(bin())
-        .args(["check", "-c"])
-        .arg(&cfg)
-        .output()
-        .unwrap();
+    let out = rampart_check(&cfg);
     assert!(
         out.status.success(),
         "{}",
@@ -130,11 +123,7 @@ fn check_accepts_the_demo_config() {
     std::fs::write(dir.join("certs/localhost.key"), ck.key_pair.serialize_pem()).unwrap();
     let cfg = dir.join("rampart.toml");
     std::fs::copy(&demo, &cfg).unwrap();
-    let out = Command::new(bin())
-        .args(["check", "-c"])
-        .arg(&cfg)
-        .output()
-        .unwrap();
+    let out = rampart_check(&cfg);
     assert!(
         out.status.success(),
         "{}",
@@ -151,11 +140,7 @@ fn check_reports_every_error_with_file_line_col_and_fails() {
         "[edge]\nadmin = \"nowhere\"\n\n[[tenant]]\nid = \"t\"\n\n[[listener]]\nname = \"web\"\nbind = \"127.0.0.1:99999\"\n\n[[certificate]]\nname = \"c\"\ncert = \"/missing.pem\"\nkey = \"/missing.key\"\ndefault = true\n",
     )
     .unwrap();
-    let out = Command::new(bin())
-        .args(["check", "-c"])
-        .arg(&cfg)
-        .output()
-        .unwrap();
+    let out = rampart_check(&cfg);
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     let name = cfg.display().to_string();
@@ -172,20 +157,12 @@ fn check_reports_every_error_with_file_line_col_and_fails() {
     assert!(err.contains("expected:") && err.contains("hint:"), "{err}");
     // syntax errors are located too
     std::fs::write(&cfg, "[edge\n").unwrap();
-    let out = Command::new(bin())
-        .args(["check", "-c"])
-        .arg(&cfg)
-        .output()
-        .unwrap();
+    let out = rampart_check(&cfg);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains(&format!("{name}:1:")));
     // a certificate file that does not exist, once the syntax is right
     std::fs::write(&cfg, "[[certificate]]\nname = \"c\"\ncert = \"/missing.pem\"\nkey = \"/missing.key\"\ndefault = true\n").unwrap();
-    let out = Command::new(bin())
-        .args(["check", "-c"])
-        .arg(&cfg)
-        .output()
-        .unwrap();
+    let out = rampart_check(&cfg);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         err.contains(&format!(
