@@ -39,6 +39,15 @@ if [ ! -d /usr/share/modsecurity-crs/rules ]; then
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends modsecurity-crs >/dev/null
 fi
 
+# ModSecurity v3's library: its libinjection is the reference of the @detectSQLi/@detectXSS
+# differential test (crates/rampart-waf/tests/libinjection_differential.rs, via python3).
+if [ ! -e /usr/lib/x86_64-linux-gnu/libmodsecurity.so.3 ] || ! command -v python3 >/dev/null; then
+    say "installing Debian's libmodsecurity3 and python3 (the libinjection reference)"
+    SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends libmodsecurity3 python3 >/dev/null
+fi
+
 # --- gates ----------------------------------------------------------------------------
 say "rustfmt"
 cargo fmt --all -- --check

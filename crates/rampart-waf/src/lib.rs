@@ -16,6 +16,9 @@
 //!   skips the rules whose literals no value holds; `Ruleset::without_prefilter` exists so
 //!   tests can show both decide alike.
 //!
+//! - [`libinjection`]: `@detectSQLi` and `@detectXSS` — libinjection's SQL fingerprinting
+//!   and HTML5 XSS check, our own tokenizers held to the C library input by input.
+//!
 //! # Architecture invariants
 //!
 //! - Rule files are read once, at load; nothing here touches the network, and nothing on
@@ -27,6 +30,7 @@ mod digest;
 pub mod engine;
 mod factor;
 pub mod ftw;
+pub mod libinjection;
 pub mod macros;
 pub mod operator;
 pub mod seclang;

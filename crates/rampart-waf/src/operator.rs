@@ -47,6 +47,8 @@ enum Kind {
     ValidateUtf8Encoding,
     Unconditional,
     NoMatch,
+    DetectSqli,
+    DetectXss,
 }
 
 /// Compiled expressions of an `@rx` with macros, by expanded pattern. The expansions
@@ -164,6 +166,8 @@ impl Operator {
             Op::ValidateUtf8Encoding => Kind::ValidateUtf8Encoding,
             Op::UnconditionalMatch => Kind::Unconditional,
             Op::NoMatch => Kind::NoMatch,
+            Op::DetectSqli => Kind::DetectSqli,
+            Op::DetectXss => Kind::DetectXss,
             other => return Err(format!("@{other} is not supported yet")),
         };
         Ok(Operator {
@@ -285,6 +289,24 @@ impl Operator {
             Kind::ValidateUtf8Encoding => !valid_utf8(input),
             Kind::Unconditional => true,
             Kind::NoMatch => false,
+            Kind::DetectSqli => match crate::libinjection::sqli(input) {
+                Some(fingerprint) => {
+                    if let Some(c) = captures {
+                        c.push((0, fingerprint.to_vec()));
+                    }
+                    true
+                }
+                None => false,
+            },
+            Kind::DetectXss => {
+                let hit = crate::libinjection::xss(input);
+                if hit {
+                    if let Some(c) = captures {
+                        c.push((0, input.to_vec()));
+                    }
+                }
+                hit
+            }
         };
         hit != self.negated
     }
