@@ -137,19 +137,70 @@ fn equals_upper(word: &[u8], key: &[u8]) -> bool {
 
 /// The type libinjection's table gives `key` (compared upper-cased), or `NONE`.
 pub(super) fn lookup(key: &[u8]) -> u8 {
-    if key.contains(&0) {
+    // Words longer than the longest entry, or with a NUL, are not in the table.
+    let mut upper = [0u8; TOKEN_SIZE];
+    if key.len() > TOKEN_SIZE || key.contains(&0) {
         return NONE;
     }
-    let found = SQL_KEYWORDS.binary_search_by(|k| {
-        let word = k.word.as_bytes();
-        // Compare `word` with `key` upper-cased, byte by byte.
-        let upper = key.iter().map(u8::to_ascii_uppercase);
-        word.iter().copied().cmp(upper)
-    });
-    match found {
-        Ok(i) => SQL_KEYWORDS[i].token_type,
-        Err(_) => NONE,
+    for (u, k) in upper.iter_mut().zip(key) {
+        *u = k.to_ascii_uppercase();
     }
+    Table::get().find(&upper[..key.len()])
+}
+
+/// libinjection's table in an open-addressing hash table (built on first use): a lookup
+/// is one hash and, mostly, one comparison — the tokenizer looks up every word, and most
+/// are not in the table.
+struct Table {
+    /// Per slot: 1 + the index into `SQL_KEYWORDS` (0: empty).
+    slots: Vec<u16>,
+    mask: usize,
+}
+
+impl Table {
+    fn get() -> &'static Table {
+        static TABLE: std::sync::OnceLock<Table> = std::sync::OnceLock::new();
+        TABLE.get_or_init(|| {
+            let size = (SQL_KEYWORDS.len() * 4).next_power_of_two();
+            let mut t = Table {
+                slots: vec![0; size],
+                mask: size - 1,
+            };
+            for (i, k) in SQL_KEYWORDS.iter().enumerate() {
+                let mut at = hash(k.word.as_bytes()) & t.mask;
+                while t.slots[at] != 0 {
+                    at = (at + 1) & t.mask;
+                }
+                t.slots[at] = u16::try_from(i + 1).unwrap_or(0);
+            }
+            t
+        })
+    }
+
+    fn find(&self, upper: &[u8]) -> u8 {
+        let mut at = hash(upper) & self.mask;
+        loop {
+            let slot = usize::from(self.slots[at]);
+            if slot == 0 {
+                return NONE;
+            }
+            let k = &SQL_KEYWORDS[slot - 1];
+            if k.word.as_bytes() == upper {
+                return k.token_type;
+            }
+            at = (at + 1) & self.mask;
+        }
+    }
+}
+
+/// FNV-1a.
+fn hash(bytes: &[u8]) -> usize {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in bytes {
+        h = (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    // Fold the high bits in: the table is indexed by the low ones.
+    (h ^ (h >> 32)) as usize
 }
 
 /// libinjection's SQL whitespace (NUL and 0xA0 included).

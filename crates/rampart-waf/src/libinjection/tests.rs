@@ -89,6 +89,13 @@ fn the_keyword_table_is_sorted_for_binary_search() {
     assert_eq!(sqli::lookup(b"union"), b'U');
     assert_eq!(sqli::lookup(b"0S&SOS"), sqli::FINGERPRINT);
     assert_eq!(sqli::lookup(b"no-such-word"), 0);
+    // Every entry is found through the hash table, in any case.
+    for k in table {
+        assert_eq!(sqli::lookup(k.word.as_bytes()), k.token_type, "{}", k.word);
+        let lower = k.word.to_ascii_lowercase();
+        assert_eq!(sqli::lookup(lower.as_bytes()), k.token_type, "{}", k.word);
+    }
+    assert!(table.len() < usize::from(u16::MAX));
 }
 
 #[test]
