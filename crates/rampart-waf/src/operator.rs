@@ -176,6 +176,26 @@ impl Operator {
         })
     }
 
+    /// Whether the operator's parameter has no macros: its answer depends on the tested
+    /// value alone.
+    pub(crate) fn is_static(&self) -> bool {
+        match &self.kind {
+            Kind::RxDynamic(..) => false,
+            Kind::Within(p)
+            | Kind::Contains(p)
+            | Kind::ContainsWord(p)
+            | Kind::BeginsWith(p)
+            | Kind::EndsWith(p)
+            | Kind::StrEq(p)
+            | Kind::Eq(p)
+            | Kind::Ge(p)
+            | Kind::Gt(p)
+            | Kind::Le(p)
+            | Kind::Lt(p) => matches!(p, Param::Static(_)),
+            _ => true,
+        }
+    }
+
     /// Literals of which every input the operator matches holds one (compared ASCII
     /// case-insensitively; lower-cased here), or `None` when it may match without any:
     /// negated, numeric and macro-expanded operators, and expressions without a

@@ -90,6 +90,9 @@ pub struct Ruleset {
     /// Problems that make the ruleset unusable (duplicate ids, a chain without its end…).
     pub errors: Vec<String>,
     pub(crate) prefilter: Prefilter,
+    /// Per rule: its outcome learnt at load, for rules decided by `TX` values alone (see
+    /// [`super::tx::Memo`]); empty or `None`: evaluate.
+    pub(crate) memo: Vec<Option<super::tx::Memo>>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -220,6 +223,7 @@ impl Ruleset {
             disabled: Vec::new(),
             errors: Vec::new(),
             prefilter: Prefilter::build(&[], &[]),
+            memo: Vec::new(),
         };
         let mut defaults: [Defaults; 5] = Default::default();
         // Directives that modify rules wherever they are.
@@ -607,14 +611,24 @@ impl Ruleset {
             }
         }
         rs.prefilter = Prefilter::build(&rs.rules, &heads);
+        if rs.errors.is_empty() {
+            rs.memo = super::tx::learn(&rs);
+        }
         rs
     }
 
-    /// The same ruleset with the literal prefilter turned off: every rule runs on every
-    /// value. For differential tests (both must decide alike) and for diagnosis.
+    /// The same ruleset with the literal prefilter and the outcomes learnt at load turned
+    /// off: every rule runs on every value. For differential tests (both must decide
+    /// alike) and for diagnosis.
     pub fn without_prefilter(mut self) -> Ruleset {
         self.prefilter = Prefilter::build(&[], &[]);
+        self.memo = Vec::new();
         self
+    }
+
+    /// How many rules have an outcome learnt at load (decided by configuration values).
+    pub fn learnt_count(&self) -> usize {
+        self.memo.iter().filter(|m| m.is_some()).count()
     }
 
     /// How many rules the literal prefilter can skip, and over how many distinct

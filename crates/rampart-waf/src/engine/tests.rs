@@ -337,3 +337,36 @@ fn monitor_mode_notes_the_block_and_goes_on() {
     assert_eq!(ids(&tx), vec![1], "without monitor mode the deny ends it");
     assert_eq!(tx.intervention().map(|i| i.rule_id), Some(1));
 }
+
+/// A rule decided by `TX` values alone is learnt at load and reused — but only while the
+/// values are the ones it was learnt with.
+#[test]
+fn outcomes_learnt_at_load_follow_the_values() {
+    let rs = ruleset(
+        "SecAction \"id:1,phase:1,pass,nolog,setvar:tx.level=1\"\n\
+         SecRule ARGS:level \"@rx ^\\d$\" \"id:2,phase:1,pass,nolog,capture,setvar:tx.level=%{tx.0}\"\n\
+         SecRule TX:LEVEL \"@lt 2\" \"id:3,phase:1,pass,nolog,skipAfter:END\"\n\
+         SecRule REQUEST_URI \"@contains /\" \"id:4,phase:1,pass,log\"\n\
+         SecMarker END\n\
+         SecRule MATCHED_VAR \"@streq 1\" \"id:5,phase:1,pass,log\"\n",
+    );
+    // Rule 3 reads only TX and changes nothing: learnt (level 1: it skips rule 4).
+    assert_eq!(rs.learnt_count(), 1);
+    // As learnt: rule 4 skipped, MATCHED_VAR replayed from the learnt match.
+    assert_eq!(fired(&run(&rs, "/", &[], "")), vec![5]);
+    // A request that changes tx.level gets rule 3 evaluated: level 7 does not skip.
+    assert_eq!(fired(&run(&rs, "/?level=7", &[], "")), vec![4]);
+    // The same without the learnt outcomes.
+    let plain = ruleset(
+        "SecAction \"id:1,phase:1,pass,nolog,setvar:tx.level=1\"\n\
+         SecRule ARGS:level \"@rx ^\\d$\" \"id:2,phase:1,pass,nolog,capture,setvar:tx.level=%{tx.0}\"\n\
+         SecRule TX:LEVEL \"@lt 2\" \"id:3,phase:1,pass,nolog,skipAfter:END\"\n\
+         SecRule REQUEST_URI \"@contains /\" \"id:4,phase:1,pass,log\"\n\
+         SecMarker END\n\
+         SecRule MATCHED_VAR \"@streq 1\" \"id:5,phase:1,pass,log\"\n",
+    )
+    .without_prefilter();
+    assert_eq!(plain.learnt_count(), 0);
+    assert_eq!(fired(&run(&plain, "/", &[], "")), vec![5]);
+    assert_eq!(fired(&run(&plain, "/?level=7", &[], "")), vec![4]);
+}

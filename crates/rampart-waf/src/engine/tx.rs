@@ -156,6 +156,8 @@ pub struct Transaction<'r> {
     pub(super) tx: BTreeMap<String, Vec<u8>>,
     pub(super) env: BTreeMap<String, Vec<u8>>,
     pub(super) matched_var: Option<(String, Vec<u8>)>,
+    /// While learning outcomes at load ([`learn`]): per rule, what was seen.
+    learning: Option<Vec<Option<Memo>>>,
     pub(super) matched_vars: Vec<(String, Vec<u8>)>,
     pub(super) highest_severity: Option<u8>,
     /// Rules removed by `ctl` (per rule index; empty until the first removal).
@@ -242,6 +244,7 @@ impl<'r> Transaction<'r> {
             tx: BTreeMap::new(),
             env: BTreeMap::new(),
             matched_var: None,
+            learning: None,
             matched_vars: Vec::new(),
             highest_severity: None,
             removed: Vec::new(),
@@ -536,7 +539,7 @@ impl<'r> Transaction<'r> {
                 continue;
             }
             self.matched_vars.clear();
-            if !self.eval_rule(rs, ci) {
+            if !self.decide(rs, ci) {
                 k += 1;
                 continue;
             }
@@ -728,6 +731,38 @@ impl<'r> Transaction<'r> {
     }
 
     /// Evaluates one rule and, if it matches, the rest of its chain.
+    /// Whether rule `ci` (a chain's first) matches: its outcome learnt at load when the
+    /// `TX` values it reads are the ones it was learnt with, else evaluated.
+    fn decide(&mut self, rs: &Ruleset, ci: usize) -> bool {
+        let rule = &rs.rules[ci];
+        if let Some(Some(m)) = rs.memo.get(ci) {
+            if !self.has_removed_targets(ci) && m.holds(rule, &self.tx) {
+                if m.outcome {
+                    if let Some(v) = &m.matched_var {
+                        self.matched_var = Some(v.clone());
+                    }
+                }
+                return m.outcome;
+            }
+        }
+        let outcome = self.eval_rule(rs, ci);
+        let learnable = self.learning.is_some() && !self.has_removed_targets(ci);
+        if let Some(learning) = self.learning.as_mut() {
+            if learnable && learning.get(ci).is_some_and(Option::is_none) && Memo::fits(rule) {
+                learning[ci] = Some(Memo {
+                    values: Memo::read(rule, &self.tx),
+                    outcome,
+                    matched_var: if outcome {
+                        self.matched_var.clone()
+                    } else {
+                        None
+                    },
+                });
+            }
+        }
+        outcome
+    }
+
     fn eval_rule(&mut self, rs: &Ruleset, ci: usize) -> bool {
         let rule = &rs.rules[ci];
         self.current_rule = Some(ci);
@@ -1081,6 +1116,14 @@ impl<'r> Transaction<'r> {
             Val::Slot(s, i) => self.slot(*s, *i).1,
             Val::Owned(_, _, key) => key,
         }
+    }
+
+    /// Whether a `ctl:ruleRemoveTarget*` of this transaction applies to rule `ci`.
+    fn has_removed_targets(&self, ci: usize) -> bool {
+        self.removed_targets.iter().any(|&(owner, k)| {
+            matches!(self.rs.rules[owner].cctls.get(k),
+                Some(CCtl::RemoveTargets(r)) if r.rules.get(ci).copied().unwrap_or(false))
+        })
     }
 
     fn target_removed(&self, ci: usize, var: Var, key: &[u8]) -> bool {
@@ -1562,4 +1605,102 @@ mod key_tests {
             );
         }
     }
+}
+
+/// The outcome of a rule decided by `TX` values alone, learnt at load.
+///
+/// Many rules read nothing but configuration values: CRS's paranoia-level gates (`SecRule
+/// TX:DETECTION_PARANOIA_LEVEL "@lt 2" "…,pass,nolog,skipAfter:…"`, about a hundred of
+/// them) and the like. A rule qualifies when it is a single rule (no chain) whose targets
+/// are all `TX:name`, whose operator has no macros, and which changes nothing when it
+/// matches but `MATCHED_VAR` and the control flow (`pass`, `nolog`, no `setvar`, `ctl`,
+/// `capture` or `multiMatch`). Its outcome is then a function of those `TX` values: it
+/// is learnt by running one template request through the ruleset at load, and reused by
+/// every transaction in which the values are the same (compared each time; a request
+/// that changes them, or removes targets with `ctl`, evaluates the rule as usual).
+#[derive(Debug)]
+pub(crate) struct Memo {
+    /// The values of the rule's targets (in order) when it was learnt.
+    values: Vec<Option<Vec<u8>>>,
+    outcome: bool,
+    /// `MATCHED_VAR` after a match, replayed.
+    matched_var: Option<(String, Vec<u8>)>,
+}
+
+impl Memo {
+    /// Whether a rule qualifies.
+    fn fits(rule: &CRule) -> bool {
+        rule.next.is_none()
+            && !rule.capture
+            && !rule.multi_match
+            && !rule.log
+            && rule.setvars.is_empty()
+            && rule.ctls.is_empty()
+            && rule.cctls.is_empty()
+            && rule.exclusions.is_empty()
+            && matches!(rule.disruptive, Disruptive::Pass)
+            && !rule.targets.is_empty()
+            && rule
+                .targets
+                .iter()
+                .all(|t| t.var == Var::Tx && matches!(t.key, Some(KeySel::Name(_))))
+            && rule.operator.as_ref().is_some_and(|op| op.is_static())
+    }
+
+    /// The current values of the rule's targets.
+    fn read(rule: &CRule, tx: &BTreeMap<String, Vec<u8>>) -> Vec<Option<Vec<u8>>> {
+        rule.targets
+            .iter()
+            .map(|t| match &t.key {
+                Some(KeySel::Name(n)) => tx.get(n).cloned(),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Whether the rule's targets hold the values it was learnt with.
+    fn holds(&self, rule: &CRule, tx: &BTreeMap<String, Vec<u8>>) -> bool {
+        rule.targets.len() == self.values.len()
+            && rule
+                .targets
+                .iter()
+                .zip(&self.values)
+                .all(|(t, v)| match &t.key {
+                    Some(KeySel::Name(n)) => tx.get(n).map(Vec::as_slice) == v.as_deref(),
+                    _ => false,
+                })
+    }
+}
+
+/// Learns the outcomes of the rules [`Memo`] describes, by running a template request
+/// (`GET /` with a few ordinary headers, a `200 text/html` response) through every phase.
+pub(crate) fn learn(rs: &Ruleset) -> Vec<Option<Memo>> {
+    if !rs.rules.iter().any(Memo::fits) {
+        return Vec::new();
+    }
+    let mut tx = Transaction::new(
+        rs,
+        RequestInfo {
+            remote_addr: "127.0.0.1".into(),
+            remote_port: 40000,
+            server_addr: "127.0.0.1".into(),
+            server_port: 80,
+            unique_id: "rampart-learn".into(),
+        },
+    );
+    tx.learning = Some((0..rs.rules.len()).map(|_| None).collect());
+    tx.set_request_line(b"GET", b"/", "1.1");
+    tx.add_request_header(b"Host", b"localhost");
+    tx.add_request_header(b"User-Agent", b"Mozilla/5.0");
+    tx.add_request_header(b"Accept", b"text/html");
+    tx.process_request_headers();
+    tx.process_request_body(b"");
+    tx.process_response_headers(
+        200,
+        "HTTP/1.1",
+        &[(b"Content-Type".to_vec(), b"text/html".to_vec())],
+    );
+    tx.process_response_body(b"");
+    tx.process_logging();
+    tx.learning.take().unwrap_or_default()
 }
