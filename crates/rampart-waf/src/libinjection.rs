@@ -61,30 +61,30 @@ pub fn sqli(input: &[u8]) -> Option<Vec<u8>> {
 
     let first = reading(none | ansi);
     if first.sqli {
-        return Some(first.fingerprint);
+        return Some(first.fingerprint.as_bytes().to_vec());
     }
     if first.mysql_comments {
         let r = reading(none | mysql);
         if r.sqli {
-            return Some(r.fingerprint);
+            return Some(r.fingerprint.as_bytes().to_vec());
         }
     }
     if input.contains(&b'\'') {
         let r = reading(single | ansi);
         if r.sqli {
-            return Some(r.fingerprint);
+            return Some(r.fingerprint.as_bytes().to_vec());
         }
         if r.mysql_comments {
             let r = reading(single | mysql);
             if r.sqli {
-                return Some(r.fingerprint);
+                return Some(r.fingerprint.as_bytes().to_vec());
             }
         }
     }
     if input.contains(&b'"') {
         let r = reading(double | mysql);
         if r.sqli {
-            return Some(r.fingerprint);
+            return Some(r.fingerprint.as_bytes().to_vec());
         }
     }
     None
@@ -93,7 +93,7 @@ pub fn sqli(input: &[u8]) -> Option<Vec<u8>> {
 /// One tokenization of the input under one quote context and SQL dialect.
 struct Reading {
     sqli: bool,
-    fingerprint: Vec<u8>,
+    fingerprint: sqli::Fingerprint,
     /// The input has `-- ` without the space MySQL needs, or `#` comments: worth reading
     /// again with MySQL's rules.
     mysql_comments: bool,
@@ -103,7 +103,8 @@ impl Reading {
     fn of(input: &[u8], flags: u32) -> Reading {
         let mut state = Sqli::new(input, flags);
         let fingerprint = state.fingerprint();
-        let sqli = known_fingerprint(&fingerprint) && !benign_shape(&state, input, &fingerprint);
+        let fp = fingerprint.as_bytes();
+        let sqli = known_fingerprint(fp) && !benign_shape(&state, input, fp);
         Reading {
             sqli,
             fingerprint,

@@ -74,6 +74,11 @@ impl ByteSet {
         ByteSet(s)
     }
 
+    /// The set as four 64-bit words (bytes 0–63, 64–127, …).
+    pub(crate) fn words(&self) -> [u64; 4] {
+        self.0
+    }
+
     pub(crate) fn has(&self, c: u8) -> bool {
         self.0[usize::from(c >> 6)] & (1 << (c & 63)) != 0
     }
@@ -143,6 +148,19 @@ pub(crate) fn unchanged(t: Transform, value: &[u8], has: &ByteSet) -> bool {
         | Transform::ParityEven7bit
         | Transform::ParityOdd7bit
         | Transform::UrlEncode => false,
+    }
+}
+
+/// Whether `t` leaves `value` exactly as it is (case included), judged from its bytes:
+/// [`unchanged`], and for the transformations that change case, no letter of that case.
+pub(crate) fn unchanged_exactly(t: Transform, value: &[u8], has: &ByteSet) -> bool {
+    let no_upper = || has.0[1] & 0x07ff_fffe == 0; // bytes 'A'..='Z' are 65..=90
+    let no_lower = || has.0[1] & (0x07ff_fffe << 32) == 0; // 'a'..='z' are 97..=122
+    match t {
+        Transform::Lowercase => no_upper(),
+        Transform::Uppercase => no_lower(),
+        Transform::CmdLine => no_upper() && unchanged(t, value, has),
+        _ => unchanged(t, value, has),
     }
 }
 

@@ -115,8 +115,9 @@ pub(crate) struct Prefilter {
     /// positions of some values): per (lower-case) byte, its owners, found through the
     /// set of bytes a value holds.
     single: Vec<Vec<(u32, u8)>>,
-    /// The bytes `single` has owners for.
-    single_bytes: Vec<u8>,
+    /// The bytes `single` has owners for, in both cases, as a set (intersected with a
+    /// value's bytes to find the ones it holds).
+    single_bytes: [u64; 4],
     /// Per rule: whether it is gated.
     gated: Vec<bool>,
     /// Per source: the dense chains some gated rule reads it through.
@@ -192,7 +193,7 @@ impl Prefilter {
             ac: None,
             owners: Vec::new(),
             single: vec![Vec::new(); 256],
-            single_bytes: Vec::new(),
+            single_bytes: [0; 4],
             gated: vec![false; rules.len()],
             chains_of: Default::default(),
             header_names: Vec::new(),
@@ -290,9 +291,13 @@ impl Prefilter {
                 Err(_) => pf.gated.iter_mut().for_each(|g| *g = false),
             }
         }
-        pf.single_bytes = (0..=255u8)
-            .filter(|&b| !pf.single[usize::from(b)].is_empty())
-            .collect();
+        for b in 0..=255u8 {
+            if !pf.single[usize::from(b)].is_empty() {
+                for c in [b, b.to_ascii_uppercase()] {
+                    pf.single_bytes[usize::from(c >> 6)] |= 1 << (c & 63);
+                }
+            }
+        }
         pf
     }
 
@@ -461,7 +466,7 @@ impl Prefilter {
                 }
             }
         };
-        if !self.single_bytes.is_empty() {
+        if self.single_bytes != [0; 4] {
             let computed;
             let has = match has {
                 Some(h) => h,
@@ -470,9 +475,18 @@ impl Prefilter {
                     &computed
                 }
             };
-            for &b in &self.single_bytes {
-                if has.has(b) || has.has(b.to_ascii_uppercase()) {
-                    found(&self.single[usize::from(b)], st);
+            // The single-byte literals the value holds (either case), bit by bit.
+            for (w, (&set, &held)) in self.single_bytes.iter().zip(&has.words()).enumerate() {
+                let mut bits = set & held;
+                while bits != 0 {
+                    let b = (w as u32 * 64 + bits.trailing_zeros()) as u8;
+                    bits &= bits - 1;
+                    let lower = b.to_ascii_lowercase();
+                    // Both cases held: the lower-case one marks.
+                    if b != lower && has.has(lower) {
+                        continue;
+                    }
+                    found(&self.single[usize::from(lower)], st);
                 }
             }
         }

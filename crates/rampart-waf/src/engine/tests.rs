@@ -370,3 +370,26 @@ fn outcomes_learnt_at_load_follow_the_values() {
     assert_eq!(fired(&run(&plain, "/", &[], "")), vec![5]);
     assert_eq!(fired(&run(&plain, "/?level=7", &[], "")), vec![4]);
 }
+
+/// `multiMatch`: the operator sees the value and every step's result that changed it; a
+/// value no step changes is tested once, as it is.
+#[test]
+fn multi_match_tests_the_value_and_each_changed_step() {
+    let rs = ruleset(
+        "SecRule ARGS \"@rx ^a%41$\" \"id:1,phase:2,pass,log,multiMatch,t:urlDecodeUni,t:lowercase\"\n\
+         SecRule ARGS \"@rx ^aa$\" \"id:2,phase:2,pass,log,multiMatch,t:urlDecodeUni,t:lowercase\"\n\
+         SecRule ARGS \"@rx ^aA$\" \"id:3,phase:2,pass,log,multiMatch,t:urlDecodeUni,t:lowercase\"\n\
+         SecRule ARGS \"@rx ^plain$\" \"id:4,phase:2,pass,log,multiMatch,capture,t:urlDecodeUni,setvar:tx.seen=%{tx.0}\"\n\
+         SecRule TX:seen \"@streq plain\" \"id:5,phase:2,pass,log\"\n\
+         SecRule ARGS \"@rx ^b%41$\" \"id:6,phase:2,pass,log,t:urlDecodeUni,t:lowercase\"\n",
+    );
+    // ARGS are decoded once: x is "a%41". Tested: the value (1), the decoded "aA" (3)
+    // and the lower-cased "aa" (2).
+    assert_eq!(fired(&run(&rs, "/?x=a%2541", &[], "")), vec![1, 2, 3]);
+    // x is "aA": urlDecodeUni leaves it, lowercase changes it.
+    assert_eq!(fired(&run(&rs, "/?x=a%41", &[], "")), vec![2, 3]);
+    // A value no step changes: tested once, in place, with its capture and setvar.
+    assert_eq!(fired(&run(&rs, "/?x=plain", &[], "")), vec![4, 5]);
+    // Without multiMatch only the end of the chain is tested: "ba", not "b%41".
+    assert_eq!(fired(&run(&rs, "/?x=b%2541", &[], "")), Vec::<u64>::new());
+}

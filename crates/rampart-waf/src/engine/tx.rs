@@ -794,6 +794,34 @@ impl<'r> Transaction<'r> {
                 }
             }
             if rule.multi_match {
+                // Most values are left as they are by every step: then the operator sees
+                // the value alone, tested in place.
+                let untouched = {
+                    let raw = self.val_value(&target.val);
+                    let has = transform::ByteSet::of(raw);
+                    if rule
+                        .transforms
+                        .iter()
+                        .all(|&t| transform::unchanged_exactly(t, raw, &has))
+                    {
+                        let mut caps = rule.capture.then(Captures::new);
+                        let param = expanded.get_or_insert_with(|| op.expand(self));
+                        Some(
+                            op.matches_expanded(raw, param.as_deref(), caps.as_mut())
+                                .then(|| (raw.to_vec(), caps)),
+                        )
+                    } else {
+                        None
+                    }
+                };
+                if let Some(hit) = untouched {
+                    if let Some((tv, caps)) = hit {
+                        self.on_match(rs, ci, &target, tv, caps);
+                        expanded = None;
+                        any = true;
+                    }
+                    continue;
+                }
                 let value = self.val_value(&target.val).to_vec();
                 let mut candidates = vec![value.clone()];
                 let mut cur = value;

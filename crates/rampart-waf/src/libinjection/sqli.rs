@@ -51,6 +51,19 @@ const EVIL: u8 = b'X';
 pub(super) const FINGERPRINT: u8 = b'F';
 const BACKSLASH: u8 = b'\\';
 
+/// A fingerprint: up to five token types.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Fingerprint {
+    kinds: [u8; MAX_TOKENS],
+    len: usize,
+}
+
+impl Fingerprint {
+    pub(super) fn as_bytes(&self) -> &[u8] {
+        &self.kinds[..self.len]
+    }
+}
+
 /// One token.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) struct Token {
@@ -262,7 +275,7 @@ impl<'a> Sqli<'a> {
     }
 
     /// The fingerprint: the folded tokens' types (`X` alone if any is evil).
-    pub(super) fn fingerprint(&mut self) -> Vec<u8> {
+    pub(super) fn fingerprint(&mut self) -> Fingerprint {
         let n = self.fold();
         // A trailing empty, unclosed backtick word reads as a comment.
         if n > 2 {
@@ -275,15 +288,22 @@ impl<'a> Sqli<'a> {
                 last.kind = COMMENT;
             }
         }
-        let fp: Vec<u8> = self.tokens[..n].iter().map(|t| t.kind).collect();
+        let mut fp = Fingerprint {
+            kinds: [0; MAX_TOKENS],
+            len: 0,
+        };
         // The C code stops the fingerprint at a NUL type (never expected).
-        let fp: Vec<u8> = fp.into_iter().take_while(|&k| k != 0).collect();
-        if fp.contains(&EVIL) {
+        for t in self.tokens[..n].iter().take_while(|t| t.kind != 0) {
+            fp.kinds[fp.len] = t.kind;
+            fp.len += 1;
+        }
+        if fp.as_bytes().contains(&EVIL) {
             self.tokens[0] = EMPTY;
             self.tokens[0].kind = EVIL;
             self.tokens[0].val[0] = EVIL;
             self.tokens[1].kind = NONE;
-            return vec![EVIL];
+            fp.kinds[0] = EVIL;
+            fp.len = 1;
         }
         fp
     }

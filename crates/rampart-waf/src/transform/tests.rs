@@ -307,3 +307,39 @@ fn unchanged_is_never_wrong() {
     // The claim is made often enough to matter (plain values under decoding chains).
     assert!(claimed > 100_000, "{claimed}");
 }
+
+/// `unchanged_exactly` never claims a transformation leaves a value exactly alone when it
+/// does not (case included).
+#[test]
+fn unchanged_exactly_is_never_wrong() {
+    let alphabet: &[u8] = b"aZ09 ./\\%+&#;-*'\"^,()\t\n\r\x0b\x0c\x00\xa0\xc2\xffxuX=<>@[`{";
+    let mut state = 0x1234_5678_9abc_def1_u64;
+    let mut next = || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    let (mut claimed, mut out) = (0usize, Vec::new());
+    for _ in 0..20_000 {
+        let len = (next() % 12) as usize;
+        let value: Vec<u8> = (0..len)
+            .map(|_| alphabet[(next() % alphabet.len() as u64) as usize])
+            .collect();
+        let has = ByteSet::of(&value);
+        for &(_, t) in Transform::ALL {
+            if unchanged_exactly(t, &value, &has) {
+                claimed += 1;
+                apply(t, &value, &mut out);
+                assert_eq!(out, value, "{t}: {:?}", String::from_utf8_lossy(&value));
+            }
+        }
+    }
+    assert!(claimed > 80_000, "{claimed}");
+    // Case-changing transformations are judged by case.
+    let has = ByteSet::of(b"aA");
+    assert!(!unchanged_exactly(Transform::Lowercase, b"aA", &has));
+    assert!(!unchanged_exactly(Transform::Uppercase, b"aA", &has));
+    let has = ByteSet::of(b"a@[`{");
+    assert!(unchanged_exactly(Transform::Lowercase, b"a@[`{", &has));
+}
