@@ -1027,10 +1027,12 @@ impl<'r> Transaction<'r> {
     /// Every value the rule's targets select, exclusions applied.
     fn collect(&self, ci: usize, out: &mut Vec<Tested>, vals: &mut Vec<Val>) {
         let rule = &self.rs.rules[ci];
+        // Whether some of this transaction's ctl:ruleRemoveTarget* apply to the rule.
+        let removals = !self.removed_targets.is_empty() && self.has_removed_targets(ci);
         for t in &rule.targets {
             vals.clear();
             self.values(t.var, t.key.as_ref(), vals);
-            if !rule.exclusions.is_empty() || !self.removed_targets.is_empty() {
+            if !rule.exclusions.is_empty() || removals {
                 vals.retain(|v| {
                     let key = self.val_key(v);
                     !rule
