@@ -23,6 +23,21 @@ pub struct JsonArgs {
     pub error: Option<String>,
 }
 
+/// Appends `n` in decimal (what `format!` would write, without a string per call).
+fn push_decimal(out: &mut Vec<u8>, mut n: usize) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[i..]);
+}
+
 enum Container {
     Map { name: Vec<u8> },
     Array { name: Vec<u8>, counter: usize },
@@ -55,7 +70,7 @@ impl Flatten {
     }
 
     fn value(&mut self, v: Vec<u8>) {
-        let mut path = Vec::new();
+        let mut path = Vec::with_capacity(32);
         for c in &self.stack {
             match c {
                 Container::Map { name } => {
@@ -64,7 +79,8 @@ impl Flatten {
                 }
                 Container::Array { name, counter } => {
                     path.extend_from_slice(name);
-                    path.extend_from_slice(format!(".array_{counter}").as_bytes());
+                    path.extend_from_slice(b".array_");
+                    push_decimal(&mut path, *counter);
                 }
             }
         }
@@ -79,15 +95,16 @@ impl Flatten {
     }
 
     fn open(&mut self, array: bool) -> Result<(), String> {
+        if self.stack.len() >= self.max_depth {
+            // The name is not needed: the document is refused.
+            return Err(format!("JSON depth limit ({}) exceeded", self.max_depth));
+        }
         let name = self.current_key();
         self.stack.push(if array {
             Container::Array { name, counter: 0 }
         } else {
             Container::Map { name }
         });
-        if self.stack.len() > self.max_depth {
-            return Err(format!("JSON depth limit ({}) exceeded", self.max_depth));
-        }
         Ok(())
     }
 

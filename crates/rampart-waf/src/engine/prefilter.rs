@@ -137,9 +137,18 @@ pub(crate) struct Prefilter {
 #[derive(Debug, Default)]
 pub(crate) struct ScanState {
     candidates: Vec<u64>,
-    /// (rule, source, index) of every value that holds a literal of the rule, packed by
-    /// [`hit_key`]; sorted when a phase starts.
-    hits: Vec<u64>,
+    /// (rule, value number) for every value that holds a literal of the rule, in the
+    /// order values were scanned (so by value number).
+    hits: Vec<(u32, u32)>,
+    /// Per source: the number given to each index's value when it was scanned
+    /// (`u32::MAX`: not scanned).
+    numbers: [Vec<u32>; SOURCES],
+    /// `hits` grouped by rule when a phase starts (a counting sort: each group stays in
+    /// value-number order): `grouped[offsets[r]..offsets[r + 1]]` are rule `r`'s.
+    grouped: Vec<u32>,
+    offsets: Vec<u32>,
+    /// How many hits `grouped` holds (a phase without new hits keeps it as it is).
+    settled: usize,
     pub(crate) args: usize,
     pub(crate) headers: usize,
     pub(crate) cookies: usize,
@@ -161,21 +170,44 @@ pub(crate) struct ScanState {
     n_outputs: usize,
 }
 
-fn hit_key(rule: usize, source: Source, index: u32) -> u64 {
-    ((rule as u64) << 40) | ((source as u64) << 32) | u64::from(index)
-}
-
 impl ScanState {
-    /// Orders the hits found so far for [`ScanState::hit`].
+    /// Groups the hits found so far by rule, for [`ScanState::hit`].
     pub(crate) fn settle(&mut self) {
-        self.hits.sort_unstable();
-        self.hits.dedup();
+        if self.hits.len() == self.settled && !self.offsets.is_empty() {
+            return;
+        }
+        self.settled = self.hits.len();
+        let rules = self.marked.len();
+        self.offsets.clear();
+        self.offsets.resize(rules + 1, 0);
+        for &(r, _) in &self.hits {
+            self.offsets[r as usize + 1] += 1;
+        }
+        for r in 0..rules {
+            self.offsets[r + 1] += self.offsets[r];
+        }
+        self.grouped.clear();
+        self.grouped.resize(self.hits.len(), 0);
+        let mut next: Vec<u32> = self.offsets[..rules].to_vec();
+        for &(r, n) in &self.hits {
+            let at = &mut next[r as usize];
+            self.grouped[*at as usize] = n;
+            *at += 1;
+        }
     }
 
     /// Whether the `index`th value of `source` holds a literal of rule `ri` (after the
     /// rule's transformation chain).
     pub(crate) fn hit(&self, ri: usize, source: Source, index: u32) -> bool {
-        self.hits.binary_search(&hit_key(ri, source, index)).is_ok()
+        let Some(&n) = self.numbers[source as usize].get(index as usize) else {
+            return false;
+        };
+        match (self.offsets.get(ri), self.offsets.get(ri + 1)) {
+            (Some(&a), Some(&b)) => self.grouped[a as usize..b as usize]
+                .binary_search(&n)
+                .is_ok(),
+            _ => false,
+        }
     }
 
     pub(crate) fn scalar_pending(&mut self, s: Source) -> bool {
@@ -359,6 +391,12 @@ impl Prefilter {
         if st.marked.len() != self.gated.len() {
             st.marked = vec![u32::MAX; self.gated.len()];
         }
+        let numbers = &mut st.numbers[source as usize];
+        let at = index as usize;
+        if numbers.len() <= at {
+            numbers.resize(at + 1, u32::MAX);
+        }
+        numbers[at] = st.seq;
         let mut raw: u128 = 0;
         // Which transformations leave the value alone, each judged once per value.
         let (mut judged, mut unchanged) = (0u64, 0u64);
@@ -395,7 +433,7 @@ impl Prefilter {
                     transform::apply(t, &buf, &mut tmp);
                     std::mem::swap(&mut buf, &mut tmp);
                     if buf != tmp {
-                        self.mark(st, &buf, None, 1 << c, source, index);
+                        self.mark(st, &buf, None, 1 << c);
                     }
                 }
             } else {
@@ -432,11 +470,11 @@ impl Prefilter {
             st.tmp = tmp;
         }
         if raw != 0 {
-            self.mark(st, value, Some(&has), raw, source, index);
+            self.mark(st, value, Some(&has), raw);
         }
         let outputs = std::mem::take(&mut st.outputs);
         for (bytes, mask) in &outputs[..st.n_outputs] {
-            self.mark(st, bytes, None, *mask, source, index);
+            self.mark(st, bytes, None, *mask);
         }
         st.outputs = outputs;
         st.n_outputs = 0;
@@ -444,15 +482,7 @@ impl Prefilter {
 
     /// Marks the rules owning a literal found in `bytes` (`has`: its byte set, if known)
     /// for the given chains.
-    fn mark(
-        &self,
-        st: &mut ScanState,
-        bytes: &[u8],
-        has: Option<&ByteSet>,
-        chains: u128,
-        source: Source,
-        index: u32,
-    ) {
+    fn mark(&self, st: &mut ScanState, bytes: &[u8], has: Option<&ByteSet>, chains: u128) {
         if st.candidates.is_empty() {
             st.candidates = vec![0; self.gated.len().div_ceil(64)];
         }
@@ -462,7 +492,7 @@ impl Prefilter {
                 if chains & (1 << c) != 0 && st.marked[r] != st.seq {
                     st.marked[r] = st.seq;
                     st.candidates[r / 64] |= 1 << (r % 64);
-                    st.hits.push(hit_key(r, source, index));
+                    st.hits.push((r as u32, st.seq));
                 }
             }
         };
