@@ -151,6 +151,39 @@ pub(crate) fn unchanged(t: Transform, value: &[u8], has: &ByteSet) -> bool {
     }
 }
 
+/// Whether `t`'s results for two inputs that differ only in ASCII case may differ
+/// otherwise than in case: decoding base64, hashing, hex-encoding, parity bits, and the
+/// decoders with case-sensitive escapes (`jsDecode` takes `\u`/`\x` but not `\U`/`\X`,
+/// `escapeSeqDecode` `\n` but not `\N`). The other decoders read hex digits, entity
+/// names, `%u`/`%U` and `0x`/`0X` in either case (`case_blind_decoders` in the tests
+/// checks this).
+pub(crate) fn reads_case(t: Transform) -> bool {
+    matches!(
+        t,
+        Transform::Base64Decode
+            | Transform::Base64DecodeExt
+            | Transform::Base64Encode
+            | Transform::Md5
+            | Transform::Sha1
+            | Transform::HexEncode
+            | Transform::ParityEven7bit
+            | Transform::ParityOdd7bit
+            | Transform::JsDecode
+            | Transform::EscapeSeqDecode
+    )
+}
+
+/// Whether a chain must be judged exactly rather than up to case: a step that changes
+/// case (`lowercase`, `uppercase`, `cmdLine`) comes before one that [`reads_case`].
+pub(crate) fn chain_reads_case(chain: &[Transform]) -> bool {
+    chain.iter().enumerate().any(|(i, t)| {
+        matches!(
+            t,
+            Transform::Lowercase | Transform::Uppercase | Transform::CmdLine
+        ) && chain[i + 1..].iter().any(|&u| reads_case(u))
+    })
+}
+
 /// Whether `t` leaves `value` exactly as it is (case included), judged from its bytes:
 /// [`unchanged`], and for the transformations that change case, no letter of that case.
 pub(crate) fn unchanged_exactly(t: Transform, value: &[u8], has: &ByteSet) -> bool {

@@ -130,6 +130,9 @@ pub(crate) struct Prefilter {
     chains: Vec<(Vec<Transform>, bool)>,
     /// Per dense chain: its transformations as bits (`1 << t as u8`).
     chain_bits: Vec<u64>,
+    /// Per dense chain: whether a case-changing step comes before one that reads case
+    /// ([`transform::chain_reads_case`]): its steps are skipped only when exactly no-ops.
+    chain_exact: Vec<bool>,
 }
 
 /// Per-transaction prefilter state: the candidate rules found so far, and how far each
@@ -231,6 +234,7 @@ impl Prefilter {
             header_names: Vec::new(),
             chains: Vec::new(),
             chain_bits: Vec::new(),
+            chain_exact: Vec::new(),
         };
         // (rule chain number, multiMatch) → dense
         let mut dense: std::collections::HashMap<(usize, bool), u8> = Default::default();
@@ -263,6 +267,8 @@ impl Prefilter {
                     pf.chains.push((rule.transforms.clone(), rule.multi_match));
                     pf.chain_bits
                         .push(rule.transforms.iter().fold(0, |b, &t| b | transform_bit(t)));
+                    pf.chain_exact
+                        .push(transform::chain_reads_case(&rule.transforms));
                     dense.insert(key, c);
                     c
                 }
@@ -398,8 +404,11 @@ impl Prefilter {
         }
         numbers[at] = st.seq;
         let mut raw: u128 = 0;
-        // Which transformations leave the value alone, each judged once per value.
+        // Which transformations leave the value alone, each judged once per value: up to
+        // ASCII case (the scan ignores case), and exactly, for the chains with a step
+        // that reads case (`hexEncode` of `A` and of `a` differ).
         let (mut judged, mut unchanged) = (0u64, 0u64);
+        let (mut judged_x, mut unchanged_x) = (0u64, 0u64);
         for &c in chains {
             if let (Some(name), Some(Some(names))) = (header, self.header_names.get(usize::from(c)))
             {
@@ -409,15 +418,24 @@ impl Prefilter {
             }
             let (steps, multi) = &self.chains[usize::from(c)];
             let bits = self.chain_bits[usize::from(c)];
+            let exact = self.chain_exact[usize::from(c)];
             for &t in steps {
                 let bit = transform_bit(t);
-                if judged & bit == 0 {
+                if exact {
+                    if judged_x & bit == 0 {
+                        judged_x |= bit;
+                        if transform::unchanged_exactly(t, value, &has) {
+                            unchanged_x |= bit;
+                        }
+                    }
+                } else if judged & bit == 0 {
                     judged |= bit;
                     if transform::unchanged(t, value, &has) {
                         unchanged |= bit;
                     }
                 }
             }
+            let unchanged = if exact { unchanged_x } else { unchanged };
             if bits & !unchanged == 0 {
                 raw |= 1 << c;
                 continue;
@@ -437,14 +455,19 @@ impl Prefilter {
                     }
                 }
             } else {
-                // Steps that leave the value as it is are skipped until one changes it.
+                // Steps that leave the value as it is are skipped until one changes it
+                // (judged exactly in a chain that reads case).
                 let mut changed = false;
                 for &t in steps {
                     if !changed && unchanged & transform_bit(t) != 0 {
                         continue;
                     }
                     transform::apply(t, &buf, &mut tmp);
-                    changed |= !tmp.eq_ignore_ascii_case(&buf);
+                    changed |= if exact {
+                        tmp != buf
+                    } else {
+                        !tmp.eq_ignore_ascii_case(&buf)
+                    };
                     std::mem::swap(&mut buf, &mut tmp);
                 }
                 if !changed {

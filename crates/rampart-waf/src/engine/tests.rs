@@ -393,3 +393,33 @@ fn multi_match_tests_the_value_and_each_changed_step() {
     // Without multiMatch only the end of the chain is tested: "ba", not "b%41".
     assert_eq!(fired(&run(&rs, "/?x=b%2541", &[], "")), Vec::<u64>::new());
 }
+
+/// The prefilter skips steps that leave a value alone up to case — but not before a step
+/// that reads case (`hexEncode` of `A` and of `a` differ): there it judges exactly.
+#[test]
+fn prefilter_keeps_case_for_case_sensitive_steps() {
+    let rules = "SecRule ARGS \"@contains 61\" \"id:1,phase:2,pass,log,t:lowercase,t:hexEncode\"\n\
+                 SecRule ARGS \"@contains 41\" \"id:2,phase:2,pass,log,t:lowercase,t:hexEncode\"\n";
+    let rs = ruleset(rules);
+    assert!(rs.prefilter_stats().0 >= 2, "the rules are gated");
+    assert_eq!(fired(&run(&rs, "/?x=A", &[], "")), vec![1]);
+    let plain = ruleset(rules).without_prefilter();
+    assert_eq!(fired(&run(&plain, "/?x=A", &[], "")), vec![1]);
+}
+
+/// `jsDecode` decodes `\u0041` but not `\U0041`: after `lowercase` the prefilter must not
+/// scan the value as if `lowercase` had not run.
+#[test]
+fn prefilter_keeps_case_before_case_sensitive_decoders() {
+    let rules = "SecRule ARGS \"@contains abc\" \"id:1,phase:2,pass,log,t:lowercase,t:jsDecode\"\n";
+    let rs = ruleset(rules);
+    // \U0041bc: lower-cased to \u0041bc, decoded to "Abc".
+    assert_eq!(
+        fired(&run(&rs, "/?x=%5CU0041bc", &[], "")),
+        Vec::<u64>::new()
+    );
+    let rs = ruleset(
+        "SecRule ARGS \"@contains Abc\" \"id:1,phase:2,pass,log,t:lowercase,t:jsDecode\"\n",
+    );
+    assert_eq!(fired(&run(&rs, "/?x=%5CU0041bc", &[], "")), vec![1]);
+}

@@ -954,16 +954,10 @@ impl<'r> Transaction<'r> {
         }
         let value = self.slot(src, i).0;
         let has = transform::ByteSet::of(value);
-        let unchanged = rule.transforms.iter().all(|&t| {
-            transform::unchanged(t, value, &has)
-                && match t {
-                    Transform::Lowercase | Transform::CmdLine => {
-                        !value.iter().any(u8::is_ascii_uppercase)
-                    }
-                    Transform::Uppercase => !value.iter().any(u8::is_ascii_lowercase),
-                    _ => true,
-                }
-        });
+        let unchanged = rule
+            .transforms
+            .iter()
+            .all(|&t| transform::unchanged_exactly(t, value, &has));
         let c = if unchanged {
             Cached::Raw
         } else {

@@ -221,19 +221,41 @@ fn white(b: u8) -> bool {
     matches!(b, b' ' | b'\t' | b'\n' | 0x0b | 0x0c | b'\r' | 0xa0 | 0)
 }
 
+/// A set of bytes, as a table.
+type Set = [bool; 256];
+
+const fn set(bytes: &[u8]) -> Set {
+    let mut t = [false; 256];
+    let mut i = 0;
+    while i < bytes.len() {
+        t[bytes[i] as usize] = true;
+        i += 1;
+    }
+    t
+}
+
+/// What ends a word.
+const WORD_END: Set = set(b" []{}<>:\\?=@!#~+-*/&|^%(),';\t\n\x0b\x0c\r\"\xa0");
+/// What ends a variable's name.
+const VAR_END: Set = set(b" <>:\\?=@!#~+-*/&|^%(),';\t\n\x0b\x0c\r'`\"");
+const MONEY: Set = set(b"0123456789.,");
+const LETTERS: Set = set(b"abcdefghjiklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ");
+const BINARY: Set = set(b"01");
+const HEX: Set = set(b"0123456789ABCDEFabcdef");
+
 /// The length of the run of bytes from `set` (C `strspn` over a length; NUL always
 /// counts as in the set, as `strchr` finds the terminator).
-fn span(s: &[u8], set: &[u8]) -> usize {
+fn span(s: &[u8], set: &Set) -> usize {
     s.iter()
-        .position(|&b| b != 0 && !set.contains(&b))
+        .position(|&b| b != 0 && !set[usize::from(b)])
         .unwrap_or(s.len())
 }
 
 /// The length of the run of bytes not in `set` (C `strcspn` over a length; NUL always
 /// ends it).
-fn span_not(s: &[u8], set: &[u8]) -> usize {
+fn span_not(s: &[u8], set: &Set) -> usize {
     s.iter()
-        .position(|&b| b == 0 || set.contains(&b))
+        .position(|&b| b == 0 || set[usize::from(b)])
         .unwrap_or(s.len())
 }
 
@@ -585,7 +607,7 @@ impl<'a> Sqli<'a> {
     }
 
     /// `b'0101'` and `x'4142'`: bit and hex string literals, numbers.
-    fn digit_string(&mut self, cur: usize, digits: &[u8]) -> usize {
+    fn digit_string(&mut self, cur: usize, digits: &Set) -> usize {
         let (s, pos, slen) = (self.s, self.pos, self.s.len());
         if pos + 2 >= slen || s[pos + 1] != b'\'' {
             return self.word(cur);
@@ -599,11 +621,11 @@ impl<'a> Sqli<'a> {
     }
 
     fn bstring(&mut self, cur: usize) -> usize {
-        self.digit_string(cur, b"01")
+        self.digit_string(cur, &BINARY)
     }
 
     fn xstring(&mut self, cur: usize) -> usize {
-        self.digit_string(cur, b"0123456789ABCDEFabcdef")
+        self.digit_string(cur, &HEX)
     }
 
     /// `[name]`: SQL Server's bracketed identifier.
@@ -623,10 +645,7 @@ impl<'a> Sqli<'a> {
 
     fn word(&mut self, cur: usize) -> usize {
         let (s, pos) = (self.s, self.pos);
-        let wlen = span_not(
-            &s[pos..],
-            b" []{}<>:\\?=@!#~+-*/&|^%(),';\t\n\x0b\x0c\r\"\xa0",
-        );
+        let wlen = span_not(&s[pos..], &WORD_END);
         let token = &mut self.tokens[cur];
         token.assign(BAREWORD, pos, &s[pos..pos + wlen]);
         // "table.column" or "db`…": if the part before a '.' or '`' is a keyword, it is
@@ -682,7 +701,7 @@ impl<'a> Sqli<'a> {
                 return end;
             }
         }
-        let n = span_not(&s[pos..], b" <>:\\?=@!#~+-*/&|^%(),';\t\n\x0b\x0c\r'`\"");
+        let n = span_not(&s[pos..], &VAR_END);
         self.tokens[cur].assign(VARIABLE, pos, &s[pos..pos + n]);
         pos + n
     }
@@ -694,7 +713,7 @@ impl<'a> Sqli<'a> {
             self.tokens[cur].assign_char(BAREWORD, pos, b'$');
             return slen;
         }
-        let n = span(&s[pos + 1..], b"0123456789.,");
+        let n = span(&s[pos + 1..], &MONEY);
         if n == 1 && s[pos + 1] == b'.' {
             return self.word(cur);
         }
@@ -720,10 +739,7 @@ impl<'a> Sqli<'a> {
                 }
             };
         }
-        let tag = span(
-            &s[pos + 1..],
-            b"abcdefghjiklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ",
-        );
+        let tag = span(&s[pos + 1..], &LETTERS);
         if tag == 0 || pos + tag + 1 == slen || s[pos + tag + 1] != b'$' {
             self.tokens[cur].assign_char(BAREWORD, pos, b'$');
             return pos + 1;
@@ -752,9 +768,9 @@ impl<'a> Sqli<'a> {
         let (s, slen) = (self.s, self.s.len());
         let mut pos = self.pos;
         if s[pos] == b'0' && pos + 1 < slen {
-            let digits: Option<&[u8]> = match s[pos + 1] {
-                b'X' | b'x' => Some(b"0123456789ABCDEFabcdef"),
-                b'B' | b'b' => Some(b"01"),
+            let digits: Option<&Set> = match s[pos + 1] {
+                b'X' | b'x' => Some(&HEX),
+                b'B' | b'b' => Some(&BINARY),
                 _ => None,
             };
             if let Some(digits) = digits {

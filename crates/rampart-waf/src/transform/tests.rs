@@ -343,3 +343,50 @@ fn unchanged_exactly_is_never_wrong() {
     let has = ByteSet::of(b"a@[`{");
     assert!(unchanged_exactly(Transform::Lowercase, b"a@[`{", &has));
 }
+
+/// The transformations `reads_case` leaves out really are blind to case: on two values
+/// that differ only in ASCII case, their results differ only in case too.
+#[test]
+fn case_blind_decoders() {
+    let alphabet: &[u8] = b"aAbBcCxXuUnN09fF%&#;\\/*-'\" <>+lLtTgGqQmMpP";
+    let mut state = 0x0bad_5eed_1234_5678_u64;
+    let mut next = || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    let (mut a_out, mut b_out) = (Vec::new(), Vec::new());
+    for _ in 0..30_000 {
+        let len = (next() % 14) as usize;
+        let a: Vec<u8> = (0..len)
+            .map(|_| alphabet[(next() % alphabet.len() as u64) as usize])
+            .collect();
+        // The same letters, each in a random case.
+        let b: Vec<u8> = a
+            .iter()
+            .map(|&c| {
+                if next() % 2 == 0 {
+                    c.to_ascii_uppercase()
+                } else {
+                    c.to_ascii_lowercase()
+                }
+            })
+            .collect();
+        for &(_, t) in Transform::ALL {
+            if reads_case(t) {
+                continue;
+            }
+            apply(t, &a, &mut a_out);
+            apply(t, &b, &mut b_out);
+            assert!(
+                a_out.eq_ignore_ascii_case(&b_out),
+                "{t}: {:?} -> {:?} but {:?} -> {:?}",
+                String::from_utf8_lossy(&a),
+                String::from_utf8_lossy(&a_out),
+                String::from_utf8_lossy(&b),
+                String::from_utf8_lossy(&b_out)
+            );
+        }
+    }
+}
