@@ -179,8 +179,13 @@ impl Operator {
     /// Whether the operator's parameter has no macros: its answer depends on the tested
     /// value alone.
     pub(crate) fn is_static(&self) -> bool {
+        self.macros().is_none()
+    }
+
+    /// The parameter's macros, if it has any.
+    fn macros(&self) -> Option<&MacroText> {
         match &self.kind {
-            Kind::RxDynamic(..) => false,
+            Kind::RxDynamic(m, _) => Some(m),
             Kind::Within(p)
             | Kind::Contains(p)
             | Kind::ContainsWord(p)
@@ -191,8 +196,11 @@ impl Operator {
             | Kind::Ge(p)
             | Kind::Gt(p)
             | Kind::Le(p)
-            | Kind::Lt(p) => matches!(p, Param::Static(_)),
-            _ => true,
+            | Kind::Lt(p) => match p {
+                Param::Static(_) => None,
+                Param::Dynamic(m) => Some(m),
+            },
+            _ => None,
         }
     }
 
@@ -235,24 +243,7 @@ impl Operator {
     /// otherwise). A caller testing many values expands once and passes it to
     /// [`Operator::matches_expanded`].
     pub fn expand(&self, r: &dyn Resolve) -> Option<Vec<u8>> {
-        match &self.kind {
-            Kind::RxDynamic(m, _) => Some(m.expand(r)),
-            Kind::Within(p)
-            | Kind::Contains(p)
-            | Kind::ContainsWord(p)
-            | Kind::BeginsWith(p)
-            | Kind::EndsWith(p)
-            | Kind::StrEq(p)
-            | Kind::Eq(p)
-            | Kind::Ge(p)
-            | Kind::Gt(p)
-            | Kind::Le(p)
-            | Kind::Lt(p) => match p {
-                Param::Static(_) => None,
-                Param::Dynamic(m) => Some(m.expand(r)),
-            },
-            _ => None,
-        }
+        self.macros().map(|m| m.expand(r))
     }
 
     /// [`Operator::matches`] with the parameter already expanded ([`Operator::expand`]).

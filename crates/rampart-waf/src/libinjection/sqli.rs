@@ -581,19 +581,34 @@ impl<'a> Sqli<'a> {
             other => other,
         };
         let body = pos + 3;
+        let end = find_pair(&s[body..], close, b'\'').map(|i| body + i);
+        self.quoted(cur, body, end, b'q', 2)
+    }
+
+    /// A string token from `body` to `end`, the closing delimiter's offset (`None`: to the
+    /// end of the input, unclosed), opened and closed with `quote`; the position after
+    /// the delimiter (`close_len` bytes).
+    fn quoted(
+        &mut self,
+        cur: usize,
+        body: usize,
+        end: Option<usize>,
+        quote: u8,
+        close_len: usize,
+    ) -> usize {
+        let s = self.s;
         let token = &mut self.tokens[cur];
-        match find_pair(&s[body..], close, b'\'') {
+        token.str_open = quote;
+        match end {
             None => {
                 token.assign(STRING, body, &s[body..]);
-                token.str_open = b'q';
                 token.str_close = 0;
-                slen
+                s.len()
             }
-            Some(i) => {
-                token.assign(STRING, body, &s[body..body + i]);
-                token.str_open = b'q';
-                token.str_close = b'q';
-                body + i + 2
+            Some(e) => {
+                token.assign(STRING, body, &s[body..e]);
+                token.str_close = quote;
+                e + close_len
             }
         }
     }
@@ -723,21 +738,8 @@ impl<'a> Sqli<'a> {
         }
         if s[pos + 1] == b'$' {
             let body = pos + 2;
-            let token = &mut self.tokens[cur];
-            return match find_pair(&s[body..], b'$', b'$') {
-                None => {
-                    token.assign(STRING, body, &s[body..]);
-                    token.str_open = b'$';
-                    token.str_close = 0;
-                    slen
-                }
-                Some(i) => {
-                    token.assign(STRING, body, &s[body..body + i]);
-                    token.str_open = b'$';
-                    token.str_close = b'$';
-                    body + i + 2
-                }
-            };
+            let end = find_pair(&s[body..], b'$', b'$').map(|i| body + i);
+            return self.quoted(cur, body, end, b'$', 2);
         }
         let tag = span(&s[pos + 1..], &LETTERS);
         if tag == 0 || pos + tag + 1 == slen || s[pos + tag + 1] != b'$' {
@@ -747,21 +749,8 @@ impl<'a> Sqli<'a> {
         // "$tag$ … $tag$": the closing delimiter is the opening one.
         let open = &s[pos..pos + tag + 2];
         let body = pos + tag + 2;
-        let token = &mut self.tokens[cur];
-        match memchr::memmem::find(&s[body..], open) {
-            None => {
-                token.assign(STRING, body, &s[body..]);
-                token.str_open = b'$';
-                token.str_close = 0;
-                slen
-            }
-            Some(i) => {
-                token.assign(STRING, body, &s[body..body + i]);
-                token.str_open = b'$';
-                token.str_close = b'$';
-                body + i + tag + 2
-            }
-        }
+        let end = memchr::memmem::find(&s[body..], open).map(|i| body + i);
+        self.quoted(cur, body, end, b'$', tag + 2)
     }
 
     fn number(&mut self, cur: usize) -> usize {
