@@ -271,25 +271,36 @@ fn case_and_parity() {
     check("none", &[(b"As Is", b"As Is")]);
 }
 
+/// A small deterministic generator (xorshift), so that a failure reproduces.
+struct Xorshift(u64);
+
+impl Xorshift {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    /// A value of fewer than `max_len` bytes from `alphabet`.
+    fn value(&mut self, alphabet: &[u8], max_len: u64) -> Vec<u8> {
+        let len = (self.next() % max_len) as usize;
+        (0..len)
+            .map(|_| alphabet[(self.next() % alphabet.len() as u64) as usize])
+            .collect()
+    }
+}
+
 /// `unchanged` never claims a transformation leaves a value alone (up to ASCII case)
 /// when it does not — over many values built from the bytes transformations react to.
 #[test]
 fn unchanged_is_never_wrong() {
     let alphabet: &[u8] = b"aZ09 ./\\%+&#;-*'\"^,()\t\n\r\x0b\x0c\x00\xa0\xc2\xffxuX=<>";
-    let mut state = 0x2545_f491_4f6c_dd1d_u64;
-    let mut next = || {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        state
-    };
+    let mut rng = Xorshift(0x2545_f491_4f6c_dd1d_u64);
     let mut claimed = 0usize;
     let mut out = Vec::new();
     for _ in 0..20_000 {
-        let len = (next() % 12) as usize;
-        let value: Vec<u8> = (0..len)
-            .map(|_| alphabet[(next() % alphabet.len() as u64) as usize])
-            .collect();
+        let value = rng.value(alphabet, 12);
         let has = ByteSet::of(&value);
         for &(_, t) in Transform::ALL {
             if unchanged(t, &value, &has) {
@@ -313,19 +324,10 @@ fn unchanged_is_never_wrong() {
 #[test]
 fn unchanged_exactly_is_never_wrong() {
     let alphabet: &[u8] = b"aZ09 ./\\%+&#;-*'\"^,()\t\n\r\x0b\x0c\x00\xa0\xc2\xffxuX=<>@[`{";
-    let mut state = 0x1234_5678_9abc_def1_u64;
-    let mut next = || {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        state
-    };
+    let mut rng = Xorshift(0x1234_5678_9abc_def1_u64);
     let (mut claimed, mut out) = (0usize, Vec::new());
     for _ in 0..20_000 {
-        let len = (next() % 12) as usize;
-        let value: Vec<u8> = (0..len)
-            .map(|_| alphabet[(next() % alphabet.len() as u64) as usize])
-            .collect();
+        let value = rng.value(alphabet, 12);
         let has = ByteSet::of(&value);
         for &(_, t) in Transform::ALL {
             if unchanged_exactly(t, &value, &has) {
@@ -349,24 +351,15 @@ fn unchanged_exactly_is_never_wrong() {
 #[test]
 fn case_blind_decoders() {
     let alphabet: &[u8] = b"aAbBcCxXuUnN09fF%&#;\\/*-'\" <>+lLtTgGqQmMpP";
-    let mut state = 0x0bad_5eed_1234_5678_u64;
-    let mut next = || {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        state
-    };
+    let mut rng = Xorshift(0x0bad_5eed_1234_5678_u64);
     let (mut a_out, mut b_out) = (Vec::new(), Vec::new());
     for _ in 0..30_000 {
-        let len = (next() % 14) as usize;
-        let a: Vec<u8> = (0..len)
-            .map(|_| alphabet[(next() % alphabet.len() as u64) as usize])
-            .collect();
+        let a = rng.value(alphabet, 14);
         // The same letters, each in a random case.
         let b: Vec<u8> = a
             .iter()
             .map(|&c| {
-                if next() % 2 == 0 {
+                if rng.next() % 2 == 0 {
                     c.to_ascii_uppercase()
                 } else {
                     c.to_ascii_lowercase()
