@@ -18,6 +18,7 @@ mod prefilter;
 #[cfg(test)]
 mod tests;
 mod tx;
+mod txvars;
 
 pub use compile::{DisabledRule, Ruleset, Settings};
 pub use tx::{Intervention, MatchedRule, RequestInfo, Transaction};

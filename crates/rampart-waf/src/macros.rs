@@ -13,6 +13,8 @@ pub enum MacroRef {
     Var(Var, Option<String>),
     /// Rule metadata: `%{rule.id}`, `%{rule.msg}`, … (member name lower-cased).
     Rule(String),
+    /// `%{TX.name}` with the name numbered at load (see [`MacroText::bind_tx`]).
+    TxId(u32),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -98,6 +100,16 @@ impl MacroText {
         let mut out = Vec::new();
         self.expand_into(r, &mut out);
         out
+    }
+
+    /// Numbers the `TX` members the text names (`%{tx.score}` becomes
+    /// [`MacroRef::TxId`]), with `id` giving the number of a lower-case name.
+    pub fn bind_tx(&mut self, id: &mut dyn FnMut(&str) -> u32) {
+        for p in &mut self.parts {
+            if let Part::Ref(MacroRef::Var(Var::Tx, Some(k))) = p {
+                *p = Part::Ref(MacroRef::TxId(id(&k.to_ascii_lowercase())));
+            }
+        }
     }
 
     /// The variable references, for compile-time checks.

@@ -204,6 +204,30 @@ impl Operator {
         }
     }
 
+    /// Numbers the `TX` members the parameter's macros name (see
+    /// [`MacroText::bind_tx`]).
+    pub(crate) fn bind_tx(&mut self, id: &mut dyn FnMut(&str) -> u32) {
+        let m = match &mut self.kind {
+            Kind::RxDynamic(m, _) => m,
+            Kind::Within(p)
+            | Kind::Contains(p)
+            | Kind::ContainsWord(p)
+            | Kind::BeginsWith(p)
+            | Kind::EndsWith(p)
+            | Kind::StrEq(p)
+            | Kind::Eq(p)
+            | Kind::Ge(p)
+            | Kind::Gt(p)
+            | Kind::Le(p)
+            | Kind::Lt(p) => match p {
+                Param::Static(_) => return,
+                Param::Dynamic(m) => m,
+            },
+            _ => return,
+        };
+        m.bind_tx(id);
+    }
+
     /// Literals of which every input the operator matches holds one (compared ASCII
     /// case-insensitively; lower-cased here), or `None` when it may match without any:
     /// negated, numeric and macro-expanded operators, and expressions without a

@@ -7,6 +7,7 @@ use std::path::Path;
 use regex::bytes::Regex;
 
 use super::prefilter::Prefilter;
+use super::txvars::TxNames;
 use crate::macros::MacroText;
 use crate::operator::{DataFiles, Operator};
 use crate::seclang::{
@@ -93,6 +94,8 @@ pub struct Ruleset {
     /// Per rule: its outcome learnt at load, for rules decided by `TX` values alone (see
     /// [`super::tx::Memo`]); empty or `None`: evaluate.
     pub(crate) memo: Vec<Option<super::tx::Memo>>,
+    /// The `TX` names the rules mention, numbered.
+    pub(crate) tx_names: TxNames,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -119,6 +122,8 @@ pub(crate) struct Target {
     pub var: Var,
     pub key: Option<KeySel>,
     pub count: bool,
+    /// `TX:name`: the name's number (see [`TxNames`]).
+    pub tx: Option<u32>,
 }
 
 #[derive(Debug)]
@@ -131,6 +136,8 @@ pub(crate) struct Exclusion {
 pub(crate) struct CSetVar {
     pub collection: String,
     pub name: MacroText,
+    /// The `TX` member's number when the name has no macros (see [`TxNames`]).
+    pub slot: Option<u32>,
     pub op: COp,
 }
 
@@ -224,6 +231,7 @@ impl Ruleset {
             errors: Vec::new(),
             prefilter: Prefilter::build(&[], &[]),
             memo: Vec::new(),
+            tx_names: TxNames::new(),
         };
         let mut defaults: [Defaults; 5] = Default::default();
         // Directives that modify rules wherever they are.
@@ -610,6 +618,7 @@ impl Ruleset {
                 heads[*ci] = true;
             }
         }
+        rs.tx_names = bind_tx(&mut rs.rules);
         rs.prefilter = Prefilter::build(&rs.rules, &heads);
         if rs.errors.is_empty() {
             rs.memo = super::tx::learn(&rs);
@@ -731,6 +740,40 @@ fn merge_actions(actions: &mut Vec<Action>, update: &[Action]) {
     }
 }
 
+/// Numbers every `TX` name the rules write literally, read in macros or test, and binds
+/// `setvar`s and macros to those numbers.
+fn bind_tx(rules: &mut [CRule]) -> TxNames {
+    let mut names = TxNames::new();
+    for rule in rules.iter_mut() {
+        let mut id = |n: &str| names.intern(n);
+        for t in &mut rule.targets {
+            if let (Var::Tx, Some(KeySel::Name(n))) = (t.var, &t.key) {
+                t.tx = Some(id(n));
+            }
+        }
+        for sv in &mut rule.setvars {
+            if sv.collection == "tx" {
+                if let Some(n) = sv.name.static_text() {
+                    sv.slot = Some(id(&String::from_utf8_lossy(&n).to_ascii_lowercase()));
+                }
+            }
+            match &mut sv.op {
+                COp::Set(v) | COp::Add(v) | COp::Sub(v) => v.bind_tx(&mut id),
+                COp::Delete => {}
+            }
+            sv.name.bind_tx(&mut id);
+        }
+        for m in [&mut rule.msg, &mut rule.logdata].into_iter().flatten() {
+            m.bind_tx(&mut id);
+        }
+        if let Some(op) = &mut rule.operator {
+            op.bind_tx(&mut id);
+        }
+    }
+    names.finish();
+    names
+}
+
 /// Whether names of a collection compare case-insensitively.
 pub(crate) fn case_insensitive_keys(var: Var) -> bool {
     !matches!(var, Var::Xml)
@@ -773,6 +816,7 @@ fn target(v: &VarSel) -> Result<Target, String> {
         var: v.var,
         key: v.key.as_ref().map(|k| key_sel(v.var, k)).transpose()?,
         count: v.count,
+        tx: None,
     })
 }
 
@@ -867,6 +911,7 @@ fn compile_rule(
             Action::SetVar(s) => c.setvars.push(CSetVar {
                 collection: s.collection.clone(),
                 name: MacroText::parse(&s.name),
+                slot: None,
                 op: match &s.op {
                     SetVarOp::Set(v) => COp::Set(MacroText::parse(v)),
                     SetVarOp::Add(v) => COp::Add(MacroText::parse(v)),

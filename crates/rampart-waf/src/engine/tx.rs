@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use super::compile::{CCtl, COp, CRule, Item, KeySel, Ruleset};
 use super::prefilter::{ScanState, Source};
+use super::txvars::{Member, TxVars};
 use crate::macros::{MacroRef, Resolve};
 use crate::operator::Captures;
 use crate::seclang::{BodyProcessor, Disruptive, EngineMode, Transform, Var};
@@ -69,6 +70,8 @@ enum Val {
     Slot(Source, u32),
     /// (is a collection member, value, member key).
     Owned(bool, Vec<u8>, Vec<u8>),
+    /// A numbered `TX` member, read where it is kept.
+    Tx(u32),
 }
 
 /// What a rule tests: the variable, whether the value is a count (`&VAR`), and the value.
@@ -152,8 +155,11 @@ pub struct Transaction<'r> {
     pub(super) response_headers: Vec<(Vec<u8>, Vec<u8>)>,
     pub(super) response_body: Option<Vec<u8>>,
     // State.
-    /// `TX`, by lower-case name; ordered, as ModSecurity lists it.
-    pub(super) tx: BTreeMap<String, Vec<u8>>,
+    /// `TX`: numbered names in a table, names made at run time by name.
+    pub(super) tx: TxVars,
+    /// The buffer `setvar` expands into (it becomes a `TX` value; the value it replaces
+    /// comes back as the next buffer).
+    scratch_setvar: Vec<u8>,
     pub(super) env: BTreeMap<String, Vec<u8>>,
     pub(super) matched_var: Option<(String, Vec<u8>)>,
     /// While learning outcomes at load ([`learn`]): per rule, what was seen.
@@ -241,7 +247,8 @@ impl<'r> Transaction<'r> {
             response_protocol: Vec::new(),
             response_headers: Vec::new(),
             response_body: None,
-            tx: BTreeMap::new(),
+            tx: TxVars::default(),
+            scratch_setvar: Vec::new(),
             env: BTreeMap::new(),
             matched_var: None,
             learning: None,
@@ -512,7 +519,7 @@ impl<'r> Transaction<'r> {
 
     /// A TX variable (lower-case name), for tests and events (anomaly scores).
     pub fn tx_var(&self, name: &str) -> Option<&[u8]> {
-        self.tx.get(name).map(Vec::as_slice)
+        self.tx.get_named(&self.rs.tx_names, name)
     }
 
     fn run_phase(&mut self, phase: u8) {
@@ -736,7 +743,7 @@ impl<'r> Transaction<'r> {
     fn decide(&mut self, rs: &Ruleset, ci: usize) -> bool {
         let rule = &rs.rules[ci];
         if let Some(Some(m)) = rs.memo.get(ci) {
-            if !self.has_removed_targets(ci) && m.holds(rule, &self.tx) {
+            if !self.has_removed_targets(ci) && m.holds(&self.tx) {
                 if m.outcome {
                     if let Some(v) = &m.matched_var {
                         self.matched_var = Some(v.clone());
@@ -751,6 +758,7 @@ impl<'r> Transaction<'r> {
             if learnable && learning.get(ci).is_some_and(Option::is_none) && Memo::fits(rule) {
                 learning[ci] = Some(Memo {
                     values: Memo::read(rule, &self.tx),
+                    ids: rule.targets.iter().map(|t| t.tx).collect(),
                     outcome,
                     matched_var: if outcome {
                         self.matched_var.clone()
@@ -849,6 +857,11 @@ impl<'r> Transaction<'r> {
                     owned = apply_chain(&rule.transforms, v);
                     &owned
                 }
+                Val::Tx(id) if rule.transforms.is_empty() => self.tx.get(*id).unwrap_or_default(),
+                Val::Tx(id) => {
+                    owned = apply_chain(&rule.transforms, self.tx.get(*id).unwrap_or_default());
+                    &owned
+                }
             };
             let mut caps = rule.capture.then(Captures::new);
             let param = expanded.get_or_insert_with(|| op.expand(self));
@@ -898,12 +911,14 @@ impl<'r> Transaction<'r> {
         caps: Option<Captures>,
     ) {
         if let Some(caps) = caps {
-            const GROUPS: [&str; 10] = ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9"];
             for (i, bytes) in caps {
-                let name = GROUPS
-                    .get(i)
-                    .map_or_else(|| i.to_string(), |g| (*g).to_owned());
-                self.tx.insert(name, bytes);
+                match u32::try_from(i) {
+                    // Groups 0…9 are the first numbered names.
+                    Ok(g) if g < super::txvars::CAPTURES => {
+                        self.tx.put(g, bytes);
+                    }
+                    _ => self.tx.put_named(&self.rs.tx_names, i.to_string(), bytes),
+                }
             }
         }
         let name = self.name_of(target);
@@ -928,6 +943,7 @@ impl<'r> Transaction<'r> {
                 (member, key)
             }
             Val::Owned(member, _, key) => (*member, key.as_slice()),
+            Val::Tx(id) => (true, self.rs.tx_names.name(*id).as_bytes()),
         };
         if member {
             let key = String::from_utf8_lossy(key);
@@ -970,32 +986,61 @@ impl<'r> Transaction<'r> {
     }
 
     fn run_setvars(&mut self, rule: &CRule) {
+        /// Where a `setvar` writes.
+        enum Key {
+            Id(u32),
+            Name(String),
+        }
+        let mut buf = std::mem::take(&mut self.scratch_setvar);
         for sv in &rule.setvars {
             if sv.collection != "tx" {
                 // Persistent collections (ip, session, …) are not kept by this engine.
                 continue;
             }
-            let name = String::from_utf8_lossy(&sv.name.expand(self)).to_ascii_lowercase();
-            match &sv.op {
-                COp::Set(v) => {
-                    let v = v.expand(self);
-                    self.tx.insert(name, v);
+            let key = match sv.slot {
+                Some(id) => Key::Id(id),
+                None => {
+                    sv.name.expand_into(self, &mut buf);
+                    let name = String::from_utf8_lossy(&buf).to_ascii_lowercase();
+                    match self.rs.tx_names.id(&name) {
+                        Some(id) => Key::Id(id),
+                        None => Key::Name(name),
+                    }
                 }
+            };
+            match &sv.op {
+                COp::Set(v) => v.expand_into(self, &mut buf),
                 COp::Add(v) | COp::Sub(v) => {
-                    let delta = crate::operator::atoll(&v.expand(self));
-                    let cur = self.tx.get(&name).map_or(0, |c| crate::operator::atoll(c));
+                    v.expand_into(self, &mut buf);
+                    let delta = crate::operator::atoll(&buf);
+                    let cur = match &key {
+                        Key::Id(id) => self.tx.get(*id),
+                        Key::Name(n) => self.tx.get_named(&self.rs.tx_names, n),
+                    }
+                    .map_or(0, crate::operator::atoll);
                     let n = if matches!(sv.op, COp::Add(_)) {
-                        cur + delta
+                        cur.saturating_add(delta)
                     } else {
-                        cur - delta
+                        cur.saturating_sub(delta)
                     };
-                    self.tx.insert(name, n.to_string().into_bytes());
+                    buf.clear();
+                    // Writing to a Vec cannot fail.
+                    let _ = std::io::Write::write_fmt(&mut buf, format_args!("{n}"));
                 }
                 COp::Delete => {
-                    self.tx.remove(&name);
+                    match key {
+                        Key::Id(id) => self.tx.remove(id),
+                        Key::Name(n) => self.tx.remove_named(&self.rs.tx_names, &n),
+                    }
+                    continue;
                 }
             }
+            match key {
+                Key::Id(id) => buf = self.tx.put(id, buf),
+                Key::Name(n) => self.tx.put_named(&self.rs.tx_names, n, buf.clone()),
+            }
         }
+        self.scratch_setvar = buf;
     }
 
     fn run_ctls(&mut self, rs: &Ruleset, ci: usize) {
@@ -1023,9 +1068,30 @@ impl<'r> Transaction<'r> {
         let rule = &self.rs.rules[ci];
         // Whether some of this transaction's ctl:ruleRemoveTarget* apply to the rule.
         let removals = !self.removed_targets.is_empty() && self.has_removed_targets(ci);
+        // A rule that sets `TX` members tests copies of the members it reads: its own
+        // `setvar`s must not change a value it has yet to test.
+        let writes_tx = rule.setvars.iter().any(|sv| sv.collection == "tx");
         for t in &rule.targets {
             vals.clear();
-            self.values(t.var, t.key.as_ref(), vals);
+            match t.tx {
+                Some(id) => {
+                    if self.tx.get(id).is_some() {
+                        vals.push(Val::Tx(id));
+                    }
+                }
+                None => self.values(t.var, t.key.as_ref(), vals),
+            }
+            if writes_tx && t.var == Var::Tx {
+                for v in vals.iter_mut() {
+                    if let Val::Tx(id) = *v {
+                        *v = Val::Owned(
+                            true,
+                            self.tx.get(id).unwrap_or_default().to_vec(),
+                            self.rs.tx_names.name(id).as_bytes().to_vec(),
+                        );
+                    }
+                }
+            }
             if !rule.exclusions.is_empty() || removals {
                 vals.retain(|v| {
                     let key = self.val_key(v);
@@ -1132,6 +1198,7 @@ impl<'r> Transaction<'r> {
         match v {
             Val::Slot(s, i) => self.slot(*s, *i).0,
             Val::Owned(_, value, _) => value,
+            Val::Tx(id) => self.tx.get(*id).unwrap_or_default(),
         }
     }
 
@@ -1139,6 +1206,7 @@ impl<'r> Transaction<'r> {
         match v {
             Val::Slot(s, i) => self.slot(*s, *i).1,
             Val::Owned(_, _, key) => key,
+            Val::Tx(id) => self.rs.tx_names.name(*id).as_bytes(),
         }
     }
 
@@ -1241,16 +1309,36 @@ impl<'r> Transaction<'r> {
             ),
             Var::Tx if matches!(key, Some(KeySel::Name(_))) => {
                 if let Some(KeySel::Name(n)) = key {
-                    if let Some(v) = self.tx.get(n) {
-                        out.push(Val::Owned(true, v.clone(), n.as_bytes().to_vec()));
+                    match self.rs.tx_names.id(n) {
+                        Some(id) => {
+                            if self.tx.get(id).is_some() {
+                                out.push(Val::Tx(id));
+                            }
+                        }
+                        None => {
+                            if let Some(v) = self.tx.get_named(&self.rs.tx_names, n) {
+                                out.push(Val::Owned(true, v.to_vec(), n.as_bytes().to_vec()));
+                            }
+                        }
                     }
                 }
             }
             Var::Tx => {
-                owned(
-                    out,
-                    &mut self.tx.iter().map(|(k, v)| (k.as_bytes(), v.as_slice())),
-                );
+                let names = &self.rs.tx_names;
+                for m in self.tx.members(names) {
+                    match m {
+                        Member::Id(id) => {
+                            if sel(names.name(id).as_bytes()) {
+                                out.push(Val::Tx(id));
+                            }
+                        }
+                        Member::Named(k, v) => {
+                            if sel(k.as_bytes()) {
+                                out.push(Val::Owned(true, v.to_vec(), k.as_bytes().to_vec()));
+                            }
+                        }
+                    }
+                }
             }
             Var::Env => owned(
                 out,
@@ -1518,8 +1606,16 @@ fn key_matches(sel: &KeySel, key: &[u8], var: Var) -> bool {
 impl Resolve for Transaction<'_> {
     fn resolve(&self, r: &MacroRef, out: &mut Vec<u8>) {
         match r {
+            MacroRef::TxId(id) => {
+                if let Some(v) = self.tx.get(*id) {
+                    out.extend_from_slice(v);
+                }
+            }
             MacroRef::Var(Var::Tx, Some(k)) => {
-                if let Some(v) = self.tx.get(&k.to_ascii_lowercase()) {
+                if let Some(v) = self
+                    .tx
+                    .get_named(&self.rs.tx_names, &k.to_ascii_lowercase())
+                {
                     out.extend_from_slice(v);
                 }
             }
@@ -1646,6 +1742,8 @@ mod key_tests {
 pub(crate) struct Memo {
     /// The values of the rule's targets (in order) when it was learnt.
     values: Vec<Option<Vec<u8>>>,
+    /// The targets' `TX` numbers.
+    ids: Vec<Option<u32>>,
     outcome: bool,
     /// `MATCHED_VAR` after a match, replayed.
     matched_var: Option<(String, Vec<u8>)>,
@@ -1667,32 +1765,24 @@ impl Memo {
             && rule
                 .targets
                 .iter()
-                .all(|t| t.var == Var::Tx && matches!(t.key, Some(KeySel::Name(_))))
+                .all(|t| t.var == Var::Tx && t.tx.is_some())
             && rule.operator.as_ref().is_some_and(|op| op.is_static())
     }
 
     /// The current values of the rule's targets.
-    fn read(rule: &CRule, tx: &BTreeMap<String, Vec<u8>>) -> Vec<Option<Vec<u8>>> {
+    fn read(rule: &CRule, tx: &TxVars) -> Vec<Option<Vec<u8>>> {
         rule.targets
             .iter()
-            .map(|t| match &t.key {
-                Some(KeySel::Name(n)) => tx.get(n).cloned(),
-                _ => None,
-            })
+            .map(|t| t.tx.and_then(|id| tx.get(id)).map(<[u8]>::to_vec))
             .collect()
     }
 
     /// Whether the rule's targets hold the values it was learnt with.
-    fn holds(&self, rule: &CRule, tx: &BTreeMap<String, Vec<u8>>) -> bool {
-        rule.targets.len() == self.values.len()
-            && rule
-                .targets
-                .iter()
-                .zip(&self.values)
-                .all(|(t, v)| match &t.key {
-                    Some(KeySel::Name(n)) => tx.get(n).map(Vec::as_slice) == v.as_deref(),
-                    _ => false,
-                })
+    fn holds(&self, tx: &TxVars) -> bool {
+        self.ids
+            .iter()
+            .zip(&self.values)
+            .all(|(id, v)| id.is_some_and(|id| tx.get(id) == v.as_deref()))
     }
 }
 
