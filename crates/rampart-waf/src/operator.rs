@@ -176,12 +176,6 @@ impl Operator {
         })
     }
 
-    /// Whether the operator's parameter has no macros: its answer depends on the tested
-    /// value alone.
-    pub(crate) fn is_static(&self) -> bool {
-        self.macros().is_none()
-    }
-
     /// The parameter's macros, if it has any.
     fn macros(&self) -> Option<&MacroText> {
         match &self.kind {
@@ -202,6 +196,20 @@ impl Operator {
             },
             _ => None,
         }
+    }
+
+    /// The numbered `TX` members the parameter reads, when those are all it reads
+    /// (empty for a static parameter); `None` when it reads anything else.
+    pub(crate) fn tx_inputs(&self) -> Option<Vec<u32>> {
+        let Some(m) = self.macros() else {
+            return Some(Vec::new());
+        };
+        m.refs()
+            .map(|r| match r {
+                crate::macros::MacroRef::TxId(id) => Some(*id),
+                _ => None,
+            })
+            .collect()
     }
 
     /// Numbers the `TX` members the parameter's macros name (see

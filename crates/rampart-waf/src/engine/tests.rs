@@ -457,3 +457,31 @@ fn tx_members_numbered_or_named_at_run_time_are_one_collection() {
         "TX:0;TX:1;TX:a;TX:b;TX:big;TX:gone;TX:hits;TX:made_zed;"
     );
 }
+
+/// A learnt rule with `setvar`s (CRS's defaults: `&TX:x "@eq 0"` → `setvar:tx.x=…`) or a
+/// parameter read from `TX` still runs its `setvar`s when its learnt match is reused,
+/// and is evaluated when a request changes what it reads.
+#[test]
+fn learnt_outcomes_run_their_setvars_and_read_tx_parameters() {
+    let rules = "SecRule ARGS:limit \"@rx ^(\\d+)$\" \"id:1,phase:1,pass,nolog,capture,setvar:tx.limit=%{tx.1}\"\n\
+         SecRule &TX:limit \"@eq 0\" \"id:2,phase:1,pass,nolog,setvar:tx.limit=5,setvar:tx.defaulted=+1,setvar:'tx.from=%{MATCHED_VAR_NAME}'\"\n\
+         SecAction \"id:3,phase:1,pass,nolog,setvar:tx.score=7\"\n\
+         SecRule TX:SCORE \"@ge %{tx.limit}\" \"id:4,phase:1,pass,nolog,setvar:tx.over=1\"\n\
+         SecRule TX:OVER \"@eq 1\" \"id:5,phase:1,pass,log\"\n";
+    let rs = ruleset(rules);
+    let plain = ruleset(rules).without_prefilter();
+    // Rules 2 and 4 read only TX; rule 5 logs.
+    assert_eq!(rs.learnt_count(), 2);
+    for (uri, fires, defaulted, from) in [
+        ("/", vec![5], Some(&b"1"[..]), Some(&b"&TX"[..])),
+        ("/?limit=9", vec![], None, None),
+        ("/?limit=3", vec![5], None, None),
+    ] {
+        for r in [&rs, &plain] {
+            let tx = run(r, uri, &[], "");
+            assert_eq!(fired(&tx), fires, "{uri}");
+            assert_eq!(tx.tx_var("defaulted"), defaulted, "{uri}");
+            assert_eq!(tx.tx_var("from"), from, "{uri}");
+        }
+    }
+}

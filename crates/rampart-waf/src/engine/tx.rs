@@ -748,25 +748,41 @@ impl<'r> Transaction<'r> {
                     if let Some(v) = &m.matched_var {
                         self.matched_var = Some(v.clone());
                     }
+                    if !rule.setvars.is_empty() {
+                        // What a match does besides MATCHED_VAR (the rule's one value
+                        // matched once): its `setvar`s, run now.
+                        self.current_rule = Some(ci);
+                        self.run_setvars(rule);
+                    }
                 }
                 return m.outcome;
             }
         }
-        let outcome = self.eval_rule(rs, ci);
-        let learnable = self.learning.is_some() && !self.has_removed_targets(ci);
-        if let Some(learning) = self.learning.as_mut() {
-            if learnable && learning.get(ci).is_some_and(Option::is_none) && Memo::fits(rule) {
-                learning[ci] = Some(Memo {
-                    values: Memo::read(rule, &self.tx),
-                    ids: rule.targets.iter().map(|t| t.tx).collect(),
-                    outcome,
-                    matched_var: if outcome {
-                        self.matched_var.clone()
-                    } else {
-                        None
-                    },
-                });
+        // While learning: the inputs as the rule sees them (its `setvar`s may change them).
+        let inputs = match &self.learning {
+            Some(l) if l.get(ci).is_some_and(Option::is_none) && !self.has_removed_targets(ci) => {
+                Memo::inputs(rule).map(|ids| {
+                    let values = ids
+                        .iter()
+                        .map(|&id| self.tx.get(id).map(<[u8]>::to_vec))
+                        .collect();
+                    (ids, values)
+                })
             }
+            _ => None,
+        };
+        let outcome = self.eval_rule(rs, ci);
+        if let (Some((ids, values)), Some(learning)) = (inputs, self.learning.as_mut()) {
+            learning[ci] = Some(Memo {
+                values,
+                ids,
+                outcome,
+                matched_var: if outcome {
+                    self.matched_var.clone()
+                } else {
+                    None
+                },
+            });
         }
         outcome
     }
@@ -1731,65 +1747,82 @@ mod key_tests {
 ///
 /// Many rules read nothing but configuration values: CRS's paranoia-level gates (`SecRule
 /// TX:DETECTION_PARANOIA_LEVEL "@lt 2" "…,pass,nolog,skipAfter:…"`, about a hundred of
-/// them) and the like. A rule qualifies when it is a single rule (no chain) whose targets
-/// are all `TX:name`, whose operator has no macros, and which changes nothing when it
-/// matches but `MATCHED_VAR` and the control flow (`pass`, `nolog`, no `setvar`, `ctl`,
-/// `capture` or `multiMatch`). Its outcome is then a function of those `TX` values: it
-/// is learnt by running one template request through the ruleset at load, and reused by
-/// every transaction in which the values are the same (compared each time; a request
-/// that changes them, or removes targets with `ctl`, evaluates the rule as usual).
+/// them), its defaults (`SecRule &TX:inbound_anomaly_score_threshold "@eq 0"
+/// "…,setvar:tx.inbound_anomaly_score_threshold=5"`) and the like. A rule qualifies when
+/// it is a single rule (no chain) whose targets are all `TX:name`, whose operator's
+/// parameter reads nothing but `TX` members, and which does nothing when it matches but
+/// set `MATCHED_VAR`, run `setvar`s and go on (`pass`, `nolog`, no `ctl`, `capture` or
+/// `multiMatch`; with `setvar`s, a single target, so that a match is one value and runs
+/// them once). Its outcome is then a function of those `TX` values: it is learnt by
+/// running one template request through the ruleset at load, and reused by every
+/// transaction in which the values are the same (compared each time; a request that
+/// changes them, or removes targets with `ctl`, evaluates the rule as usual). A reused
+/// match still runs the rule's `setvar`s, as evaluation would.
 #[derive(Debug)]
 pub(crate) struct Memo {
-    /// The values of the rule's targets (in order) when it was learnt.
+    /// The `TX` members the outcome depends on: the targets', then the parameter's.
+    ids: Vec<u32>,
+    /// Their values when the rule was learnt.
     values: Vec<Option<Vec<u8>>>,
-    /// The targets' `TX` numbers.
-    ids: Vec<Option<u32>>,
     outcome: bool,
     /// `MATCHED_VAR` after a match, replayed.
     matched_var: Option<(String, Vec<u8>)>,
 }
 
 impl Memo {
-    /// Whether a rule qualifies.
-    fn fits(rule: &CRule) -> bool {
-        rule.next.is_none()
+    /// The `TX` members a qualifying rule's outcome depends on; `None` if it does not
+    /// qualify.
+    fn inputs(rule: &CRule) -> Option<Vec<u32>> {
+        let plain = rule.next.is_none()
             && !rule.capture
             && !rule.multi_match
             && !rule.log
-            && rule.setvars.is_empty()
             && rule.ctls.is_empty()
             && rule.cctls.is_empty()
             && rule.exclusions.is_empty()
             && matches!(rule.disruptive, Disruptive::Pass)
             && !rule.targets.is_empty()
-            && rule
-                .targets
-                .iter()
-                .all(|t| t.var == Var::Tx && t.tx.is_some())
-            && rule.operator.as_ref().is_some_and(|op| op.is_static())
+            && (rule.setvars.is_empty() || rule.targets.len() == 1)
+            && rule.setvars.iter().all(|sv| {
+                let text = match &sv.op {
+                    COp::Set(v) | COp::Add(v) | COp::Sub(v) => Some(v),
+                    COp::Delete => None,
+                };
+                // MATCHED_VARS would list what evaluation matched; replay does not
+                // rebuild it.
+                std::iter::once(&sv.name).chain(text).all(|m| {
+                    m.refs().all(|r| {
+                        !matches!(
+                            r,
+                            MacroRef::Var(Var::MatchedVars | Var::MatchedVarsNames, _)
+                        )
+                    })
+                })
+            });
+        if !plain {
+            return None;
+        }
+        let mut ids: Vec<u32> = rule.targets.iter().map(|t| t.tx).collect::<Option<_>>()?;
+        if rule.targets.iter().any(|t| t.var != Var::Tx) {
+            return None;
+        }
+        ids.extend(rule.operator.as_ref()?.tx_inputs()?);
+        Some(ids)
     }
 
-    /// The current values of the rule's targets.
-    fn read(rule: &CRule, tx: &TxVars) -> Vec<Option<Vec<u8>>> {
-        rule.targets
-            .iter()
-            .map(|t| t.tx.and_then(|id| tx.get(id)).map(<[u8]>::to_vec))
-            .collect()
-    }
-
-    /// Whether the rule's targets hold the values it was learnt with.
+    /// Whether the inputs hold the values the rule was learnt with.
     fn holds(&self, tx: &TxVars) -> bool {
         self.ids
             .iter()
             .zip(&self.values)
-            .all(|(id, v)| id.is_some_and(|id| tx.get(id) == v.as_deref()))
+            .all(|(&id, v)| tx.get(id) == v.as_deref())
     }
 }
 
 /// Learns the outcomes of the rules [`Memo`] describes, by running a template request
 /// (`GET /` with a few ordinary headers, a `200 text/html` response) through every phase.
 pub(crate) fn learn(rs: &Ruleset) -> Vec<Option<Memo>> {
-    if !rs.rules.iter().any(Memo::fits) {
+    if !rs.rules.iter().any(|r| Memo::inputs(r).is_some()) {
         return Vec::new();
     }
     let mut tx = Transaction::new(
