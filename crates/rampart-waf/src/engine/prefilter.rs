@@ -446,11 +446,18 @@ impl Prefilter {
             buf.extend_from_slice(value);
             if *multi {
                 // multiMatch: the operator sees the value and every step that changed it.
+                // Steps that leave the value as it is (up to case, where case cannot
+                // matter downstream) add nothing to scan until one changes it.
                 raw |= 1 << c;
+                let mut changed = false;
                 for &t in steps {
+                    if !changed && unchanged & transform_bit(t) != 0 {
+                        continue;
+                    }
                     transform::apply(t, &buf, &mut tmp);
                     std::mem::swap(&mut buf, &mut tmp);
                     if buf != tmp {
+                        changed = true;
                         self.mark(st, &buf, None, 1 << c);
                     }
                 }

@@ -485,3 +485,33 @@ fn learnt_outcomes_run_their_setvars_and_read_tx_parameters() {
         }
     }
 }
+
+/// With `multiMatch`, the prefilter skips the leading steps that leave a value alone and
+/// scans what each later step makes: a literal that appears only after the second or
+/// third step still lets the rule run, with and without the prefilter alike.
+#[test]
+fn prefilter_scans_each_changed_step_of_multi_match_chains() {
+    let rules = "SecRule ARGS \"@rx admin\" \"id:1,phase:2,pass,log,multiMatch,t:lowercase,t:urlDecodeUni,t:removeWhitespace\"\n\
+                 SecRule ARGS \"@rx ^a dmin$\" \"id:2,phase:2,pass,log,multiMatch,t:lowercase,t:urlDecodeUni,t:removeWhitespace\"\n\
+                 SecRule ARGS \"@rx select\" \"id:3,phase:2,pass,log,multiMatch,t:lowercase,t:urlDecodeUni,t:removeWhitespace\"\n";
+    let rs = ruleset(rules);
+    assert!(rs.prefilter_stats().0 >= 3, "the rules are gated");
+    let plain = ruleset(rules).without_prefilter();
+    // "a d%6din": lowercase leaves it; urlDecodeUni makes "a dmin" (2); removeWhitespace
+    // makes "admin" (1).
+    for (uri, want) in [
+        ("/?x=a+d%256din", vec![1, 2]),
+        ("/?x=SEL+ECT", vec![3]),
+        // No space before decoding: removeWhitespace must still run after urlDecodeUni.
+        ("/?x=ad%2520min", vec![1]),
+        ("/?x=A+DMIN", vec![1, 2]),
+        ("/?x=plain", vec![]),
+    ] {
+        assert_eq!(fired(&run(&rs, uri, &[], "")), want, "{uri}");
+        assert_eq!(
+            fired(&run(&plain, uri, &[], "")),
+            want,
+            "{uri} without prefilter"
+        );
+    }
+}
