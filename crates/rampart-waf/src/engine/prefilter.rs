@@ -174,6 +174,30 @@ pub(crate) struct ScanState {
 }
 
 impl ScanState {
+    /// Queues a transformed value to scan for `chains`: bytes another chain already
+    /// made (equal up to ASCII case, as the scan compares) share its one scan; empty
+    /// bytes hold no literal.
+    fn add_output(&mut self, bytes: &[u8], chains: u128) {
+        if bytes.is_empty() {
+            return;
+        }
+        if let Some(o) = self.outputs[..self.n_outputs]
+            .iter_mut()
+            .find(|(b, _)| b.eq_ignore_ascii_case(bytes))
+        {
+            o.1 |= chains;
+            return;
+        }
+        if self.outputs.len() == self.n_outputs {
+            self.outputs.push((Vec::new(), 0));
+        }
+        let slot = &mut self.outputs[self.n_outputs];
+        slot.0.clear();
+        slot.0.extend_from_slice(bytes);
+        slot.1 = chains;
+        self.n_outputs += 1;
+    }
+
     /// Groups the hits found so far by rule, for [`ScanState::hit`].
     pub(crate) fn settle(&mut self) {
         if self.hits.len() == self.settled && !self.offsets.is_empty() {
@@ -458,7 +482,7 @@ impl Prefilter {
                     std::mem::swap(&mut buf, &mut tmp);
                     if buf != tmp {
                         changed = true;
-                        self.mark(st, &buf, None, 1 << c);
+                        st.add_output(&buf, 1 << c);
                     }
                 }
             } else {
@@ -479,21 +503,8 @@ impl Prefilter {
                 }
                 if !changed {
                     raw |= 1 << c;
-                } else if let Some(o) = st.outputs[..st.n_outputs]
-                    .iter_mut()
-                    .find(|(b, _)| b.eq_ignore_ascii_case(&buf))
-                {
-                    // Another chain made the same bytes: one scan serves both.
-                    o.1 |= 1 << c;
                 } else {
-                    if st.outputs.len() == st.n_outputs {
-                        st.outputs.push((Vec::new(), 0));
-                    }
-                    let slot = &mut st.outputs[st.n_outputs];
-                    slot.0.clear();
-                    slot.0.extend_from_slice(&buf);
-                    slot.1 = 1 << c;
-                    st.n_outputs += 1;
+                    st.add_output(&buf, 1 << c);
                 }
             }
             st.buf = buf;
