@@ -260,6 +260,21 @@ impl Operator {
             {
                 Some(vec![s.to_ascii_lowercase()])
             }
+            // Checks that fail only on certain bytes: a value without any of them passes.
+            Kind::ValidateByteRange(allowed) => {
+                let mut bytes: Vec<Vec<u8>> = (0..=255u8)
+                    .filter(|&b| !allowed[usize::from(b)])
+                    .map(|b| vec![b.to_ascii_lowercase()])
+                    .collect();
+                bytes.sort_unstable();
+                bytes.dedup();
+                (!bytes.is_empty()).then_some(bytes)
+            }
+            // Pure ASCII is valid UTF-8.
+            Kind::ValidateUtf8Encoding => Some((0x80..=0xffu8).map(|b| vec![b]).collect()),
+            Kind::ValidateUrlEncoding => Some(vec![b"%".to_vec()]),
+            // libinjection's XSS verdicts all need a tag or an attribute value.
+            Kind::DetectXss => Some(vec![b"<".to_vec(), b"=".to_vec()]),
             _ => None,
         }
     }

@@ -229,7 +229,7 @@ impl Ruleset {
             settings: Settings::default(),
             disabled: Vec::new(),
             errors: Vec::new(),
-            prefilter: Prefilter::build(&[], &[]),
+            prefilter: Prefilter::build(&[]),
             memo: Vec::new(),
             tx_names: TxNames::new(),
         };
@@ -612,14 +612,8 @@ impl Ruleset {
                 }
             }
         }
-        let mut heads = vec![false; rs.rules.len()];
-        for item in rs.phases.iter().flatten() {
-            if let Item::Rule(ci) = item {
-                heads[*ci] = true;
-            }
-        }
         rs.tx_names = bind_tx(&mut rs.rules);
-        rs.prefilter = Prefilter::build(&rs.rules, &heads);
+        rs.prefilter = Prefilter::build(&rs.rules);
         if rs.errors.is_empty() {
             rs.memo = super::tx::learn(&rs);
         }
@@ -630,7 +624,7 @@ impl Ruleset {
     /// off: every rule runs on every value. For differential tests (both must decide
     /// alike) and for diagnosis.
     pub fn without_prefilter(mut self) -> Ruleset {
-        self.prefilter = Prefilter::build(&[], &[]);
+        self.prefilter = Prefilter::build(&[]);
         self.memo = Vec::new();
         self
     }

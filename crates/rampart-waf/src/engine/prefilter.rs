@@ -5,11 +5,16 @@
 //!
 //! # Soundness
 //!
-//! A rule is *gated* only when a skip cannot change the outcome: it is a chain's first
-//! rule, its operator is not negated and has required literals (with `multiMatch`, the
-//! value after every step is scanned), and every target is request or response data that does not change while a phase runs
-//! (arguments, headers, cookies, URI parts, bodies, XML, multipart fields — never `TX`,
-//! `MATCHED_VAR` or counts). The scan over-approximates on purpose: literals match
+//! A rule is *gated* only when a skip cannot change the outcome: its operator is not
+//! negated and has required literals (with `multiMatch`, the value after every step is
+//! scanned), and every target is request or response data that does not change while a
+//! phase runs (arguments, headers, cookies, URI parts, bodies, XML, multipart fields —
+//! never `TX`, `MATCHED_VAR` or counts). A gated chain head none of whose values hold a
+//! literal is skipped whole; a gated rule that runs (a head with some hits, or a later
+//! link of a chain) skips its values that hold none. "Required literals" include single
+//! bytes for checks that can only fail on certain bytes (`@validateByteRange`: the bytes
+//! outside the ranges; `@validateUtf8Encoding`: bytes above 0x7F; `@validateUrlEncoding`:
+//! `%`; `@detectXSS`: `<` or `=`). The scan over-approximates on purpose: literals match
 //! ASCII case-insensitively, and a value marks every rule owning a found literal whose
 //! chain produced the scanned bytes, whatever its exact targets.
 //!
@@ -246,8 +251,9 @@ impl ScanState {
 }
 
 impl Prefilter {
-    /// Builds the prefilter for compiled rules; `heads` says which rules start a chain.
-    pub(crate) fn build(rules: &[CRule], heads: &[bool]) -> Prefilter {
+    /// Builds the prefilter for compiled rules (chain links included: a link's values
+    /// are skipped the same way, and its chain fails when none is left).
+    pub(crate) fn build(rules: &[CRule]) -> Prefilter {
         let mut pf = Prefilter {
             ac: None,
             owners: Vec::new(),
@@ -265,7 +271,7 @@ impl Prefilter {
         let mut literals: Vec<Vec<u8>> = Vec::new();
         let mut index: std::collections::HashMap<Vec<u8>, usize> = Default::default();
         for (ri, rule) in rules.iter().enumerate() {
-            if !heads[ri] || rule.targets.is_empty() {
+            if rule.targets.is_empty() {
                 continue;
             }
             let Some(op) = &rule.operator else { continue };

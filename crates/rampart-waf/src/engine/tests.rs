@@ -515,3 +515,38 @@ fn prefilter_scans_each_changed_step_of_multi_match_chains() {
         );
     }
 }
+
+/// Checks that fail only on certain bytes are gated by those bytes, and a chain's later
+/// link is gated by its literals: the same decisions as without the prefilter.
+#[test]
+fn byte_checks_and_chain_links_are_gated_soundly() {
+    let rules = "SecRule ARGS \"@validateByteRange 32-126\" \"id:1,phase:2,pass,log,t:urlDecodeUni\"\n\
+                 SecRule ARGS \"@validateUtf8Encoding\" \"id:2,phase:2,pass,log,t:none\"\n\
+                 SecRule ARGS \"@validateUrlEncoding\" \"id:3,phase:2,pass,log,t:none\"\n\
+                 SecRule ARGS \"@detectXSS\" \"id:4,phase:2,pass,log,t:none\"\n\
+                 SecRule REQUEST_METHOD \"@streq GET\" \"id:5,phase:2,pass,log,chain\"\n\
+                 SecRule ARGS \"@rx att?ack\" \"t:none,t:lowercase\"\n";
+    let rs = ruleset(rules);
+    assert_eq!(
+        rs.prefilter_stats().0,
+        6,
+        "four checks, a head and its link"
+    );
+    let plain = ruleset(rules).without_prefilter();
+    for (uri, want) in [
+        ("/?x=plain+text", vec![]),
+        ("/?x=a%01b", vec![1]),
+        ("/?x=%C3%28", vec![1, 2]),
+        ("/?x=%C3%A9", vec![1]),
+        ("/?x=100%25zz", vec![3]),
+        ("/?x=%3Cscript%3Ealert(1)%3C/script%3E", vec![4]),
+        ("/?x=ok&y=ATTACK", vec![5]),
+    ] {
+        assert_eq!(fired(&run(&rs, uri, &[], "")), want, "{uri}");
+        assert_eq!(
+            fired(&run(&plain, uri, &[], "")),
+            want,
+            "{uri} without prefilter"
+        );
+    }
+}
