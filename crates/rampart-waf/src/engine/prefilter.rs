@@ -64,6 +64,9 @@ pub(crate) enum Source {
 
 const SOURCES: usize = Source::ResponseBody as usize + 1;
 
+/// [`Prefilter`]'s mark for a rule that is not gated.
+const NOT_GATED: u32 = u32::MAX;
+
 /// The sources a target reaches, or `None` for variables the prefilter does not cover.
 fn sources(var: Var, key: Option<&super::compile::KeySel>) -> Option<&'static [Source]> {
     use Source as S;
@@ -114,7 +117,8 @@ const MAX_CHAINS: usize = 128;
 #[derive(Debug)]
 pub(crate) struct Prefilter {
     ac: Option<AhoCorasick>,
-    /// Per literal: the rules owning it, with their dense chain number.
+    /// Per literal: the gated rules owning it (by their gated number), with their dense
+    /// chain number.
     owners: Vec<Vec<(u32, u8)>>,
     /// One-byte literals are not in the automaton (they would report a match at most
     /// positions of some values): per (lower-case) byte, its owners, found through the
@@ -123,8 +127,10 @@ pub(crate) struct Prefilter {
     /// The bytes `single` has owners for, in both cases, as a set (intersected with a
     /// value's bytes to find the ones it holds).
     single_bytes: [u64; 4],
-    /// Per rule: whether it is gated.
-    gated: Vec<bool>,
+    /// Per rule: its number among the gated rules, or [`NOT_GATED`]. Scan state is kept
+    /// per gated rule (a few hundred), not per rule (a few thousand).
+    gated: Vec<u32>,
+    n_gated: usize,
     /// Per source: the dense chains some gated rule reads it through.
     chains_of: [Vec<u8>; SOURCES],
     /// Per dense chain: the request headers its rules read by name, lower-cased (`None`:
@@ -167,7 +173,7 @@ pub(crate) struct ScanState {
     tmp: Vec<u8>,
     /// Literals already found in the value being scanned.
     seen: Vec<u32>,
-    /// Per rule: the number of the value that last marked it (so a value marks a rule
+    /// Per gated rule: the number of the value that last marked it (so a value marks a rule
     /// once, whatever number of its literals it holds).
     marked: Vec<u32>,
     /// The number of the value being scanned.
@@ -228,9 +234,10 @@ impl ScanState {
         }
     }
 
-    /// Whether the `index`th value of `source` holds a literal of rule `ri` (after the
-    /// rule's transformation chain).
-    pub(crate) fn hit(&self, ri: usize, source: Source, index: u32) -> bool {
+    /// Whether the `index`th value of `source` holds a literal of the gated rule numbered
+    /// `gate` (see [`Prefilter::gate`]), after the rule's transformation chain.
+    pub(crate) fn hit(&self, gate: u32, source: Source, index: u32) -> bool {
+        let ri = gate as usize;
         let Some(&n) = self.numbers[source as usize].get(index as usize) else {
             return false;
         };
@@ -259,7 +266,8 @@ impl Prefilter {
             owners: Vec::new(),
             single: vec![Vec::new(); 256],
             single_bytes: [0; 4],
-            gated: vec![false; rules.len()],
+            gated: vec![NOT_GATED; rules.len()],
+            n_gated: 0,
             chains_of: Default::default(),
             header_names: Vec::new(),
             chains: Vec::new(),
@@ -304,7 +312,9 @@ impl Prefilter {
                 }
                 None => continue,
             };
-            pf.gated[ri] = true;
+            let rid = u32::try_from(pf.n_gated).unwrap_or(NOT_GATED);
+            pf.gated[ri] = rid;
+            pf.n_gated += 1;
             if pf.header_names.len() <= usize::from(chain) {
                 pf.header_names
                     .resize(usize::from(chain) + 1, Some(Vec::new()));
@@ -327,7 +337,6 @@ impl Prefilter {
                     list.push(chain);
                 }
             }
-            let rid = u32::try_from(ri).unwrap_or(u32::MAX);
             for f in factors {
                 if let [b] = f[..] {
                     pf.single[usize::from(b)].push((rid, chain));
@@ -356,7 +365,12 @@ impl Prefilter {
                 }) {
                 Ok(ac) => pf.ac = Some(ac),
                 // No automaton: nothing is gated, every rule runs.
-                Err(_) => pf.gated.iter_mut().for_each(|g| *g = false),
+                Err(_) => {
+                    pf.gated.iter_mut().for_each(|g| *g = NOT_GATED);
+                    pf.n_gated = 0;
+                    pf.single.iter_mut().for_each(Vec::clear);
+                    pf.owners.clear();
+                }
             }
         }
         for b in 0..=255u8 {
@@ -371,17 +385,18 @@ impl Prefilter {
 
     /// Whether any rule is gated (else scanning is skipped).
     pub(crate) fn active(&self) -> bool {
-        self.gated.iter().any(|g| *g)
+        self.n_gated > 0
     }
 
-    /// Whether rule `ri` is gated: only the values [`ScanState::hit`] names can match it.
-    pub(crate) fn is_gated(&self, ri: usize) -> bool {
-        self.gated.get(ri).copied().unwrap_or(false)
+    /// Rule `ri`'s number among the gated rules, if it is gated: then only the values
+    /// [`ScanState::hit`] names can match it.
+    pub(crate) fn gate(&self, ri: usize) -> Option<u32> {
+        self.gated.get(ri).copied().filter(|&g| g != NOT_GATED)
     }
 
     /// How many rules are gated.
     pub(crate) fn gated_count(&self) -> usize {
-        self.gated.iter().filter(|g| **g).count()
+        self.n_gated
     }
 
     /// How many distinct literals the automaton holds.
@@ -392,11 +407,12 @@ impl Prefilter {
     /// Whether rule `ri` may be skipped: it is gated and no scanned value holds one of
     /// its literals.
     pub(crate) fn skips(&self, st: &ScanState, ri: usize) -> bool {
-        self.is_gated(ri)
-            && st
-                .candidates
-                .get(ri / 64)
-                .is_none_or(|w| w & (1 << (ri % 64)) == 0)
+        self.gate(ri).is_some_and(|g| {
+            let g = g as usize;
+            st.candidates
+                .get(g / 64)
+                .is_none_or(|w| w & (1 << (g % 64)) == 0)
+        })
     }
 
     /// Scans one value of `source`.
@@ -424,8 +440,8 @@ impl Prefilter {
         }
         let has = ByteSet::of(value);
         st.seq = st.seq.wrapping_add(1);
-        if st.marked.len() != self.gated.len() {
-            st.marked = vec![u32::MAX; self.gated.len()];
+        if st.marked.len() != self.n_gated {
+            st.marked = vec![u32::MAX; self.n_gated];
         }
         let numbers = &mut st.numbers[source as usize];
         let at = index as usize;
@@ -531,7 +547,7 @@ impl Prefilter {
     /// for the given chains.
     fn mark(&self, st: &mut ScanState, bytes: &[u8], has: Option<&ByteSet>, chains: u128) {
         if st.candidates.is_empty() {
-            st.candidates = vec![0; self.gated.len().div_ceil(64)];
+            st.candidates = vec![0; self.n_gated.div_ceil(64)];
         }
         let found = |owners: &[(u32, u8)], st: &mut ScanState| {
             for &(r, c) in owners {

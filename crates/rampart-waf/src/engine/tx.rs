@@ -804,15 +804,15 @@ impl<'r> Transaction<'r> {
         values.clear();
         self.collect(ci, &mut values, &mut vals);
         self.scratch_vals = vals;
-        let gated = rs.prefilter.is_gated(ci);
+        let gate = rs.prefilter.gate(ci);
         let mut any = false;
         // A parameter with macros is expanded once, and again only after a match (whose
         // `setvar`s may change what it reads).
         let mut expanded: Option<Option<Vec<u8>>> = None;
         for target in values.drain(..) {
-            if gated {
+            if let Some(g) = gate {
                 if let Val::Slot(src, i) = target.val {
-                    if !self.scan.hit(ci, src, i) {
+                    if !self.scan.hit(g, src, i) {
                         continue;
                     }
                 }
