@@ -28,6 +28,9 @@ pub struct Operator {
 #[derive(Debug)]
 enum Kind {
     Rx(Box<Regex>),
+    /// `@rx ^.*$` (CRS's way to visit every name): with `.` matching newlines, it
+    /// matches every input whole — no expression runs.
+    RxWhole,
     RxDynamic(MacroText, DynamicCache),
     Pm(Box<AhoCorasick>, Vec<Vec<u8>>),
     Within(Param),
@@ -119,7 +122,9 @@ impl Operator {
         let kind = match spec.op {
             Op::Rx => {
                 let m = MacroText::parse(p);
-                if m.is_static() {
+                if p == "^.*$" {
+                    Kind::RxWhole
+                } else if m.is_static() {
                     Kind::Rx(Box::new(regex(p)?))
                 } else {
                     Kind::RxDynamic(m, DynamicCache::default())
@@ -311,6 +316,12 @@ impl Operator {
         let get = |p| value(p, expanded);
         let hit = match &self.kind {
             Kind::Rx(re) => rx(re, input, captures),
+            Kind::RxWhole => {
+                if let Some(c) = captures {
+                    c.push((0, input.to_vec()));
+                }
+                true
+            }
             Kind::RxDynamic(_, cache) => {
                 let pattern = expanded.unwrap_or_default();
                 match cache.get(pattern) {

@@ -1017,7 +1017,8 @@ impl<'r> Transaction<'r> {
                 Some(id) => Key::Id(id),
                 None => {
                     sv.name.expand_into(self, &mut buf);
-                    let name = String::from_utf8_lossy(&buf).to_ascii_lowercase();
+                    let mut name = String::from_utf8_lossy(&buf).into_owned();
+                    name.make_ascii_lowercase();
                     match self.rs.tx_names.id(&name) {
                         Some(id) => Key::Id(id),
                         None => Key::Name(name),
@@ -1341,20 +1342,18 @@ impl<'r> Transaction<'r> {
             }
             Var::Tx => {
                 let names = &self.rs.tx_names;
-                for m in self.tx.members(names) {
-                    match m {
-                        Member::Id(id) => {
-                            if sel(names.name(id).as_bytes()) {
-                                out.push(Val::Tx(id));
-                            }
-                        }
-                        Member::Named(k, v) => {
-                            if sel(k.as_bytes()) {
-                                out.push(Val::Owned(true, v.to_vec(), k.as_bytes().to_vec()));
-                            }
+                self.tx.for_each_member(names, |m| match m {
+                    Member::Id(id) => {
+                        if sel(names.name(id).as_bytes()) {
+                            out.push(Val::Tx(id));
                         }
                     }
-                }
+                    Member::Named(k, v) => {
+                        if sel(k.as_bytes()) {
+                            out.push(Val::Owned(true, v.to_vec(), k.as_bytes().to_vec()));
+                        }
+                    }
+                });
             }
             Var::Env => owned(
                 out,
@@ -1610,11 +1609,7 @@ fn key_matches(sel: &KeySel, key: &[u8], var: Var) -> bool {
         KeySel::Prefix(p) => {
             let at =
                 |s: &[u8]| s.len() >= p.len() && s[..p.len()].eq_ignore_ascii_case(p.as_bytes());
-            at(key)
-                || key
-                    .iter()
-                    .enumerate()
-                    .any(|(i, &c)| c == b'\n' && at(&key[i + 1..]))
+            at(key) || memchr::memchr_iter(b'\n', key).any(|i| at(&key[i + 1..]))
         }
     }
 }

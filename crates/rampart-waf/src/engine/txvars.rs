@@ -166,37 +166,21 @@ impl TxVars {
         }
     }
 
-    /// Every member, in name order.
-    pub(crate) fn members<'a>(&'a self, names: &'a TxNames) -> Vec<Member<'a>> {
-        let mut out = Vec::new();
-        let mut numbered = names
-            .sorted
-            .iter()
-            .copied()
-            .filter(|&id| self.get(id).is_some());
-        let mut made = self.named.iter();
-        let (mut a, mut b) = (numbered.next(), made.next());
-        loop {
-            match (a, b) {
-                (Some(id), Some((k, v))) => {
-                    if names.name(id) <= k.as_str() {
-                        out.push(Member::Id(id));
-                        a = numbered.next();
-                    } else {
-                        out.push(Member::Named(k, v));
-                        b = made.next();
-                    }
-                }
-                (Some(id), None) => {
-                    out.push(Member::Id(id));
-                    a = numbered.next();
-                }
-                (None, Some((k, v))) => {
-                    out.push(Member::Named(k, v));
-                    b = made.next();
-                }
-                (None, None) => return out,
+    /// Visits every member, in name order.
+    pub(crate) fn for_each_member<'a>(&'a self, names: &'a TxNames, mut f: impl FnMut(Member<'a>)) {
+        let mut made = self.named.iter().peekable();
+        for &id in &names.sorted {
+            if self.get(id).is_none() {
+                continue;
             }
+            let name = names.name(id);
+            while let Some((k, v)) = made.next_if(|(k, _)| k.as_str() < name) {
+                f(Member::Named(k, v));
+            }
+            f(Member::Id(id));
+        }
+        for (k, v) in made {
+            f(Member::Named(k, v));
         }
     }
 }
@@ -262,20 +246,17 @@ mod tests {
             t.put_named(&n, name.into(), v.as_bytes().to_vec());
         }
         t.slot(0).extend_from_slice(b"cap");
-        let listed: Vec<String> = t
-            .members(&n)
-            .iter()
-            .map(|m| match m {
-                Member::Id(id) => {
-                    format!(
-                        "{}={}",
-                        n.name(*id),
-                        String::from_utf8_lossy(t.get(*id).unwrap_or_default())
-                    )
-                }
+        let mut listed: Vec<String> = Vec::new();
+        t.for_each_member(&n, |m| {
+            listed.push(match m {
+                Member::Id(id) => format!(
+                    "{}={}",
+                    n.name(id),
+                    String::from_utf8_lossy(t.get(id).unwrap_or_default())
+                ),
                 Member::Named(k, v) => format!("{k}={}", String::from_utf8_lossy(v)),
-            })
-            .collect();
+            });
+        });
         assert_eq!(listed, ["0=cap", "a=1", "b=2", "c=3", "f=6", "g=7"]);
     }
 }
