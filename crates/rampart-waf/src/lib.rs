@@ -13,8 +13,10 @@
 //! - [`engine`]: compiles directives into a [`engine::Ruleset`] and runs
 //!   [`engine::Transaction`]s through it. A literal prefilter (required literals of each
 //!   rule's operator, found with one Aho-Corasick scan per value and transformation chain)
-//!   skips the rules whose literals no value holds; `Ruleset::without_prefilter` exists so
-//!   tests can show both decide alike.
+//!   skips the rules whose literals no value holds; rules that read only `TX` values have
+//!   their outcomes learnt at load; `TX` names are numbered at load so the request path
+//!   never builds a key. `Ruleset::without_prefilter` turns the first two off so tests can
+//!   show both decide alike.
 //!
 //! - [`libinjection`]: `@detectSQLi` and `@detectXSS` — libinjection's SQL fingerprinting
 //!   and HTML5 XSS check, our own tokenizers held to the C library input by input.
