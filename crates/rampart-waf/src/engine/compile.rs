@@ -124,6 +124,9 @@ pub(crate) struct Target {
     pub count: bool,
     /// `TX:name`: the name's number (see [`TxNames`]).
     pub tx: Option<u32>,
+    /// `TX:/regex/`: the numbered names the selector matches, in name order (names made
+    /// at run time are matched when listed).
+    pub tx_members: Option<Vec<u32>>,
 }
 
 #[derive(Debug)]
@@ -765,6 +768,15 @@ fn bind_tx(rules: &mut [CRule]) -> TxNames {
         }
     }
     names.finish();
+    for t in rules.iter_mut().flat_map(|r| r.targets.iter_mut()) {
+        if let (Var::Tx, Some(sel @ (KeySel::Prefix(_) | KeySel::Regex(_)))) = (t.var, &t.key) {
+            let ids = names.sorted().iter().copied();
+            t.tx_members = Some(
+                ids.filter(|&id| super::tx::key_matches(sel, names.name(id).as_bytes(), Var::Tx))
+                    .collect(),
+            );
+        }
+    }
     names
 }
 
@@ -811,6 +823,7 @@ fn target(v: &VarSel) -> Result<Target, String> {
         key: v.key.as_ref().map(|k| key_sel(v.var, k)).transpose()?,
         count: v.count,
         tx: None,
+        tx_members: None,
     })
 }
 

@@ -431,22 +431,25 @@ fn prefilter_keeps_case_before_case_sensitive_decoders() {
 #[test]
 fn tx_members_numbered_or_named_at_run_time_are_one_collection() {
     let rs = ruleset(
-        "SecAction \"id:1,phase:1,pass,nolog,setvar:tx.b=1,setvar:tx.a=1,setvar:tx.gone=x,setvar:tx.big=9223372036854775807\"\n\
+        "SecAction \"id:1,phase:1,pass,nolog,setvar:tx.b=1,setvar:tx.a=1,setvar:tx.gone=x,setvar:tx.big=9223372036854775807,setvar:tx.made_static=1\"\n\
          SecRule ARGS:n \"@rx ^(\\w+)$\" \"id:2,phase:1,pass,nolog,capture,setvar:'tx.made_%{tx.1}=%{tx.a}',setvar:tx.big=+5\"\n\
          SecRule TX:A|TX:B \"@streq 1\" \"id:3,phase:1,pass,log,setvar:tx.b=2,setvar:tx.hits=+1\"\n\
          SecRule TX:/^made_/ \"@streq 1\" \"id:4,phase:1,pass,log,msg:'%{MATCHED_VAR_NAME}'\"\n\
          SecRule TX \"@rx .\" \"id:5,phase:1,pass,nolog,setvar:tx.list=%{tx.list}%{MATCHED_VAR_NAME};\"\n\
          SecAction \"id:6,phase:1,pass,nolog,setvar:!tx.gone,setvar:'!tx.made_%{tx.1}'\"\n\
          SecRule &TX:gone \"@eq 0\" \"id:7,phase:1,pass,log\"\n\
-         SecRule TX:/^made_/ \"@rx .\" \"id:8,phase:1,pass,log\"",
+         SecRule TX:/^made_/ \"@rx .\" \"id:8,phase:1,pass,log,msg:'%{MATCHED_VAR_NAME}'\"",
     );
     let tx = run(&rs, "/?n=zed", &[], "");
     // Rule 3 tested TX:B as collected (1), though its own setvar made it 2 after TX:A.
     assert_eq!(tx.tx_var("hits"), Some(&b"2"[..]));
     assert_eq!(tx.tx_var("b"), Some(&b"2"[..]));
     // The run-time name is found by a key regex and named in MATCHED_VAR_NAME.
-    assert_eq!(fired(&tx), vec![3, 4, 7]);
+    assert_eq!(fired(&tx), vec![3, 4, 7, 8]);
+    // Rule 4 matched both `made_` names, in name order: the last is the run-time one.
     assert_eq!(tx.matched_rules()[1].msg, "TX:made_zed");
+    // After the run-time name is deleted, the numbered one is left.
+    assert_eq!(tx.matched_rules()[3].msg, "TX:made_static");
     assert_eq!(tx.tx_var("made_zed"), None, "deleted by rule 6");
     // Numeric overflow saturates instead of wrapping (or panicking).
     assert_eq!(tx.tx_var("big"), Some(&b"9223372036854775807"[..]));
@@ -454,7 +457,7 @@ fn tx_members_numbered_or_named_at_run_time_are_one_collection() {
     // (each match appends the name; `list` itself appears once it exists).
     assert_eq!(
         String::from_utf8_lossy(tx.tx_var("list").unwrap_or_default()),
-        "TX:0;TX:1;TX:a;TX:b;TX:big;TX:gone;TX:hits;TX:made_zed;"
+        "TX:0;TX:1;TX:a;TX:b;TX:big;TX:gone;TX:hits;TX:made_static;TX:made_zed;"
     );
 }
 

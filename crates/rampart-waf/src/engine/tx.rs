@@ -1090,13 +1090,26 @@ impl<'r> Transaction<'r> {
         let writes_tx = rule.setvars.iter().any(|sv| sv.collection == "tx");
         for t in &rule.targets {
             vals.clear();
-            match t.tx {
-                Some(id) => {
+            match (t.tx, &t.tx_members, &t.key) {
+                (Some(id), _, _) => {
                     if self.tx.get(id).is_some() {
                         vals.push(Val::Tx(id));
                     }
                 }
-                None => self.values(t.var, t.key.as_ref(), vals),
+                (None, Some(ids), Some(sel)) => {
+                    // The numbered names the selector matches are known; only names made
+                    // at run time are matched here.
+                    self.tx
+                        .for_each_member_of(&self.rs.tx_names, ids, |m| match m {
+                            Member::Id(id) => vals.push(Val::Tx(id)),
+                            Member::Named(k, v) => {
+                                if key_matches(sel, k.as_bytes(), Var::Tx) {
+                                    vals.push(Val::Owned(true, v.to_vec(), k.as_bytes().to_vec()));
+                                }
+                            }
+                        });
+                }
+                _ => self.values(t.var, t.key.as_ref(), vals),
             }
             if writes_tx && t.var == Var::Tx {
                 for v in vals.iter_mut() {
@@ -1595,7 +1608,7 @@ fn apply_chain(steps: &[Transform], value: &[u8]) -> Vec<u8> {
     cur
 }
 
-fn key_matches(sel: &KeySel, key: &[u8], var: Var) -> bool {
+pub(super) fn key_matches(sel: &KeySel, key: &[u8], var: Var) -> bool {
     match sel {
         KeySel::Name(n) => {
             if super::compile::case_insensitive_keys(var) {

@@ -80,6 +80,11 @@ impl TxNames {
         self.index.get(name).copied()
     }
 
+    /// The ids in name order.
+    pub(crate) fn sorted(&self) -> &[u32] {
+        &self.sorted
+    }
+
     pub(crate) fn name(&self, id: u32) -> &str {
         self.names.get(id as usize).map_or("", |n| n)
     }
@@ -167,9 +172,20 @@ impl TxVars {
     }
 
     /// Visits every member, in name order.
-    pub(crate) fn for_each_member<'a>(&'a self, names: &'a TxNames, mut f: impl FnMut(Member<'a>)) {
+    pub(crate) fn for_each_member<'a>(&'a self, names: &'a TxNames, f: impl FnMut(Member<'a>)) {
+        self.for_each_member_of(names, &names.sorted, f);
+    }
+
+    /// Visits the members among the numbered names `ids` (in name order) and every member
+    /// named at run time, in name order.
+    pub(crate) fn for_each_member_of<'a>(
+        &'a self,
+        names: &'a TxNames,
+        ids: &[u32],
+        mut f: impl FnMut(Member<'a>),
+    ) {
         let mut made = self.named.iter().peekable();
-        for &id in &names.sorted {
+        for &id in ids {
             if self.get(id).is_none() {
                 continue;
             }
