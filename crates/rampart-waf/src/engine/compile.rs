@@ -93,7 +93,7 @@ pub struct Ruleset {
     pub(crate) prefilter: Prefilter,
     /// Per rule: its outcome learnt at load, for rules decided by `TX` values alone (see
     /// [`super::tx::Memo`]); empty or `None`: evaluate.
-    pub(crate) memo: Vec<Option<super::tx::Memo>>,
+    pub(crate) memo: super::tx::Memos,
     /// The `TX` names the rules mention, numbered.
     pub(crate) tx_names: TxNames,
 }
@@ -233,7 +233,7 @@ impl Ruleset {
             disabled: Vec::new(),
             errors: Vec::new(),
             prefilter: Prefilter::build(&[]),
-            memo: Vec::new(),
+            memo: Default::default(),
             tx_names: TxNames::new(),
         };
         let mut defaults: [Defaults; 5] = Default::default();
@@ -628,13 +628,13 @@ impl Ruleset {
     /// alike) and for diagnosis.
     pub fn without_prefilter(mut self) -> Ruleset {
         self.prefilter = Prefilter::build(&[]);
-        self.memo = Vec::new();
+        self.memo = Default::default();
         self
     }
 
     /// How many rules have an outcome learnt at load (decided by configuration values).
     pub fn learnt_count(&self) -> usize {
-        self.memo.iter().filter(|m| m.is_some()).count()
+        self.memo.len()
     }
 
     /// How many rules the literal prefilter can skip, and over how many distinct

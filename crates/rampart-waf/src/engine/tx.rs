@@ -163,7 +163,7 @@ pub struct Transaction<'r> {
     pub(super) env: BTreeMap<String, Vec<u8>>,
     pub(super) matched_var: Option<(String, Vec<u8>)>,
     /// While learning outcomes at load ([`learn`]): per rule, what was seen.
-    learning: Option<Vec<Option<Memo>>>,
+    learning: Option<Vec<Option<Learnt>>>,
     pub(super) matched_vars: Vec<(String, Vec<u8>)>,
     pub(super) highest_severity: Option<u8>,
     /// Rules removed by `ctl` (per rule index; empty until the first removal).
@@ -742,8 +742,8 @@ impl<'r> Transaction<'r> {
     /// `TX` values it reads are the ones it was learnt with, else evaluated.
     fn decide(&mut self, rs: &Ruleset, ci: usize) -> bool {
         let rule = &rs.rules[ci];
-        if let Some(Some(m)) = rs.memo.get(ci) {
-            if !self.has_removed_targets(ci) && m.holds(&self.tx) {
+        if let Some(m) = rs.memo.get(ci) {
+            if !self.has_removed_targets(ci) && rs.memo.holds(m, &self.tx) {
                 if m.outcome {
                     if let Some(v) = &m.matched_var {
                         self.matched_var = Some(v.clone());
@@ -773,7 +773,7 @@ impl<'r> Transaction<'r> {
         };
         let outcome = self.eval_rule(rs, ci);
         if let (Some((ids, values)), Some(learning)) = (inputs, self.learning.as_mut()) {
-            learning[ci] = Some(Memo {
+            learning[ci] = Some(Learnt {
                 values,
                 ids,
                 outcome,
@@ -1768,12 +1768,102 @@ mod key_tests {
 /// match still runs the rule's `setvar`s, as evaluation would.
 #[derive(Debug)]
 pub(crate) struct Memo {
-    /// The `TX` members the outcome depends on: the targets', then the parameter's.
-    ids: Vec<u32>,
-    /// Their values when the rule was learnt.
-    values: Vec<Option<Vec<u8>>>,
+    /// The `TX` members the outcome depends on (the targets', then the parameter's) and
+    /// their values when the rule was learnt: `inputs[a..b]` of the [`Memos`] table.
+    inputs: (u32, u32),
     outcome: bool,
     /// `MATCHED_VAR` after a match, replayed.
+    matched_var: Option<(String, Vec<u8>)>,
+}
+
+/// One input of a [`Memo`]: a `TX` member and its learnt value (`bytes[start..start +
+/// len]`, or absent when `len` is [`ABSENT`]).
+#[derive(Debug, Clone, Copy)]
+struct MemoInput {
+    id: u32,
+    start: u32,
+    len: u32,
+}
+
+const ABSENT: u32 = u32::MAX;
+
+/// The outcomes learnt at load, laid out for the rule loop: a rule's entry is found
+/// through a dense index, and all inputs and their values sit in two flat arrays (the
+/// loop visits every rule of a phase; scattered small allocations cost cache misses).
+#[derive(Debug, Default)]
+pub(crate) struct Memos {
+    /// Per rule: its entry in `entries`, or [`ABSENT`].
+    index: Vec<u32>,
+    entries: Vec<Memo>,
+    inputs: Vec<MemoInput>,
+    bytes: Vec<u8>,
+}
+
+impl Memos {
+    fn get(&self, ci: usize) -> Option<&Memo> {
+        let i = *self.index.get(ci)?;
+        self.entries.get(i as usize)
+    }
+
+    /// Whether `m`'s inputs hold the values it was learnt with.
+    fn holds(&self, m: &Memo, tx: &TxVars) -> bool {
+        let inputs = self.inputs.get(m.inputs.0 as usize..m.inputs.1 as usize);
+        inputs.is_some_and(|inputs| {
+            inputs.iter().all(|i| {
+                let learnt = (i.len != ABSENT).then(|| {
+                    let a = i.start as usize;
+                    self.bytes.get(a..a + i.len as usize).unwrap_or_default()
+                });
+                tx.get(i.id) == learnt
+            })
+        })
+    }
+
+    /// How many rules have an entry.
+    pub(crate) fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    fn build(learnt: Vec<Option<Learnt>>) -> Memos {
+        let mut m = Memos {
+            index: vec![ABSENT; learnt.len()],
+            ..Memos::default()
+        };
+        let n = |x: usize| u32::try_from(x).unwrap_or(ABSENT);
+        for (ci, l) in learnt.into_iter().enumerate() {
+            let Some(l) = l else { continue };
+            let a = n(m.inputs.len());
+            for (id, v) in l.ids.iter().zip(&l.values) {
+                let (start, len) = match v {
+                    Some(v) => (n(m.bytes.len()), n(v.len())),
+                    None => (0, ABSENT),
+                };
+                if let Some(v) = v {
+                    m.bytes.extend_from_slice(v);
+                }
+                m.inputs.push(MemoInput {
+                    id: *id,
+                    start,
+                    len,
+                });
+            }
+            m.index[ci] = n(m.entries.len());
+            m.entries.push(Memo {
+                inputs: (a, n(m.inputs.len())),
+                outcome: l.outcome,
+                matched_var: l.matched_var,
+            });
+        }
+        m
+    }
+}
+
+/// What learning saw of a rule (becomes a [`Memo`]).
+#[derive(Debug)]
+struct Learnt {
+    ids: Vec<u32>,
+    values: Vec<Option<Vec<u8>>>,
+    outcome: bool,
     matched_var: Option<(String, Vec<u8>)>,
 }
 
@@ -1817,21 +1907,13 @@ impl Memo {
         ids.extend(rule.operator.as_ref()?.tx_inputs()?);
         Some(ids)
     }
-
-    /// Whether the inputs hold the values the rule was learnt with.
-    fn holds(&self, tx: &TxVars) -> bool {
-        self.ids
-            .iter()
-            .zip(&self.values)
-            .all(|(&id, v)| tx.get(id) == v.as_deref())
-    }
 }
 
 /// Learns the outcomes of the rules [`Memo`] describes, by running a template request
 /// (`GET /` with a few ordinary headers, a `200 text/html` response) through every phase.
-pub(crate) fn learn(rs: &Ruleset) -> Vec<Option<Memo>> {
+pub(crate) fn learn(rs: &Ruleset) -> Memos {
     if !rs.rules.iter().any(|r| Memo::inputs(r).is_some()) {
-        return Vec::new();
+        return Memos::default();
     }
     let mut tx = Transaction::new(
         rs,
@@ -1857,5 +1939,5 @@ pub(crate) fn learn(rs: &Ruleset) -> Vec<Option<Memo>> {
     );
     tx.process_response_body(b"");
     tx.process_logging();
-    tx.learning.take().unwrap_or_default()
+    Memos::build(tx.learning.take().unwrap_or_default())
 }
