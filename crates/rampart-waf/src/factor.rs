@@ -85,6 +85,53 @@ fn smaller(a: &Set, b: &Set) -> bool {
 /// the flags the engine uses (bytes, no Unicode, `.` matches newline, multi-line), or
 /// `None` when no useful set exists (the rule then always runs its expression).
 pub(crate) fn required_literals(pattern: &str) -> Option<Vec<Vec<u8>>> {
+    required_groups(pattern).and_then(|mut g| (!g.is_empty()).then(|| g.swap_remove(0)))
+}
+
+/// Sets of bytes such that every match holds a byte of *each* set (both ASCII cases
+/// included): the groups of [`required_groups`] made only of one-byte literals, found
+/// even where no group is selective enough to gate the rule. Checking them costs one pass
+/// over a value, far less than running the expression.
+pub(crate) fn required_bytes(pattern: &str) -> Vec<[u64; 4]> {
+    let Some((first, extra)) = groups(pattern) else {
+        return Vec::new();
+    };
+    std::iter::once(first)
+        .chain(extra)
+        .filter(|set| !set.is_empty() && set.iter().all(|l| l.len() == 1))
+        .map(|set| {
+            let mut bits = [0u64; 4];
+            for l in &set {
+                for c in [l[0].to_ascii_lowercase(), l[0].to_ascii_uppercase()] {
+                    bits[usize::from(c >> 6)] |= 1 << (c & 63);
+                }
+            }
+            bits
+        })
+        .collect()
+}
+
+/// Extra groups beyond the first, at most.
+const EXTRA_GROUPS: usize = 3;
+/// An extra group with more literals than this is not kept.
+const GROUP_CAP: usize = 64;
+
+/// Groups of literals such that every match holds a literal of *each* group: the first is
+/// the required set described above (selective enough to gate the rule on its own); the others,
+/// up to three, are the required sets of the parts of a top-level concatenation, however
+/// weak (a `=` or a `(`), each a further condition — `on[a-z]+\s*=` needs `on` *and* `=`.
+pub(crate) fn required_groups(pattern: &str) -> Option<Vec<Set>> {
+    let (first, extra) = groups(pattern)?;
+    if score(&first) < MIN_SCORE {
+        return None;
+    }
+    let mut all = vec![first];
+    all.extend(extra);
+    Some(all)
+}
+
+/// The whole pattern's required set (however weak), and the further groups.
+fn groups(pattern: &str) -> Option<(Set, Vec<Set>)> {
     let hir = regex_syntax::ParserBuilder::new()
         .unicode(false)
         .utf8(false)
@@ -94,7 +141,46 @@ pub(crate) fn required_literals(pattern: &str) -> Option<Vec<Vec<u8>>> {
         .parse(pattern)
         .ok()?;
     let info = analyse(&hir);
-    (score(&info.required) >= MIN_SCORE).then_some(info.required)
+    let mut top = &hir;
+    while let HirKind::Capture(c) = top.kind() {
+        top = &c.sub;
+    }
+    let mut extra: Vec<Set> = Vec::new();
+    if let HirKind::Concat(children) = top.kind() {
+        for child in children {
+            let set = analyse(child).required;
+            if !set.is_empty()
+                && !set.iter().any(Vec::is_empty)
+                && set.len() <= GROUP_CAP
+                && set != info.required
+                && !extra.contains(&set)
+            {
+                extra.push(set);
+            }
+        }
+    }
+    // The fewest literals first: the strongest conditions. A group every literal of an
+    // earlier group already contains (`o` after `on`) adds nothing.
+    extra.sort_by_key(Vec::len);
+    let mut kept: Vec<Set> = Vec::new();
+    for set in extra {
+        if kept.len() == EXTRA_GROUPS {
+            break;
+        }
+        if !implied(&set, &info.required) && !kept.iter().any(|g| implied(&set, g)) {
+            kept.push(set);
+        }
+    }
+    Some((info.required, kept))
+}
+
+/// Whether holding a literal of `by` means holding one of `set`.
+fn implied(set: &Set, by: &Set) -> bool {
+    by.iter().all(|b| {
+        set.iter().any(|l| {
+            l.is_empty() || (l.len() <= b.len() && b.windows(l.len()).any(|w| w == l.as_slice()))
+        })
+    })
 }
 
 /// How selective a set is: the weakest literal's [`weight`]. A set holding the empty
@@ -359,7 +445,7 @@ fn class_members(class: &Class) -> Option<Set> {
 
 #[cfg(test)]
 mod tests {
-    use super::required_literals;
+    use super::{required_bytes, required_groups, required_literals};
 
     fn lits(p: &str) -> Option<Vec<String>> {
         required_literals(p).map(|v| {
@@ -446,26 +532,86 @@ mod tests {
             r#"(?i)c["'\x5c]*(?:\$[a-z]*)?a["'\x5c]*(?:\$[a-z]*)?t\b"#,
         ];
         for p in patterns {
-            let factors = required_literals(p).expect(p);
+            let groups = required_groups(p).expect(p);
+            assert_eq!(required_literals(p).as_ref(), groups.first(), "{p}");
+            let bytes = required_bytes(p);
             let re = regex::bytes::RegexBuilder::new(p)
                 .unicode(false)
                 .build()
                 .expect(p);
-            let mut matched = 0;
             for s in samples {
                 for m in re.find_iter(s) {
-                    matched += 1;
-                    let text = m.as_bytes().to_ascii_lowercase();
-                    assert!(
-                        factors
-                            .iter()
-                            .any(|f| text.windows(f.len()).any(|w| w == f.as_slice())),
-                        "{p}: match {:?} holds none of {factors:?}",
-                        String::from_utf8_lossy(&text)
-                    );
+                    for set in &bytes {
+                        assert!(
+                            m.as_bytes()
+                                .iter()
+                                .any(|&c| set[usize::from(c >> 6)] & (1 << (c & 63)) != 0),
+                            "{p}: match {:?} lacks a required byte",
+                            String::from_utf8_lossy(m.as_bytes())
+                        );
+                    }
                 }
             }
-            assert!(matched > 0, "{p} matched no sample");
+            for factors in groups {
+                let factors = &factors;
+                let re = regex::bytes::RegexBuilder::new(p)
+                    .unicode(false)
+                    .build()
+                    .expect(p);
+                let mut matched = 0;
+                for s in samples {
+                    for m in re.find_iter(s) {
+                        matched += 1;
+                        let text = m.as_bytes().to_ascii_lowercase();
+                        assert!(
+                            factors
+                                .iter()
+                                .any(|f| text.windows(f.len()).any(|w| w == f.as_slice())),
+                            "{p}: match {:?} holds none of {factors:?}",
+                            String::from_utf8_lossy(&text)
+                        );
+                    }
+                }
+                assert!(matched > 0, "{p} matched no sample");
+            }
         }
+    }
+
+    #[test]
+    fn concatenations_add_conditions() {
+        let groups = |p: &str| {
+            required_groups(p).map(|g| {
+                g.iter()
+                    .map(|s| {
+                        s.iter()
+                            .map(|l| String::from_utf8_lossy(l).into_owned())
+                            .collect::<Vec<_>>()
+                    })
+                    .collect::<Vec<_>>()
+            })
+        };
+        // CRS 941120's shape: `on` gates, `=` is a further condition.
+        assert_eq!(
+            groups(r"(?i)[\s\x22'`;/0-9=]on[a-zA-Z]{3,50}[\s;,(+]*?=[^=]"),
+            Some(vec![vec!["on".to_owned()], vec!["=".to_owned()]])
+        );
+        // No concatenation at the top: one group.
+        assert_eq!(
+            groups(r"(?i)union|select"),
+            Some(vec![vec!["select".to_owned(), "union".to_owned()]])
+        );
+        assert_eq!(groups(r"^.*$"), None);
+        // One-byte groups, both cases, even without a selective literal.
+        let bytes = required_bytes(r"(?i)[a-z]+\s*=\s*[a-z]+\(");
+        let has = |set: &[u64; 4], c: u8| set[usize::from(c >> 6)] & (1 << (c & 63)) != 0;
+        assert_eq!(bytes.len(), 2, "= and (");
+        assert!(bytes.iter().any(|s| has(s, b'=') && !has(s, b'(')));
+        assert!(bytes.iter().any(|s| has(s, b'(') && !has(s, b'=')));
+        let bytes = required_bytes(r"[^z]+[ab]");
+        assert!(
+            bytes
+                .iter()
+                .any(|s| has(s, b'a') && has(s, b'A') && has(s, b'b'))
+        );
     }
 }

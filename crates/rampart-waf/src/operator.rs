@@ -27,7 +27,9 @@ pub struct Operator {
 
 #[derive(Debug)]
 enum Kind {
-    Rx(Box<Regex>),
+    /// The expression, and sets of bytes every match holds one of each (checked first:
+    /// a value lacking one cannot match — see [`crate::factor::required_bytes`]).
+    Rx(Box<Regex>, Box<[[u64; 4]]>),
     /// `@rx ^.*$` (CRS's way to visit every name): with `.` matching newlines, it
     /// matches every input whole — no expression runs.
     RxWhole,
@@ -125,7 +127,9 @@ impl Operator {
                 if p == "^.*$" {
                     Kind::RxWhole
                 } else if m.is_static() {
-                    Kind::Rx(Box::new(regex(p)?))
+                    let re = regex(p)?;
+                    let needs = crate::factor::required_bytes(re.as_str());
+                    Kind::Rx(Box::new(re), needs.into_boxed_slice())
                 } else {
                     Kind::RxDynamic(m, DynamicCache::default())
                 }
@@ -250,7 +254,7 @@ impl Operator {
             return None;
         }
         match &self.kind {
-            Kind::Rx(re) => crate::factor::required_literals(re.as_str()),
+            Kind::Rx(re, _) => crate::factor::required_literals(re.as_str()),
             Kind::Pm(_, phrases)
                 if !phrases.is_empty() && phrases.iter().all(|p| !p.is_empty()) =>
             {
@@ -315,7 +319,14 @@ impl Operator {
         }
         let get = |p| value(p, expanded);
         let hit = match &self.kind {
-            Kind::Rx(re) => rx(re, input, captures),
+            Kind::Rx(re, needs) => {
+                let holds = |set: &[u64; 4]| {
+                    input
+                        .iter()
+                        .any(|&c| set[usize::from(c >> 6)] & (1 << (c & 63)) != 0)
+                };
+                needs.iter().all(holds) && rx(re, input, captures)
+            }
             Kind::RxWhole => {
                 if let Some(c) = captures {
                     c.push((0, input.to_vec()));
