@@ -245,6 +245,15 @@ impl Operator {
         m.bind_tx(id);
     }
 
+    /// Sets of bytes of which every input the operator matches holds one of each (empty
+    /// when none are known).
+    pub(crate) fn required_bytes(&self) -> &[[u64; 4]] {
+        match &self.kind {
+            Kind::Rx(_, needs) if !self.negated => needs,
+            _ => &[],
+        }
+    }
+
     /// Literals of which every input the operator matches holds one (compared ASCII
     /// case-insensitively; lower-cased here), or `None` when it may match without any:
     /// negated, numeric and macro-expanded operators, and expressions without a

@@ -124,6 +124,9 @@ pub(crate) struct Prefilter {
     /// positions of some values): per (lower-case) byte, its owners, found through the
     /// set of bytes a value holds.
     single: Vec<Vec<(u32, u8)>>,
+    /// Per gated rule: sets of bytes every match holds one of each (a value lacking one
+    /// does not mark the rule, whatever literals it holds).
+    needs: Vec<Box<[[u64; 4]]>>,
     /// The bytes `single` has owners for, in both cases, as a set (intersected with a
     /// value's bytes to find the ones it holds).
     single_bytes: [u64; 4],
@@ -268,6 +271,7 @@ impl Prefilter {
             single_bytes: [0; 4],
             gated: vec![NOT_GATED; rules.len()],
             n_gated: 0,
+            needs: Vec::new(),
             chains_of: Default::default(),
             header_names: Vec::new(),
             chains: Vec::new(),
@@ -315,6 +319,7 @@ impl Prefilter {
             let rid = u32::try_from(pf.n_gated).unwrap_or(NOT_GATED);
             pf.gated[ri] = rid;
             pf.n_gated += 1;
+            pf.needs.push(op.required_bytes().into());
             if pf.header_names.len() <= usize::from(chain) {
                 pf.header_names
                     .resize(usize::from(chain) + 1, Some(Vec::new()));
@@ -368,6 +373,7 @@ impl Prefilter {
                 Err(_) => {
                     pf.gated.iter_mut().for_each(|g| *g = NOT_GATED);
                     pf.n_gated = 0;
+                    pf.needs.clear();
                     pf.single.iter_mut().for_each(Vec::clear);
                     pf.owners.clear();
                 }
@@ -549,10 +555,26 @@ impl Prefilter {
         if st.candidates.is_empty() {
             st.candidates = vec![0; self.n_gated.div_ceil(64)];
         }
+        let computed;
+        let has = match has {
+            Some(h) => h,
+            None => {
+                computed = ByteSet::of(bytes);
+                &computed
+            }
+        };
+        let words = has.words();
         let found = |owners: &[(u32, u8)], st: &mut ScanState| {
             for &(r, c) in owners {
                 let r = r as usize;
                 if chains & (1 << c) != 0 && st.marked[r] != st.seq {
+                    // Bytes every match needs and these bytes lack: not this value.
+                    if self.needs[r]
+                        .iter()
+                        .any(|set| set.iter().zip(&words).all(|(a, b)| a & b == 0))
+                    {
+                        continue;
+                    }
                     st.marked[r] = st.seq;
                     st.candidates[r / 64] |= 1 << (r % 64);
                     st.hits.push((r as u32, st.seq));
@@ -560,14 +582,6 @@ impl Prefilter {
             }
         };
         if self.single_bytes != [0; 4] {
-            let computed;
-            let has = match has {
-                Some(h) => h,
-                None => {
-                    computed = ByteSet::of(bytes);
-                    &computed
-                }
-            };
             // The single-byte literals the value holds (either case), bit by bit.
             for (w, (&set, &held)) in self.single_bytes.iter().zip(&has.words()).enumerate() {
                 let mut bits = set & held;

@@ -553,3 +553,26 @@ fn byte_checks_and_chain_links_are_gated_soundly() {
         );
     }
 }
+
+/// Bytes every match needs (`=` in `on[a-z]+\s*=`) keep a value that holds the rule's
+/// literal (`on`) but not the byte from marking the rule; decisions stay the same.
+#[test]
+fn required_bytes_narrow_what_marks_a_rule() {
+    let rules = "SecRule ARGS_NAMES|ARGS \"@rx (?i)on[a-z]+\\s*=\" \"id:1,phase:2,pass,log,t:none,t:urlDecodeUni\"\n";
+    let rs = ruleset(rules);
+    assert_eq!(rs.prefilter_stats().0, 1);
+    let plain = ruleset(rules).without_prefilter();
+    for (uri, want) in [
+        ("/?json.online=1", vec![]),
+        ("/?x=onload%3Dalert(1)", vec![1]),
+        ("/?x=onload%253Dalert(1)", vec![1]),
+        ("/?x=ONCLICK+=1", vec![1]),
+    ] {
+        assert_eq!(fired(&run(&rs, uri, &[], "")), want, "{uri}");
+        assert_eq!(
+            fired(&run(&plain, uri, &[], "")),
+            want,
+            "{uri} without prefilter"
+        );
+    }
+}
