@@ -804,19 +804,11 @@ impl<'r> Transaction<'r> {
         values.clear();
         self.collect(ci, &mut values, &mut vals);
         self.scratch_vals = vals;
-        let gate = rs.prefilter.gate(ci);
         let mut any = false;
         // A parameter with macros is expanded once, and again only after a match (whose
         // `setvar`s may change what it reads).
         let mut expanded: Option<Option<Vec<u8>>> = None;
         for target in values.drain(..) {
-            if let Some(g) = gate {
-                if let Val::Slot(src, i) = target.val {
-                    if !self.scan.hit(g, src, i) {
-                        continue;
-                    }
-                }
-            }
             if rule.multi_match {
                 // Most values are left as they are by every step: then the operator sees
                 // the value alone, tested in place.
@@ -1088,6 +1080,7 @@ impl<'r> Transaction<'r> {
         // A rule that sets `TX` members tests copies of the members it reads: its own
         // `setvar`s must not change a value it has yet to test.
         let writes_tx = rule.setvars.iter().any(|sv| sv.collection == "tx");
+        let gate = self.rs.prefilter.gate(ci);
         for t in &rule.targets {
             vals.clear();
             match (t.tx, &t.tx_members, &t.key) {
@@ -1121,6 +1114,13 @@ impl<'r> Transaction<'r> {
                         );
                     }
                 }
+            }
+            if let Some(g) = gate {
+                // A gated rule tests only the values that hold one of its literals.
+                vals.retain(|v| match *v {
+                    Val::Slot(src, i) => self.scan.hit(g, src, i),
+                    _ => true,
+                });
             }
             if !rule.exclusions.is_empty() || removals {
                 vals.retain(|v| {
