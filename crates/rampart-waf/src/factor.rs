@@ -85,13 +85,14 @@ fn smaller(a: &Set, b: &Set) -> bool {
 /// the flags the engine uses (bytes, no Unicode, `.` matches newline, multi-line), or
 /// `None` when no useful set exists (the rule then always runs its expression).
 pub(crate) fn required_literals(pattern: &str) -> Option<Vec<Vec<u8>>> {
-    required_groups(pattern).and_then(|mut g| (!g.is_empty()).then(|| g.swap_remove(0)))
+    let (first, _) = groups(pattern)?;
+    (score(&first) >= MIN_SCORE).then_some(first)
 }
 
 /// Sets of bytes such that every match holds a byte of *each* set (both ASCII cases
-/// included): the groups of [`required_groups`] made only of one-byte literals, found
-/// even where no group is selective enough to gate the rule. Checking them costs one pass
-/// over a value, far less than running the expression.
+/// included): the groups of [`groups`] made only of one-byte literals, found even where
+/// none is selective enough to gate the rule. Checking them costs one pass over a value,
+/// far less than running the expression.
 pub(crate) fn required_bytes(pattern: &str) -> Vec<[u64; 4]> {
     let Some((first, extra)) = groups(pattern) else {
         return Vec::new();
@@ -116,21 +117,10 @@ const EXTRA_GROUPS: usize = 3;
 /// An extra group with more literals than this is not kept.
 const GROUP_CAP: usize = 64;
 
-/// Groups of literals such that every match holds a literal of *each* group: the first is
-/// the required set described above (selective enough to gate the rule on its own); the others,
-/// up to three, are the required sets of the parts of a top-level concatenation, however
-/// weak (a `=` or a `(`), each a further condition — `on[a-z]+\s*=` needs `on` *and* `=`.
-pub(crate) fn required_groups(pattern: &str) -> Option<Vec<Set>> {
-    let (first, extra) = groups(pattern)?;
-    if score(&first) < MIN_SCORE {
-        return None;
-    }
-    let mut all = vec![first];
-    all.extend(extra);
-    Some(all)
-}
-
-/// The whole pattern's required set (however weak), and the further groups.
+/// Groups of literals such that every match holds a literal of *each* group: first the
+/// whole pattern's required set (however weak; [`required_literals`] when selective
+/// enough), then up to three more: the required sets of the parts of a top-level
+/// concatenation, each a further condition — `on[a-z]+\s*=` needs `on` *and* `=`.
 fn groups(pattern: &str) -> Option<(Set, Vec<Set>)> {
     let hir = regex_syntax::ParserBuilder::new()
         .unicode(false)
@@ -445,7 +435,14 @@ fn class_members(class: &Class) -> Option<Set> {
 
 #[cfg(test)]
 mod tests {
-    use super::{required_bytes, required_groups, required_literals};
+    use super::{groups as all_groups, required_bytes, required_literals};
+
+    /// The groups when the first is selective enough to gate a rule.
+    fn required_groups(p: &str) -> Option<Vec<Vec<Vec<u8>>>> {
+        let lits = required_literals(p)?;
+        let (_, extra) = all_groups(p)?;
+        Some(std::iter::once(lits).chain(extra).collect())
+    }
 
     fn lits(p: &str) -> Option<Vec<String>> {
         required_literals(p).map(|v| {

@@ -1024,7 +1024,7 @@ impl<'r> Transaction<'r> {
                     let delta = crate::operator::atoll(&buf);
                     let cur = match &key {
                         Key::Id(id) => self.tx.get(*id),
-                        Key::Name(n) => self.tx.get_named(&self.rs.tx_names, n),
+                        Key::Name(n) => self.tx.get_made(n),
                     }
                     .map_or(0, crate::operator::atoll);
                     let n = if matches!(sv.op, COp::Add(_)) {
@@ -1039,14 +1039,14 @@ impl<'r> Transaction<'r> {
                 COp::Delete => {
                     match key {
                         Key::Id(id) => self.tx.remove(id),
-                        Key::Name(n) => self.tx.remove_named(&self.rs.tx_names, &n),
+                        Key::Name(n) => self.tx.remove_made(&n),
                     }
                     continue;
                 }
             }
             match key {
                 Key::Id(id) => buf = self.tx.put(id, buf),
-                Key::Name(n) => self.tx.put_named(&self.rs.tx_names, n, buf.clone()),
+                Key::Name(n) => self.tx.put_made(n, buf.clone()),
             }
         }
         self.scratch_setvar = buf;
@@ -1346,7 +1346,7 @@ impl<'r> Transaction<'r> {
                             }
                         }
                         None => {
-                            if let Some(v) = self.tx.get_named(&self.rs.tx_names, n) {
+                            if let Some(v) = self.tx.get_made(n) {
                                 out.push(Val::Owned(true, v.to_vec(), n.as_bytes().to_vec()));
                             }
                         }

@@ -162,13 +162,19 @@ impl TxVars {
         }
     }
 
-    pub(crate) fn remove_named(&mut self, names: &TxNames, name: &str) {
-        match names.id(name) {
-            Some(id) => self.remove(id),
-            None => {
-                self.named.remove(name);
-            }
-        }
+    /// A name made at run time that [`TxNames`] does not number: its value.
+    pub(crate) fn get_made(&self, name: &str) -> Option<&[u8]> {
+        self.named.get(name).map(Vec::as_slice)
+    }
+
+    /// Sets such a name.
+    pub(crate) fn put_made(&mut self, name: String, value: Vec<u8>) {
+        self.named.insert(name, value);
+    }
+
+    /// Deletes such a name.
+    pub(crate) fn remove_made(&mut self, name: &str) {
+        self.named.remove(name);
     }
 
     /// Visits every member, in name order.
@@ -247,7 +253,7 @@ mod tests {
         assert_eq!(t.get_named(&n, "header_name_x"), Some(&b"/x/"[..]));
         t.put_named(&n, "score".into(), b"7".to_vec());
         assert_eq!(t.get(id), Some(&b"7"[..]), "a known name goes to its slot");
-        t.remove_named(&n, "header_name_x");
+        t.remove_made("header_name_x");
         assert_eq!(t.get_named(&n, "header_name_x"), None);
         // Ids never seen are absent, whatever their number.
         assert_eq!(t.get(u32::MAX), None);
