@@ -745,8 +745,8 @@ impl<'r> Transaction<'r> {
         if let Some(m) = rs.memo.get(ci) {
             if !self.has_removed_targets(ci) && rs.memo.holds(m, &self.tx) {
                 if m.outcome {
-                    if let Some(v) = &m.matched_var {
-                        self.matched_var = Some(v.clone());
+                    if let Some((name, value)) = &m.matched_var {
+                        self.set_matched_var(name, value);
                     }
                     if !rule.setvars.is_empty() {
                         // What a match does besides MATCHED_VAR (the rule's one value
@@ -930,10 +930,23 @@ impl<'r> Transaction<'r> {
             }
         }
         let name = self.name_of(target);
-        self.matched_var = Some((name.clone(), tv.clone()));
+        self.set_matched_var(&name, &tv);
         self.matched_vars.push((name, tv));
         self.current_rule = Some(ci);
         self.run_setvars(&rs.rules[ci]);
+    }
+
+    /// `MATCHED_VAR` and its name, written into the buffers of the previous one.
+    fn set_matched_var(&mut self, name: &str, value: &[u8]) {
+        match &mut self.matched_var {
+            Some((n, v)) => {
+                n.clear();
+                n.push_str(name);
+                v.clear();
+                v.extend_from_slice(value);
+            }
+            None => self.matched_var = Some((name.to_owned(), value.to_vec())),
+        }
     }
 
     /// The display name of a tested value: `ARGS:q`, `REQUEST_URI`, `&ARGS`.
