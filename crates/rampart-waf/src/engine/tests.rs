@@ -45,6 +45,16 @@ fn fired(tx: &Transaction<'_>) -> Vec<u64> {
     tx.matched_rules().iter().map(|m| m.id).collect()
 }
 
+/// A GET fires `want` with the prefilter (`rs`) and without it (`plain`).
+fn fires_alike(rs: &Ruleset, plain: &Ruleset, uri: &str, want: &[u64]) {
+    assert_eq!(fired(&run(rs, uri, &[], "")), want, "{uri}");
+    assert_eq!(
+        fired(&run(plain, uri, &[], "")),
+        want,
+        "{uri} without prefilter"
+    );
+}
+
 #[test]
 fn targets_transformations_and_logging() {
     let rs = ruleset(
@@ -510,12 +520,7 @@ fn prefilter_scans_each_changed_step_of_multi_match_chains() {
         ("/?x=A+DMIN", vec![1, 2]),
         ("/?x=plain", vec![]),
     ] {
-        assert_eq!(fired(&run(&rs, uri, &[], "")), want, "{uri}");
-        assert_eq!(
-            fired(&run(&plain, uri, &[], "")),
-            want,
-            "{uri} without prefilter"
-        );
+        fires_alike(&rs, &plain, uri, &want);
     }
 }
 
@@ -545,12 +550,7 @@ fn byte_checks_and_chain_links_are_gated_soundly() {
         ("/?x=%3Cscript%3Ealert(1)%3C/script%3E", vec![4]),
         ("/?x=ok&y=ATTACK", vec![5]),
     ] {
-        assert_eq!(fired(&run(&rs, uri, &[], "")), want, "{uri}");
-        assert_eq!(
-            fired(&run(&plain, uri, &[], "")),
-            want,
-            "{uri} without prefilter"
-        );
+        fires_alike(&rs, &plain, uri, &want);
     }
 }
 
@@ -568,11 +568,6 @@ fn required_bytes_narrow_what_marks_a_rule() {
         ("/?x=onload%253Dalert(1)", vec![1]),
         ("/?x=ONCLICK+=1", vec![1]),
     ] {
-        assert_eq!(fired(&run(&rs, uri, &[], "")), want, "{uri}");
-        assert_eq!(
-            fired(&run(&plain, uri, &[], "")),
-            want,
-            "{uri} without prefilter"
-        );
+        fires_alike(&rs, &plain, uri, &want);
     }
 }
