@@ -116,6 +116,31 @@ pub struct DataFiles<'a> {
 /// Captured groups of a match: `(group number, bytes)`, for `capture` (`TX.0`…).
 pub type Captures = Vec<(usize, Vec<u8>)>;
 
+/// The macros of an operator's parameter (`&Kind` or `&mut Kind` in, the same kind of
+/// reference out): the one list of the kinds whose parameter may hold macros.
+macro_rules! param_macros {
+    ($kind:expr) => {
+        match $kind {
+            Kind::RxDynamic(m, _) => Some(m),
+            Kind::Within(p)
+            | Kind::Contains(p)
+            | Kind::ContainsWord(p)
+            | Kind::BeginsWith(p)
+            | Kind::EndsWith(p)
+            | Kind::StrEq(p)
+            | Kind::Eq(p)
+            | Kind::Ge(p)
+            | Kind::Gt(p)
+            | Kind::Le(p)
+            | Kind::Lt(p) => match p {
+                Param::Static(_) => None,
+                Param::Dynamic(m) => Some(m),
+            },
+            _ => None,
+        }
+    };
+}
+
 impl Operator {
     /// Compiles an operator. The error says why (an unsupported operator, a regular
     /// expression the engine cannot take, a data file that cannot be read).
@@ -187,24 +212,7 @@ impl Operator {
 
     /// The parameter's macros, if it has any.
     fn macros(&self) -> Option<&MacroText> {
-        match &self.kind {
-            Kind::RxDynamic(m, _) => Some(m),
-            Kind::Within(p)
-            | Kind::Contains(p)
-            | Kind::ContainsWord(p)
-            | Kind::BeginsWith(p)
-            | Kind::EndsWith(p)
-            | Kind::StrEq(p)
-            | Kind::Eq(p)
-            | Kind::Ge(p)
-            | Kind::Gt(p)
-            | Kind::Le(p)
-            | Kind::Lt(p) => match p {
-                Param::Static(_) => None,
-                Param::Dynamic(m) => Some(m),
-            },
-            _ => None,
-        }
+        param_macros!(&self.kind)
     }
 
     /// The numbered `TX` members the parameter reads, when those are all it reads
@@ -224,25 +232,9 @@ impl Operator {
     /// Numbers the `TX` members the parameter's macros name (see
     /// [`MacroText::bind_tx`]).
     pub(crate) fn bind_tx(&mut self, id: &mut dyn FnMut(&str) -> u32) {
-        let m = match &mut self.kind {
-            Kind::RxDynamic(m, _) => m,
-            Kind::Within(p)
-            | Kind::Contains(p)
-            | Kind::ContainsWord(p)
-            | Kind::BeginsWith(p)
-            | Kind::EndsWith(p)
-            | Kind::StrEq(p)
-            | Kind::Eq(p)
-            | Kind::Ge(p)
-            | Kind::Gt(p)
-            | Kind::Le(p)
-            | Kind::Lt(p) => match p {
-                Param::Static(_) => return,
-                Param::Dynamic(m) => m,
-            },
-            _ => return,
-        };
-        m.bind_tx(id);
+        if let Some(m) = param_macros!(&mut self.kind) {
+            m.bind_tx(id);
+        }
     }
 
     /// Sets of bytes of which every input the operator matches holds one of each (empty
