@@ -27,7 +27,10 @@ use crate::framing::ConnShared;
 use crate::generation::Generation;
 use crate::metrics::Histogram;
 use crate::runtime::Shared;
-use crate::upstream::{ConnectError, Lease, Outcome, PoolRuntime};
+use crate::upstream::{
+    ConnectError, Lease, Outcome, Outgoing, PoolRuntime, X_FORWARDED_FOR, X_FORWARDED_PORT,
+    X_FORWARDED_PROTO, X_REQUEST_ID,
+};
 
 /// What every request on one connection shares.
 pub struct ConnCtx {
@@ -400,27 +403,31 @@ pub async fn serve(ctx: &ConnCtx, mut req: Request<ClientBody>) -> Response<Resp
             );
         };
         done.set_upstream(&lease.server().authority);
-        // Keep a copy of the head only while a retry is still possible.
-        let this = if retryable && attempt < 2 {
-            forward.clone()
-        } else {
-            std::mem::take(&mut forward)
-        };
-        let req = this.into_request(&pool, &lease, body.take().unwrap_or_else(ReqBody::empty));
         let server = lease.index();
+        let this_body = body.take().unwrap_or_else(ReqBody::empty);
         let sent = tokio::time::timeout(pool.spec.read_timeout, async {
             match pool.spec.protocol {
-                UpstreamProtocol::Http1 => crate::upstream::h1::send(&pool, server, req)
-                    .await
-                    .map(Answer::H1)
-                    .map_err(|e| classify_h1(&e)),
-                UpstreamProtocol::Http2 => lease
-                    .server()
-                    .client()
-                    .request(req)
-                    .await
-                    .map(Answer::Hyper)
-                    .map_err(|e| classify_hyper(&e)),
+                UpstreamProtocol::Http1 => {
+                    crate::upstream::h1::send(&pool, server, &forward, this_body)
+                        .await
+                        .map(Answer::H1)
+                        .map_err(|e| classify_h1(&e))
+                }
+                UpstreamProtocol::Http2 => {
+                    // hyper takes the head: keep a copy only while a retry is possible.
+                    let this = if retryable && attempt < 2 {
+                        forward.clone()
+                    } else {
+                        std::mem::take(&mut forward)
+                    };
+                    lease
+                        .server()
+                        .client()
+                        .request(this.into_request(&pool, &lease, this_body))
+                        .await
+                        .map(Answer::Hyper)
+                        .map_err(|e| classify_hyper(&e))
+                }
             }
         })
         .await;
@@ -680,11 +687,6 @@ fn finish(resp: Response<RespBody>, done: Done) -> Response<RespBody> {
     Response::from_parts(parts, body)
 }
 
-static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
-static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
-static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
-static X_FORWARDED_PORT: HeaderName = HeaderName::from_static("x-forwarded-port");
-
 fn content_length(h: &HeaderMap) -> Option<u64> {
     h.get(header::CONTENT_LENGTH)?.to_str().ok()?.parse().ok()
 }
@@ -700,67 +702,13 @@ fn wants_upgrade<B>(req: &Request<B>) -> bool {
         })
 }
 
-/// The request head to send upstream, kept so a retry can rebuild it.
-#[derive(Clone)]
-struct Forward {
-    method: Method,
-    path_and_query: http::uri::PathAndQuery,
-    host: Option<HeaderValue>,
-    headers: HeaderMap,
-}
-
-impl Default for Forward {
-    fn default() -> Self {
-        Forward {
-            method: Method::GET,
-            path_and_query: http::uri::PathAndQuery::from_static("/"),
-            host: None,
-            headers: HeaderMap::new(),
-        }
-    }
-}
-
-impl Forward {
-    fn into_request(self, pool: &PoolRuntime, lease: &Lease, body: ReqBody) -> Request<ReqBody> {
-        let server = lease.server();
-        let (version, authority) = match pool.spec.protocol {
-            UpstreamProtocol::Http1 => (Version::HTTP_11, server.authority_parsed.clone()),
-            UpstreamProtocol::Http2 => (
-                Version::HTTP_2,
-                self.host
-                    .as_ref()
-                    .and_then(|h| http::uri::Authority::try_from(h.as_bytes()).ok())
-                    .unwrap_or_else(|| server.authority_parsed.clone()),
-            ),
-        };
-        let mut parts = http::uri::Parts::default();
-        parts.scheme = Some(if pool.spec.tls.is_some() {
-            http::uri::Scheme::HTTPS
-        } else {
-            http::uri::Scheme::HTTP
-        });
-        parts.authority = Some(authority);
-        parts.path_and_query = Some(self.path_and_query);
-        let mut req = Request::new(body);
-        *req.method_mut() = self.method;
-        *req.uri_mut() =
-            http::Uri::from_parts(parts).unwrap_or_else(|_| http::Uri::from_static("/"));
-        *req.version_mut() = version;
-        *req.headers_mut() = self.headers;
-        if pool.spec.protocol == UpstreamProtocol::Http2 {
-            req.headers_mut().remove(header::HOST);
-        }
-        req
-    }
-}
-
 /// Normalises the client's head into what the origin receives.
 fn build_upstream_head(
     view: &mut RequestView,
     pool: &PoolRuntime,
     extended_connect: bool,
     upgrading: bool,
-) -> Result<Forward, &'static str> {
+) -> Result<Outgoing, &'static str> {
     // The headers move to the upstream request; see `RequestView::head`.
     let mut headers = std::mem::take(&mut view.head.headers);
     let head = &view.head;
@@ -789,26 +737,14 @@ fn build_upstream_head(
         Some(a) => Some(HeaderValue::from_str(a.as_str()).map_err(|_| "invalid authority")?),
         None => headers.get(header::HOST).cloned(),
     };
-    if let Some(h) = &host {
-        headers.insert(header::HOST, h.clone());
-    }
-    headers.insert(X_FORWARDED_FOR.clone(), xff);
-    if !(from_trusted && headers.contains_key(&X_FORWARDED_PROTO)) {
-        headers.insert(
-            X_FORWARDED_PROTO.clone(),
-            HeaderValue::from_static(if view.conn.tls { "https" } else { "http" }),
-        );
-    }
-    if !(from_trusted && headers.contains_key(&X_FORWARDED_PORT)) {
-        headers.insert(
-            X_FORWARDED_PORT.clone(),
-            HeaderValue::from(view.conn.local.port()),
-        );
-    }
-    headers.insert(
-        X_REQUEST_ID.clone(),
-        HeaderValue::from_str(&view.request_id).map_err(|_| "invalid request id")?,
-    );
+    // The edge's own fields travel beside the map (see `Outgoing`).
+    let proto = (!(from_trusted && headers.contains_key(&X_FORWARDED_PROTO)))
+        .then_some(if view.conn.tls { "https" } else { "http" });
+    let port = (!(from_trusted && headers.contains_key(&X_FORWARDED_PORT)))
+        .then(|| view.conn.local.port());
+    let request_id =
+        HeaderValue::from_maybe_shared(bytes::Bytes::copy_from_slice(view.request_id.as_bytes()))
+            .map_err(|_| "invalid request id")?;
 
     let mut method = head.method.clone();
     if extended_connect {
@@ -834,11 +770,15 @@ fn build_upstream_head(
         Some(pq) if pq.as_str() != "*" && !pq.as_str().is_empty() => pq.clone(),
         _ => http::uri::PathAndQuery::from_static("/"),
     };
-    Ok(Forward {
+    Ok(Outgoing {
         method,
         path_and_query,
         host,
         headers,
+        forwarded_for: xff,
+        proto,
+        port,
+        request_id,
     })
 }
 
@@ -847,16 +787,18 @@ fn build_upstream_head(
 fn strip_hop_by_hop(h: &mut HeaderMap, keep_upgrade: bool) {
     // Most messages carry none of these: one pass over the names instead of a lookup
     // per field.
-    let any = h.keys().any(|n| {
-        n == header::CONNECTION
-            || n == header::TRANSFER_ENCODING
-            || n == header::TE
-            || n == header::UPGRADE
-            || n == header::PROXY_AUTHENTICATE
-            || n.as_str() == "keep-alive"
-            || n.as_str() == "proxy-connection"
-            || n.as_str() == "http2-settings"
-    });
+    // (Comparing names, not their text: a standard name compares as one byte.)
+    const HOP_BY_HOP: [HeaderName; 8] = [
+        header::CONNECTION,
+        header::TRANSFER_ENCODING,
+        header::TE,
+        header::UPGRADE,
+        header::PROXY_AUTHENTICATE,
+        HeaderName::from_static("keep-alive"),
+        HeaderName::from_static("proxy-connection"),
+        HeaderName::from_static("http2-settings"),
+    ];
+    let any = h.keys().any(|n| HOP_BY_HOP.iter().any(|x| n == x));
     if !any {
         if keep_upgrade {
             h.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));

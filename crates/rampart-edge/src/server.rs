@@ -17,6 +17,7 @@
 //! connection (with any bytes read past the head) is handed to the tunnel.
 
 use std::io;
+use std::mem::MaybeUninit;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, ready};
@@ -456,16 +457,18 @@ enum Parsed {
 
 /// Parses the head at the front of `buf`, splitting it off when complete.
 fn parse_head(buf: &mut BytesMut, max_headers: usize) -> Parsed {
-    let mut stack = [httparse::EMPTY_HEADER; STACK_HEADERS];
+    // Left uninitialised: httparse writes the fields it returns.
+    let mut stack = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; STACK_HEADERS];
     let mut heap;
-    let headers: &mut [httparse::Header<'_>] = if max_headers > STACK_HEADERS {
-        heap = vec![httparse::EMPTY_HEADER; max_headers];
+    let headers: &mut [MaybeUninit<httparse::Header<'_>>] = if max_headers > STACK_HEADERS {
+        heap = Vec::new();
+        heap.resize_with(max_headers, MaybeUninit::uninit);
         &mut heap
     } else {
         &mut stack
     };
-    let mut req = httparse::Request::new(headers);
-    let len = match req.parse(buf) {
+    let mut req = httparse::Request::new(&mut []);
+    let len = match req.parse_with_uninit_headers(buf, headers) {
         Ok(httparse::Status::Complete(n)) => n,
         Ok(httparse::Status::Partial) => return Parsed::Partial,
         Err(_) => return Parsed::Invalid("malformed request head"),

@@ -14,6 +14,10 @@
 //! channel in between. HTTP/2 origins use hyper's pooled client.
 
 pub mod h1;
+mod outgoing;
+
+pub use outgoing::Outgoing;
+pub(crate) use outgoing::{X_FORWARDED_FOR, X_FORWARDED_PORT, X_FORWARDED_PROTO, X_REQUEST_ID};
 
 use std::future::Future;
 use std::pin::Pin;

@@ -23,7 +23,8 @@ async fn forwards_with_forwarding_headers_and_request_id() {
         addr,
         "shop.test",
         "/a/b?x=1",
-        "X-Forwarded-For: 6.6.6.6\r\nX-Request-Id: forged\r\n",
+        "X-Forwarded-For: 6.6.6.6\r\nX-Request-Id: forged\r\nX-Forwarded-Proto: gopher\r\n\
+         X-Forwarded-Port: 1\r\n",
     )
     .await;
     assert_eq!(status, 200, "{head}");
@@ -54,6 +55,15 @@ async fn forwards_with_forwarding_headers_and_request_id() {
     assert_eq!(h["x-forwarded-proto"], "http");
     assert_eq!(h["x-forwarded-port"], addr.port().to_string().as_str());
     assert_eq!(h["x-request-id"], id.as_str());
+    for name in [
+        "host",
+        "x-forwarded-for",
+        "x-forwarded-proto",
+        "x-forwarded-port",
+        "x-request-id",
+    ] {
+        assert_eq!(h.get_all(name).iter().count(), 1, "one {name} field: {h:?}");
+    }
     assert_eq!(seen[0].version, http::Version::HTTP_11);
 }
 
@@ -78,11 +88,28 @@ async fn trusted_proxy_chain_and_request_id_are_kept() {
     let h = &o.seen()[0].headers;
     assert_eq!(h["x-forwarded-for"], "203.0.113.7, 127.0.0.1");
     assert_eq!(h["x-request-id"], "lb-42");
+    assert_eq!(h.get_all("x-forwarded-for").iter().count(), 1, "{h:?}");
+    assert_eq!(h.get_all("x-request-id").iter().count(), 1, "{h:?}");
+    // A trusted proxy's X-Forwarded-Proto and -Port are passed on, once; where it sent
+    // none, the edge's own are added.
+    let req = b"GET / HTTP/1.1\r\nHost: shop.test\r\nX-Forwarded-Proto: https\r\nX-Forwarded-Port: 443\r\nConnection: close\r\n\r\n";
+    let (_, head, _) = split(&raw_from(Some("127.0.0.1"), addr, req, T).await);
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    let h = &o.seen()[1].headers;
+    assert_eq!(
+        h.get_all("x-forwarded-proto").iter().collect::<Vec<_>>(),
+        ["https"]
+    );
+    assert_eq!(
+        h.get_all("x-forwarded-port").iter().collect::<Vec<_>>(),
+        ["443"]
+    );
+    assert_eq!(h.get_all("host").iter().collect::<Vec<_>>(), ["shop.test"]);
     // From 127.0.0.9 (not trusted) the same headers are not believed.
     let req = b"GET / HTTP/1.1\r\nHost: shop.test\r\nX-Forwarded-For: 203.0.113.7\r\nX-Request-Id: lb-42\r\nConnection: close\r\n\r\n";
     let (_, head, _) = split(&raw_from(Some("127.0.0.9"), addr, req, T).await);
     assert!(!head.contains("x-request-id: lb-42"), "{head}");
-    assert_eq!(o.seen()[1].headers["x-forwarded-for"], "127.0.0.9");
+    assert_eq!(o.seen()[2].headers["x-forwarded-for"], "127.0.0.9");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -272,3 +272,26 @@ fn never_panics_on_short_inputs() {
         }
     }
 }
+
+#[test]
+fn control_characters_in_values_are_found_wherever_they_are() {
+    for bad in (0u8..0x20).filter(|&b| b != b'\t').chain([0x7f]) {
+        for len in [1, 15, 16, 17, 31, 32, 33, 100] {
+            for at in [0, len / 2, len - 1] {
+                let mut v = vec![b'a'; len];
+                v[at] = bad;
+                assert!(has_control(&v), "byte {bad:#x} at {at} of {len}");
+            }
+        }
+    }
+    let fine: Vec<u8> = (0x20u8..0x7f).chain(0x80..=0xff).chain([b'\t']).collect();
+    assert!(!has_control(&fine));
+    assert!(!has_control(b""));
+    // Every request with such a byte in a value is refused before release.
+    for bad in [0u8, b'\r', 0x1f, 0x7f] {
+        let mut req = b"GET / HTTP/1.1\r\nHost: a\r\nX: ab".to_vec();
+        req.push(bad);
+        req.extend_from_slice(b"cd\r\n\r\n");
+        rejected(&req, 400);
+    }
+}

@@ -80,11 +80,7 @@ pub(crate) fn check(
     for (name, value) in &head.headers {
         // name + ": " + value + CRLF, as on the HTTP/1.1 wire
         header_bytes += name.as_str().len() + value.len() + 4;
-        if value
-            .as_bytes()
-            .iter()
-            .any(|&b| b == b'\r' || b == b'\n' || b == 0)
-        {
+        if crate::h1::has_control(value.as_bytes()) {
             return Err(bad("control character in header value"));
         }
         if name == header::CONTENT_LENGTH {

@@ -23,14 +23,14 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::{Buf, Bytes, BytesMut};
-use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, StatusCode, header};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
 use http_body::{Body, Frame};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 
 use std::sync::Arc;
 
-use super::{ConnectError, Connector, PoolRuntime};
+use super::{ConnectError, Connector, Outgoing, PoolRuntime};
 use crate::body::{BoxError, ReqBody};
 
 /// Largest response head accepted from an origin.
@@ -202,16 +202,16 @@ pub struct Exchange {
 pub async fn send(
     pool: &Arc<PoolRuntime>,
     server: usize,
-    req: Request<ReqBody>,
+    out: &Outgoing,
+    mut body: ReqBody,
 ) -> Result<Exchange, SendError> {
     let slot = super::thread_slot(pool.servers[server].h1_idle.len());
     let idle = &pool.servers[server].h1_idle[slot];
     let connector = &pool.servers[server].connector;
     let idle_timeout = pool.spec.idle_timeout;
-    let (parts, mut body) = req.into_parts();
-    let head_bytes = encode_head(&parts, &body);
+    let head_bytes = encode_head(out, &body);
     let empty_body = body.is_end_stream();
-    let head_only = parts.method == Method::HEAD;
+    let head_only = out.method == Method::HEAD;
     let mut conn = match idle.take(idle_timeout) {
         Some(c) => c,
         None => new_conn(connector).await?,
@@ -270,25 +270,20 @@ enum Failure {
 }
 
 /// The request line and header section, with our own framing.
-fn encode_head(parts: &http::request::Parts, body: &ReqBody) -> Vec<u8> {
+fn encode_head(head: &Outgoing, body: &ReqBody) -> Vec<u8> {
     let mut out = Vec::with_capacity(512);
-    out.extend_from_slice(parts.method.as_str().as_bytes());
+    out.extend_from_slice(head.method.as_str().as_bytes());
     out.push(b' ');
-    out.extend_from_slice(
-        parts
-            .uri
-            .path_and_query()
-            .map_or("/", |pq| pq.as_str())
-            .as_bytes(),
-    );
+    out.extend_from_slice(head.path_and_query.as_str().as_bytes());
     out.extend_from_slice(b" HTTP/1.1\r\n");
+    head.write_added(&mut out);
     let mut had_length = false;
-    for (name, value) in &parts.headers {
+    for (name, value) in &head.headers {
         if name == header::CONTENT_LENGTH {
             had_length = true;
             continue;
         }
-        if name == header::TRANSFER_ENCODING || name == header::EXPECT {
+        if name == header::TRANSFER_ENCODING || name == header::EXPECT || head.replaces(name) {
             continue;
         }
         out.extend_from_slice(name.as_str().as_bytes());
@@ -298,7 +293,7 @@ fn encode_head(parts: &http::request::Parts, body: &ReqBody) -> Vec<u8> {
     }
     let hint = body.size_hint();
     if body.is_end_stream() {
-        if had_length || matches!(parts.method, Method::POST | Method::PUT | Method::PATCH) {
+        if had_length || matches!(head.method, Method::POST | Method::PUT | Method::PATCH) {
             out.extend_from_slice(b"content-length: 0\r\n");
         }
     } else if let Some(n) = hint.exact() {
@@ -439,9 +434,15 @@ async fn read_head(
     let mut got_any = !conn.buf.is_empty();
     loop {
         if !conn.buf.is_empty() {
-            let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-            let mut resp = httparse::Response::new(&mut headers);
-            match resp.parse(&conn.buf) {
+            // Left uninitialised: httparse writes the fields it returns.
+            let mut headers =
+                [const { std::mem::MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
+            let mut resp = httparse::Response::new(&mut []);
+            match httparse::ParserConfig::default().parse_response_with_uninit_headers(
+                &mut resp,
+                &conn.buf,
+                &mut headers,
+            ) {
                 Ok(httparse::Status::Complete(n)) => {
                     let code = resp.code.unwrap_or(0);
                     let status = StatusCode::from_u16(code).map_err(|_| {
