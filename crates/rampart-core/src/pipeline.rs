@@ -50,6 +50,9 @@ pub struct ConnInfo {
     /// `peer`'s address as text (IPv4-mapped IPv6 shown as IPv4), formatted once per
     /// connection for `X-Forwarded-For`.
     pub peer_ip: Arc<str>,
+    /// `peer_ip` as a header field value (the `X-Forwarded-For` of a client that is not a
+    /// trusted proxy), shared by every request of the connection.
+    pub peer_ip_value: http::HeaderValue,
 }
 
 impl ConnInfo {
@@ -61,7 +64,11 @@ impl ConnInfo {
         tls: bool,
         sni: Option<Arc<str>>,
     ) -> Self {
-        let peer_ip = Arc::from(crate::net::canonical(peer.ip()).to_string().as_str());
+        let text = crate::net::canonical(peer.ip()).to_string();
+        let peer_ip = Arc::from(text.as_str());
+        // An address prints as digits, dots, colons and hex letters: always a valid value.
+        let peer_ip_value = http::HeaderValue::from_str(&text)
+            .unwrap_or_else(|_| http::HeaderValue::from_static("unknown"));
         ConnInfo {
             peer,
             local,
@@ -69,6 +76,7 @@ impl ConnInfo {
             tls,
             sni,
             peer_ip,
+            peer_ip_value,
         }
     }
 }

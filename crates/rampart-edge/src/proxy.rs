@@ -84,7 +84,8 @@ struct Done {
     route: Option<usize>,
     start: Instant,
     status: u16,
-    request_id: String,
+    /// The request id, as the field value sent to the origin and the client.
+    request_id: HeaderValue,
     /// Present only when the access log is on: the request path pays for nothing else.
     log: Option<Box<LogFields>>,
     _in_flight: InFlight,
@@ -107,6 +108,12 @@ struct LogFields {
 }
 
 impl Done {
+    /// The request id as text (ids are visible ASCII: generated, or checked when taken
+    /// from a trusted proxy).
+    fn rid(&self) -> &str {
+        self.request_id.to_str().unwrap_or("-")
+    }
+
     fn set_upstream(&mut self, authority: &str) {
         if let Some(l) = self.log.as_mut() {
             l.upstream = Some(authority.to_owned());
@@ -143,7 +150,7 @@ impl Done {
             site: site.map(|s| &*s.id),
             route: route.map(|r| r.prefix.as_str()),
             listener: &l.conn.listener,
-            request_id: &self.request_id,
+            request_id: self.request_id.to_str().unwrap_or("-"),
             method: Some(l.method.as_str()),
             version: Some(version_str(l.version)),
             domain: (!l.host.is_empty()).then_some(l.host.as_str()),
@@ -272,7 +279,7 @@ pub async fn serve(ctx: &ConnCtx, mut req: Request<ClientBody>) -> Response<Resp
         route: None,
         start,
         status: 0,
-        request_id: String::new(),
+        request_id: HeaderValue::from_static(""),
         log,
         _in_flight: in_flight,
     };
@@ -282,14 +289,12 @@ pub async fn serve(ctx: &ConnCtx, mut req: Request<ClientBody>) -> Response<Resp
         .on_request(&g.config, &mut view, &mut StageTimer(&g.stage_hist));
     done.site = view.site;
     done.route = view.route;
-    done.request_id.clone_from(&view.request_id);
+    done.request_id = request_id_value(&view.request_id);
     if let Some(l) = done.log.as_mut() {
         l.client_ip = view.client_ip;
         l.host.clone_from(&view.host);
     }
-    if done.request_id.is_empty() {
-        done.request_id = crate::runtime::new_request_id();
-    }
+
     if let Flow::Respond(reply) = flow {
         return edge_reply(&g, done, accept.as_ref(), reply);
     }
@@ -365,7 +370,13 @@ pub async fn serve(ctx: &ConnCtx, mut req: Request<ClientBody>) -> Response<Resp
 
     let upgrading = client_upgrade.is_some();
     let mut forward =
-        match build_upstream_head(&mut view, &pool, extended_connect.is_some(), upgrading) {
+        match build_upstream_head(
+            &mut view,
+            &pool,
+            extended_connect.is_some(),
+            upgrading,
+            &done.request_id,
+        ) {
             Ok(h) => h,
             Err(reason) => {
                 return edge_reply(
@@ -436,7 +447,7 @@ pub async fn serve(ctx: &ConnCtx, mut req: Request<ClientBody>) -> Response<Resp
             Err(_) => {
                 lease.record(Outcome::Timeout);
                 done.set_error(|| "origin response timed out".into());
-                tracing::warn!(tenant = %pool.tenant, pool = %pool.spec.id, server = %lease.server().authority, request_id = %done.request_id, "origin response timed out");
+                tracing::warn!(tenant = %pool.tenant, pool = %pool.spec.id, server = %lease.server().authority, request_id = %done.rid(), "origin response timed out");
                 return edge_reply(
                     &g,
                     done,
@@ -450,7 +461,7 @@ pub async fn serve(ctx: &ConnCtx, mut req: Request<ClientBody>) -> Response<Resp
             Ok(Err(f)) => {
                 if let Some((timed_out, what)) = f.connect {
                     lease.record(Outcome::ConnectError);
-                    tracing::warn!(tenant = %pool.tenant, pool = %pool.spec.id, server = %lease.server().authority, request_id = %done.request_id, error = %what, "origin connect failed");
+                    tracing::warn!(tenant = %pool.tenant, pool = %pool.spec.id, server = %lease.server().authority, request_id = %done.rid(), error = %what, "origin connect failed");
                     done.set_error(|| what);
                     if retryable && attempt < 2 {
                         exclude = Some(server);
@@ -502,7 +513,7 @@ pub async fn serve(ctx: &ConnCtx, mut req: Request<ClientBody>) -> Response<Resp
                     );
                 }
                 lease.record(Outcome::Error);
-                tracing::warn!(tenant = %pool.tenant, pool = %pool.spec.id, server = %lease.server().authority, request_id = %done.request_id, error = %f.detail, "origin request failed");
+                tracing::warn!(tenant = %pool.tenant, pool = %pool.spec.id, server = %lease.server().authority, request_id = %done.rid(), error = %f.detail, "origin request failed");
                 done.set_error(|| f.detail);
                 return edge_reply(
                     &g,
@@ -533,9 +544,9 @@ pub async fn serve(ctx: &ConnCtx, mut req: Request<ClientBody>) -> Response<Resp
         &mut rparts.headers,
         switching && upgrading && extended_connect.is_none(),
     );
-    if let Ok(v) = HeaderValue::from_str(&done.request_id) {
-        rparts.headers.insert(X_REQUEST_ID.clone(), v);
-    }
+    rparts
+        .headers
+        .insert(X_REQUEST_ID.clone(), done.request_id.clone());
     if let Flow::Respond(reply) = g.pipeline.on_response(
         &g.config,
         &mut view,
@@ -601,7 +612,7 @@ pub async fn serve(ctx: &ConnCtx, mut req: Request<ClientBody>) -> Response<Resp
             }
             Err(e) => {
                 let detail = error_chain(&*e);
-                tracing::warn!(tenant = %pool.tenant, pool = %pool.spec.id, request_id = %done.request_id, error = %detail, "origin response body failed");
+                tracing::warn!(tenant = %pool.tenant, pool = %pool.spec.id, request_id = %done.rid(), error = %detail, "origin response body failed");
                 done.set_error(|| detail);
                 return edge_reply(
                     &g,
@@ -708,6 +719,7 @@ fn build_upstream_head(
     pool: &PoolRuntime,
     extended_connect: bool,
     upgrading: bool,
+    request_id: &HeaderValue,
 ) -> Result<Outgoing, &'static str> {
     // The headers move to the upstream request; see `RequestView::head`.
     let mut headers = std::mem::take(&mut view.head.headers);
@@ -729,7 +741,7 @@ fn build_upstream_head(
         Some(p) => {
             HeaderValue::from_str(&format!("{p}, {peer}")).map_err(|_| "invalid X-Forwarded-For")?
         }
-        None => HeaderValue::from_str(peer).map_err(|_| "invalid X-Forwarded-For")?,
+        None => view.conn.peer_ip_value.clone(),
     };
     strip_hop_by_hop(&mut headers, upgrading && !extended_connect);
     // Host: the authority the client addressed (HTTP/2 `:authority` or Host).
@@ -742,9 +754,6 @@ fn build_upstream_head(
         .then_some(if view.conn.tls { "https" } else { "http" });
     let port = (!(from_trusted && headers.contains_key(&X_FORWARDED_PORT)))
         .then(|| view.conn.local.port());
-    let request_id =
-        HeaderValue::from_maybe_shared(bytes::Bytes::copy_from_slice(view.request_id.as_bytes()))
-            .map_err(|_| "invalid request id")?;
 
     let mut method = head.method.clone();
     if extended_connect {
@@ -778,7 +787,7 @@ fn build_upstream_head(
         forwarded_for: xff,
         proto,
         port,
-        request_id,
+        request_id: request_id.clone(),
     })
 }
 
@@ -877,6 +886,18 @@ fn client_body_reply(ctx: &ConnCtx, e: &(dyn std::error::Error + 'static)) -> Re
     }
 }
 
+/// The request id the pipeline settled on as a field value (a fresh one if it has none).
+fn request_id_value(id: &str) -> HeaderValue {
+    if !id.is_empty() {
+        if let Ok(v) = HeaderValue::from_maybe_shared(bytes::Bytes::copy_from_slice(id.as_bytes()))
+        {
+            return v;
+        }
+    }
+    HeaderValue::from_maybe_shared(bytes::Bytes::from(crate::runtime::new_request_id()))
+        .unwrap_or_else(|_| HeaderValue::from_static("-"))
+}
+
 /// An error page from the edge itself.
 fn edge_reply(
     g: &Generation,
@@ -887,12 +908,12 @@ fn edge_reply(
     let (ctype, page) = errorpage::render(
         reply.status,
         &reply.reason,
-        &done.request_id,
+        done.rid(),
         errorpage::negotiate(accept),
     );
     let mut resp = Response::new(RespBody::page(page));
     *resp.status_mut() = reply.status;
-    errorpage::headers(resp.headers_mut(), ctype, &done.request_id);
+    errorpage::headers(resp.headers_mut(), ctype, done.rid());
     if reply.close {
         resp.headers_mut()
             .insert(header::CONNECTION, HeaderValue::from_static("close"));
@@ -907,9 +928,9 @@ fn edge_reply(
         .with(&[tenant, site_id, reply.status.as_str(), &reply.reason])
         .inc();
     if reply.status.is_server_error() {
-        tracing::warn!(tenant, site = site_id, request_id = %done.request_id, status = reply.status.as_u16(), reason = %reply.reason, "edge error response");
+        tracing::warn!(tenant, site = site_id, request_id = %done.rid(), status = reply.status.as_u16(), reason = %reply.reason, "edge error response");
     } else {
-        tracing::debug!(tenant, site = site_id, request_id = %done.request_id, status = reply.status.as_u16(), reason = %reply.reason, "edge response");
+        tracing::debug!(tenant, site = site_id, request_id = %done.rid(), status = reply.status.as_u16(), reason = %reply.reason, "edge response");
     }
     done.status = reply.status.as_u16();
     if let Some(l) = done.log.as_mut() {
