@@ -37,6 +37,7 @@ pub mod metrics;
 pub mod proxy;
 pub mod runtime;
 pub mod server;
+mod spans;
 pub mod tcp;
 pub mod tls;
 pub mod upstream;

@@ -369,24 +369,23 @@ pub async fn serve(ctx: &ConnCtx, mut req: Request<ClientBody>) -> Response<Resp
     }
 
     let upgrading = client_upgrade.is_some();
-    let mut forward =
-        match build_upstream_head(
-            &mut view,
-            &pool,
-            extended_connect.is_some(),
-            upgrading,
-            &done.request_id,
-        ) {
-            Ok(h) => h,
-            Err(reason) => {
-                return edge_reply(
-                    &g,
-                    done,
-                    accept.as_ref(),
-                    Reply::closing(StatusCode::BAD_REQUEST, reason),
-                );
-            }
-        };
+    let mut forward = match build_upstream_head(
+        &mut view,
+        &pool,
+        extended_connect.is_some(),
+        upgrading,
+        &done.request_id,
+    ) {
+        Ok(h) => h,
+        Err(reason) => {
+            return edge_reply(
+                &g,
+                done,
+                accept.as_ref(),
+                Reply::closing(StatusCode::BAD_REQUEST, reason),
+            );
+        }
+    };
 
     // Send, retrying a body-less idempotent request once on another server if the first
     // could not even be connected to.

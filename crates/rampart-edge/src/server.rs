@@ -490,19 +490,7 @@ fn parse_head(buf: &mut BytesMut, max_headers: usize) -> Parsed {
         Version::HTTP_11
     };
     let path_range = range(path.as_bytes());
-    // (name start, name end, value start, value end) in the head
-    let mut stack_spans = [(0usize, 0usize, 0usize, 0usize); STACK_HEADERS];
-    let mut heap_spans;
-    let spans: &mut [(usize, usize, usize, usize)] = if req.headers.len() <= STACK_HEADERS {
-        &mut stack_spans[..req.headers.len()]
-    } else {
-        heap_spans = vec![(0, 0, 0, 0); req.headers.len()];
-        &mut heap_spans
-    };
-    for (span, h) in spans.iter_mut().zip(req.headers.iter()) {
-        let (n, v) = (range(h.name.as_bytes()), range(h.value));
-        *span = (n.start, n.end, v.start, v.end);
-    }
+    let spans = crate::spans::Spans::of(buf, req.headers);
     let head = buf.split_to(len).freeze();
 
     let mut raw_target = None;
@@ -517,9 +505,9 @@ fn parse_head(buf: &mut BytesMut, max_headers: usize) -> Parsed {
             u
         }
     };
-    // Room for the fields the edge adds towards the origin (Host, X-Forwarded-*,
-    // X-Request-Id) without growing the map.
-    let mut headers = HeaderMap::with_capacity(spans.len() + 5);
+    // (The fields the edge adds towards an HTTP/1.1 origin do not go through the map:
+    // see `upstream::Outgoing`.)
+    let mut headers = HeaderMap::with_capacity(spans.as_slice().len());
     let mut content_length = None;
     let mut chunked = false;
     let mut close = false;
@@ -527,8 +515,8 @@ fn parse_head(buf: &mut BytesMut, max_headers: usize) -> Parsed {
     let mut upgrade_token = false;
     let mut has_upgrade = false;
     let mut expect_continue = false;
-    for &(ns, ne, vs, ve) in spans.iter() {
-        let (n, v) = (ns..ne, vs..ve);
+    for &(ns, ne, vs, ve) in spans.as_slice() {
+        let (n, v) = (ns as usize..ne as usize, vs as usize..ve as usize);
         let Ok(name) = HeaderName::from_bytes(&head[n]) else {
             return Parsed::Invalid("invalid header name");
         };
@@ -826,28 +814,38 @@ async fn write_response(
     req: ReqMeta,
     mut closing: bool,
 ) -> io::Result<Written> {
-    let (mut parts, mut body) = resp.into_parts();
+    let (parts, mut body) = resp.into_parts();
     let status = parts.status;
     let switching = status == StatusCode::SWITCHING_PROTOCOLS;
-    if parts
-        .headers
-        .get(header::CONNECTION)
-        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"close"))
-    {
+    // One pass over the fields for what framing needs (names compare as enum tags),
+    // instead of a hash lookup per question; the first field of a name counts.
+    let mut connection = None;
+    let mut length = None;
+    let mut has_date = false;
+    for (name, value) in &parts.headers {
+        if name == header::CONNECTION {
+            connection.get_or_insert(value);
+        } else if name == header::CONTENT_LENGTH {
+            length.get_or_insert(value);
+        } else if name == header::DATE {
+            has_date = true;
+        }
+    }
+    if connection.is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"close")) {
         closing = true;
     }
     let no_body = req.method_head
         || status.is_informational()
         || status == StatusCode::NO_CONTENT
         || status == StatusCode::NOT_MODIFIED;
-    let declared = parts
-        .headers
-        .get(header::CONTENT_LENGTH)
+    let declared = length
         .and_then(|v| std::str::from_utf8(v.as_bytes()).ok())
         .and_then(|s| s.parse::<u64>().ok());
-    parts.headers.remove(header::TRANSFER_ENCODING);
+    // Content-Length fields of the map that do not go out (dropped, or replaced by ours).
+    let mut skip_length = false;
+    let mut own_length = None;
     let out = if switching || status.is_informational() || status == StatusCode::NO_CONTENT {
-        parts.headers.remove(header::CONTENT_LENGTH);
+        skip_length = true;
         Out::None
     } else if no_body {
         // HEAD and 304: the fields describe the full representation; pass on what the
@@ -856,9 +854,8 @@ async fn write_response(
     } else if let Some(n) = declared {
         Out::Length(n)
     } else if let Some(n) = body.size_hint().exact() {
-        parts
-            .headers
-            .insert(header::CONTENT_LENGTH, HeaderValue::from(n));
+        skip_length = true;
+        own_length = Some(n);
         Out::Length(n)
     } else if req.version == Version::HTTP_11 {
         Out::Chunked
@@ -874,7 +871,6 @@ async fn write_response(
     wbuf.extend_from_slice(status.canonical_reason().unwrap_or("Unknown").as_bytes());
     wbuf.extend_from_slice(b"\r\n");
     if !switching {
-        parts.headers.remove(header::CONNECTION);
         if closing {
             wbuf.extend_from_slice(b"connection: close\r\n");
         } else if req.version == Version::HTTP_10 {
@@ -884,12 +880,25 @@ async fn write_response(
     if out == Out::Chunked {
         wbuf.extend_from_slice(b"transfer-encoding: chunked\r\n");
     }
-    if !parts.headers.contains_key(header::DATE) {
+    if let Some(n) = own_length {
+        wbuf.extend_from_slice(b"content-length: ");
+        wbuf.extend_from_slice(n.to_string().as_bytes());
+        wbuf.extend_from_slice(b"\r\n");
+    }
+    if !has_date {
         wbuf.extend_from_slice(b"date: ");
         date::put(wbuf);
         wbuf.extend_from_slice(b"\r\n");
     }
     for (name, value) in &parts.headers {
+        // Framing is ours: the origin's Transfer-Encoding never passes, nor its
+        // Connection (except on a switch, where it names the upgrade).
+        if name == header::TRANSFER_ENCODING
+            || (name == header::CONNECTION && !switching)
+            || (name == header::CONTENT_LENGTH && skip_length)
+        {
+            continue;
+        }
         wbuf.extend_from_slice(name.as_str().as_bytes());
         wbuf.extend_from_slice(b": ");
         wbuf.extend_from_slice(value.as_bytes());

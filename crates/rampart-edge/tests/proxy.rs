@@ -585,6 +585,25 @@ async fn malformed_origin_responses_never_reach_the_client_as_valid() {
         text.contains("hello") && text.contains("x-sum: 42"),
         "{text}"
     );
+    // Framing fields are the edge's: a 204's Content-Length is dropped (RFC 9110 §8.6),
+    // the origin's Connection is consumed, its Date passed on (not a second one added).
+    let o = raw_origin(
+        b"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\nDate: Tue, 01 Dec 2026 00:00:00 GMT\r\nConnection: keep-alive\r\nX-Kept: 1\r\n\r\n",
+    )
+    .await;
+    let e = TestEdge::start(TempDir::new("nocontent"), &basic_config(&[o], "", "")).await;
+    let resp = raw(
+        e.addr("web"),
+        b"GET / HTTP/1.1\r\nHost: shop.test\r\nConnection: close\r\n\r\n",
+        Duration::from_secs(2),
+    )
+    .await;
+    let text = String::from_utf8_lossy(&resp).to_ascii_lowercase();
+    assert!(text.starts_with("http/1.1 204"), "{text}");
+    assert!(text.contains("x-kept: 1"), "{text}");
+    assert!(!text.contains("content-length"), "{text}");
+    assert!(!text.contains("keep-alive"), "{text}");
+    assert_eq!(text.matches("date: ").count(), 1, "{text}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -455,29 +455,17 @@ async fn read_head(
                         continue;
                     }
                     let version_11 = resp.version == Some(1);
-                    // (name start, name end, value start, value end) in the head: the
-                    // values become slices of the frozen head, no copy per field.
-                    let base = conn.buf.as_ptr() as usize;
-                    let mut spans = [(0u32, 0u32, 0u32, 0u32); MAX_HEADERS];
+                    // The values become slices of the frozen head, no copy per field
+                    // (heads are at most MAX_HEAD bytes: offsets fit in u32).
+                    let spans = crate::spans::Spans::of(&conn.buf, resp.headers);
                     let count = resp.headers.len();
-                    for (span, h) in spans.iter_mut().zip(resp.headers.iter()) {
-                        let ns = h.name.as_ptr() as usize - base;
-                        let vs = h.value.as_ptr() as usize - base;
-                        // Heads are at most MAX_HEAD bytes: offsets fit in u32.
-                        *span = (
-                            ns as u32,
-                            (ns + h.name.len()) as u32,
-                            vs as u32,
-                            (vs + h.value.len()) as u32,
-                        );
-                    }
                     let head = conn.buf.split_to(n).freeze();
                     let mut map = HeaderMap::with_capacity(count + 2);
                     let mut lengths: Option<Option<u64>> = None;
                     let mut chunked = false;
                     let mut te = false;
                     let mut close = !version_11;
-                    for &(ns, ne, vs, ve) in &spans[..count] {
+                    for &(ns, ne, vs, ve) in spans.as_slice() {
                         let raw = &head[vs as usize..ve as usize];
                         let name = HeaderName::from_bytes(&head[ns as usize..ne as usize])
                             .map_err(|_| {
