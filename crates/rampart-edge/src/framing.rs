@@ -18,11 +18,11 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
+use crate::deadline::LazyTimer;
 use bytes::{Buf, BytesMut};
 use http::StatusCode;
 use rampart_core::h1::{Guard, Phase, Rejection, Step};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::time::{Instant, Sleep};
 
 /// State shared between a connection's [`GuardedIo`] and the requests served on it.
 #[derive(Debug, Default)]
@@ -87,11 +87,8 @@ pub struct GuardedIo<T> {
     stopped: bool,
     timeouts: Timeouts,
     timer: Timer,
-    /// When the running timer expires. `sleep` may be registered earlier than this: a
-    /// timer pushed further out is not moved in the timer wheel (most re-arms extend it);
-    /// when `sleep` fires early it is moved to the deadline then.
-    deadline: Instant,
-    sleep: Pin<Box<Sleep>>,
+    /// The running timer's expiry (most re-arms extend it: see `LazyTimer`).
+    clock: LazyTimer,
     shared: Arc<ConnShared>,
     responder: Arc<ErrorResponder>,
     /// Error response being written during shutdown.
@@ -120,8 +117,7 @@ impl<T> GuardedIo<T> {
             stopped: false,
             timeouts,
             timer: Timer::Off,
-            deadline: Instant::now() + timeouts.idle,
-            sleep: Box::pin(tokio::time::sleep(timeouts.idle)),
+            clock: LazyTimer::new(timeouts.idle),
             shared,
             responder,
             farewell: None,
@@ -175,23 +171,12 @@ impl<T> GuardedIo<T> {
             Timer::Head => self.timeouts.header,
             Timer::Body => self.timeouts.body,
         };
-        self.deadline = Instant::now() + after;
-        if self.deadline < self.sleep.deadline() {
-            self.sleep.as_mut().reset(self.deadline);
-        }
+        self.clock.arm(after);
     }
 
     /// Whether the running timer expired.
     fn poll_expired(&mut self, cx: &mut Context<'_>) -> bool {
-        if self.sleep.as_mut().poll(cx).is_pending() {
-            return false;
-        }
-        if Instant::now() < self.deadline {
-            // fired at an earlier deadline that was since pushed out
-            self.sleep.as_mut().reset(self.deadline);
-            return self.sleep.as_mut().poll(cx).is_ready();
-        }
-        true
+        self.clock.poll_expired(cx)
     }
 }
 

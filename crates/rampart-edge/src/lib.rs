@@ -28,6 +28,7 @@
 pub mod accesslog;
 pub mod admin;
 pub mod body;
+pub mod deadline;
 pub mod errorpage;
 pub mod framing;
 pub mod generation;

@@ -22,6 +22,7 @@ use rampart_core::pipeline::{ConnInfo, ExtendedConnect, Flow, Probe, Reply, Requ
 
 use crate::accesslog::Entry;
 use crate::body::{BodyError, ClientBody, ReqBody, RespBody, find_body_error};
+use crate::deadline::LazyTimer;
 use crate::errorpage;
 use crate::framing::ConnShared;
 use crate::generation::Generation;
@@ -195,7 +196,7 @@ pub async fn handle(
         let on = ClientUpgrade::hyper(hyper::upgrade::on(&mut req));
         req.extensions_mut().insert(on);
     }
-    Ok(serve(&ctx, req.map(ClientBody::Hyper)).await)
+    Ok(serve(&ctx, req.map(ClientBody::Hyper), None).await)
 }
 
 /// Where the client's connection comes from after a `101` (or an accepted extended
@@ -237,7 +238,14 @@ impl ClientUpgrade {
 
 /// Serves one request: pipeline, origin, response. Called by the HTTP/1 server
 /// ([`crate::server`]) and by hyper's HTTP/2 server ([`handle`]).
-pub async fn serve(ctx: &ConnCtx, mut req: Request<ClientBody>) -> Response<RespBody> {
+///
+/// `origin_timer` is the client connection's timer for origin answers when its requests
+/// come one at a time (HTTP/1); `None` (HTTP/2 streams) times each request on its own.
+pub async fn serve(
+    ctx: &ConnCtx,
+    mut req: Request<ClientBody>,
+    mut origin_timer: Option<&mut Option<LazyTimer>>,
+) -> Response<RespBody> {
     let start = Instant::now();
     let in_flight = InFlight::new(&ctx.shared);
     let g = ctx.edge.current();
@@ -318,8 +326,8 @@ pub async fn serve(ctx: &ConnCtx, mut req: Request<ClientBody>) -> Response<Resp
     let limits = &g.config.listeners[view.listener].limits;
 
     // Content-Length beyond the limit: refuse before reading anything.
-    if let (Some(max), Some(len)) = (limits.max_body_bytes, content_length(&view.head.headers)) {
-        if len > max {
+    if let Some(max) = limits.max_body_bytes {
+        if content_length(&view.head.headers).is_some_and(|len| len > max) {
             return edge_reply(
                 &g,
                 done,
@@ -415,32 +423,50 @@ pub async fn serve(ctx: &ConnCtx, mut req: Request<ClientBody>) -> Response<Resp
         done.set_upstream(&lease.server().authority);
         let server = lease.index();
         let this_body = body.take().unwrap_or_else(ReqBody::empty);
-        let sent = tokio::time::timeout(pool.spec.read_timeout, async {
-            match pool.spec.protocol {
-                UpstreamProtocol::Http1 => {
-                    crate::upstream::h1::send(&pool, server, &forward, this_body)
-                        .await
-                        .map(Answer::H1)
-                        .map_err(|e| classify_h1(&e))
+        let sent = {
+            // Pinned where it is made: the (large) future is not moved again below.
+            let send = std::pin::pin!(async {
+                match pool.spec.protocol {
+                    UpstreamProtocol::Http1 => {
+                        crate::upstream::h1::send(&pool, server, &forward, this_body)
+                            .await
+                            .map(Answer::H1)
+                            .map_err(|e| classify_h1(&e))
+                    }
+                    UpstreamProtocol::Http2 => {
+                        // hyper takes the head: keep a copy only while a retry is possible.
+                        let this = if retryable && attempt < 2 {
+                            forward.clone()
+                        } else {
+                            std::mem::take(&mut forward)
+                        };
+                        lease
+                            .server()
+                            .client()
+                            .request(this.into_request(&pool, &lease, this_body))
+                            .await
+                            .map(Answer::Hyper)
+                            .map_err(|e| classify_hyper(&e))
+                    }
                 }
-                UpstreamProtocol::Http2 => {
-                    // hyper takes the head: keep a copy only while a retry is possible.
-                    let this = if retryable && attempt < 2 {
-                        forward.clone()
-                    } else {
-                        std::mem::take(&mut forward)
-                    };
-                    lease
-                        .server()
-                        .client()
-                        .request(this.into_request(&pool, &lease, this_body))
-                        .await
-                        .map(Answer::Hyper)
-                        .map_err(|e| classify_hyper(&e))
+            });
+            // The origin must answer within its read timeout. On an HTTP/1 client connection
+            // (requests one at a time) the connection's lazy timer is re-armed instead of a
+            // timer being registered and cancelled per request.
+            let wait = pool.spec.read_timeout;
+            match origin_timer.as_deref_mut() {
+                Some(Some(t)) => {
+                    t.arm(wait);
+                    t.run(send).await.map_err(|_| ())
                 }
+                Some(slot) => slot
+                    .insert(LazyTimer::new(wait))
+                    .run(send)
+                    .await
+                    .map_err(|_| ()),
+                None => tokio::time::timeout(wait, send).await.map_err(|_| ()),
             }
-        })
-        .await;
+        };
         match sent {
             Ok(Ok(resp)) => break (resp, lease),
             Err(_) => {

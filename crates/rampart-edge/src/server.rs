@@ -613,6 +613,8 @@ pub async fn serve(
     drain::watch(shutdown);
     let mut idle_wait = drain::Idle::default();
     let mut first = true;
+    // Times origin answers for this connection's requests (made on first use).
+    let mut origin_timer = None;
     let end = loop {
         // 1. the next head (idle connections close at once on shutdown)
         let head = {
@@ -690,7 +692,7 @@ pub async fn serve(
         };
 
         // 2. the proxy
-        let resp = crate::proxy::serve(&ctx, req).await;
+        let resp = crate::proxy::serve(&ctx, req, Some(&mut origin_timer)).await;
 
         // 3. the response
         // A request body not read to its end cannot be told from the next request: the

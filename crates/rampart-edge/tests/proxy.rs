@@ -226,6 +226,36 @@ route = [{{ path = "/", pool = "dead" }}, {{ path = "/slow", pool = "slow" }}]
     assert!(b3.contains("no origin server available"));
     let (s4, _, _) = get(a, "shop.test", "/slow?ms=2000", "").await;
     assert_eq!(s4, 504);
+    // On one keep-alive connection the timeout is re-armed for every request (the
+    // connection's lazy timer): answers within it pass, the slow one still times out
+    // within its own 300 ms, long before the origin's 2 s.
+    {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let started = std::time::Instant::now();
+        let mut c = connect_from(None, a).await;
+        c.write_all(
+            b"GET /slow?ms=200 HTTP/1.1\r\nHost: shop.test\r\n\r\n\
+              GET /slow?ms=200 HTTP/1.1\r\nHost: shop.test\r\n\r\n\
+              GET /slow?ms=2000 HTTP/1.1\r\nHost: shop.test\r\n\r\n",
+        )
+        .await
+        .unwrap();
+        let mut resp = Vec::new();
+        let mut buf = [0u8; 8192];
+        while statuses(&resp).len() < 3 {
+            match tokio::time::timeout(T, c.read(&mut buf)).await {
+                Ok(Ok(n)) if n > 0 => resp.extend_from_slice(&buf[..n]),
+                _ => break,
+            }
+        }
+        let took = started.elapsed();
+        let text = String::from_utf8_lossy(&resp);
+        assert_eq!(statuses(&resp), [200, 200, 504], "{text}");
+        assert!(
+            took >= Duration::from_millis(700) && took < Duration::from_millis(1500),
+            "the 504 came {took:?} after the start (expected about 0.2 + 0.2 + 0.3 s)"
+        );
+    }
     // the edge keeps serving other requests
     assert_eq!(get(a, "shop.test", "/slow", "").await.0, 200);
     let metrics = e.edge.metrics().render();

@@ -51,11 +51,14 @@ impl Stage for Identity {
         } else {
             peer
         };
-        req.request_id = match req.head.headers.get(X_REQUEST_ID) {
-            Some(v) if from_trusted && is_acceptable(v.as_bytes()) => {
-                String::from_utf8_lossy(v.as_bytes()).into_owned()
-            }
-            _ => (self.new_id)(),
+        // (Only a trusted proxy's id is looked up: no field lookup for anyone else.)
+        let forwarded = from_trusted
+            .then(|| req.head.headers.get(X_REQUEST_ID))
+            .flatten()
+            .filter(|v| is_acceptable(v.as_bytes()));
+        req.request_id = match forwarded {
+            Some(v) => String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            None => (self.new_id)(),
         };
         Flow::Continue
     }
