@@ -8,13 +8,13 @@ pub const GENERATED_LEN: usize = 32;
 /// Formats 128 random bits as a 32-character lower-case hex id.
 pub fn format_id(bits: u128) -> String {
     const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut out = [0u8; GENERATED_LEN];
-    for (pair, byte) in out.chunks_exact_mut(2).zip(bits.to_be_bytes()) {
-        pair[0] = HEX[usize::from(byte >> 4)];
-        pair[1] = HEX[usize::from(byte & 0xf)];
+    // Pushed as characters: no UTF-8 validation of a copy, one allocation.
+    let mut out = String::with_capacity(GENERATED_LEN);
+    for byte in bits.to_be_bytes() {
+        out.push(char::from(HEX[usize::from(byte >> 4)]));
+        out.push(char::from(HEX[usize::from(byte & 0xf)]));
     }
-    // Every byte is an ASCII hex digit.
-    String::from_utf8(out.to_vec()).unwrap_or_default()
+    out
 }
 
 /// Whether an id received from a trusted proxy is acceptable: 1-128 characters of

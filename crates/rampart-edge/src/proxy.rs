@@ -253,11 +253,8 @@ pub async fn serve(
 
     let extended_connect = req.extensions().get::<hyper::ext::Protocol>().cloned();
     let upgrade_slot = req.extensions_mut().remove::<ClientUpgrade>();
-    let client_upgrade = if extended_connect.is_some() || wants_upgrade(&req) {
-        upgrade_slot
-    } else {
-        None
-    };
+    // (A request the server found no upgrade in carries no slot: no field lookups then.)
+    let client_upgrade = upgrade_slot.filter(|_| extended_connect.is_some() || wants_upgrade(&req));
     let (mut head, body) = req.into_parts();
     if extended_connect.is_some() {
         head.extensions.insert(ExtendedConnect);

@@ -413,12 +413,19 @@ impl HostTable {
 
 /// `example.com:8080` → `example.com`; `[::1]:80` → `[::1]`.
 pub fn strip_port(host: &str) -> &str {
-    if host.starts_with('[') {
+    let b = host.as_bytes();
+    if b.first() == Some(&b'[') {
         return host.find(']').map_or(host, |i| &host[..=i]);
     }
-    match host.rfind(':') {
-        Some(i) if host[i + 1..].bytes().all(|b| b.is_ascii_digit()) => &host[..i],
-        _ => host,
+    // The port is the digits after the last ':' (read backwards: no search set-up).
+    let mut i = b.len();
+    while i > 0 && b[i - 1].is_ascii_digit() {
+        i -= 1;
+    }
+    if i > 0 && b[i - 1] == b':' {
+        &host[..i - 1]
+    } else {
+        host
     }
 }
 

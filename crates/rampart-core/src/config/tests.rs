@@ -467,3 +467,50 @@ fn bad_waf_settings_are_located_with_what_was_expected() {
         assert!(e.line > 15, "{waf}: located in the waf table: {shown}");
     }
 }
+
+#[test]
+fn ports_are_stripped_from_hosts_like_before() {
+    // The definition this function replaced, as the oracle.
+    fn reference(host: &str) -> &str {
+        if host.starts_with('[') {
+            return host.find(']').map_or(host, |i| &host[..=i]);
+        }
+        match host.rfind(':') {
+            Some(i) if host[i + 1..].bytes().all(|b| b.is_ascii_digit()) => &host[..i],
+            _ => host,
+        }
+    }
+    for h in [
+        "",
+        "a",
+        "80",
+        ":",
+        ":80",
+        "a:",
+        "a:80",
+        "a:b:80",
+        "a:8b0",
+        "a:b",
+        "shop.test:8443",
+        "[::1]",
+        "[::1]:8443",
+        "[::1",
+        "1.2.3.4:0",
+        "x:y:",
+        "::",
+        "a::80",
+    ] {
+        assert_eq!(strip_port(h), reference(h), "{h:?}");
+    }
+    // and every short string over a small alphabet
+    let alphabet = ['a', '1', ':', '[', ']', '.'];
+    let mut stack = vec![String::new()];
+    while let Some(s) = stack.pop() {
+        assert_eq!(strip_port(&s), reference(&s), "{s:?}");
+        if s.len() < 5 {
+            for c in alphabet {
+                stack.push(format!("{s}{c}"));
+            }
+        }
+    }
+}
