@@ -725,3 +725,45 @@ async fn http1_server_semantics_continue_http10_and_response_framing() {
     assert!(!text.contains("transfer-encoding"), "{text}");
     assert!(text.ends_with("\r\n\r\nuntil-the-end"), "{text}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_are_spread_evenly_over_the_workers() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let o = Origin::start("o1").await;
+    let e = TestEdge::start(
+        TempDir::new("seats"),
+        &basic_config(&[o.addr], "", "workers = 4"),
+    )
+    .await;
+    let addr = e.addr("web");
+    // 24 keep-alive clients from distinct addresses: the kernel's hash alone would leave
+    // the four workers unevenly loaded.
+    let mut clients = Vec::new();
+    for i in 0..24 {
+        let mut c = connect_from(
+            Some(&format!("127.0.{}.{}", 30 + i / 200, 1 + i % 200)),
+            addr,
+        )
+        .await;
+        c.write_all(b"GET / HTTP/1.1\r\nHost: shop.test\r\n\r\n")
+            .await
+            .unwrap();
+        let mut buf = [0u8; 4096];
+        let n = c.read(&mut buf).await.unwrap();
+        assert!(
+            buf[..n].starts_with(b"HTTP/1.1 200"),
+            "{}",
+            String::from_utf8_lossy(&buf[..n])
+        );
+        clients.push(c);
+    }
+    let counts = e.edge.worker_connections();
+    assert_eq!(counts.iter().sum::<usize>(), 24, "{counts:?}");
+    assert!(counts.iter().all(|&n| n == 6), "{counts:?}");
+    drop(clients);
+    assert!(
+        eventually(T, || e.edge.worker_connections().iter().all(|&n| n == 0)).await,
+        "{:?}",
+        e.edge.worker_connections()
+    );
+}
