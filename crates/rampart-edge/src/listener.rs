@@ -63,10 +63,9 @@ pub(crate) fn spawn(
     let running = Running::new(bind, local, stop_tx);
     tracing::info!(listener = %name, addr = %local, workers = shared.workers.len(), "listening");
     // Every worker accepts on a socket of its own, bound to the same address with
-    // SO_REUSEPORT: the kernel spreads new connections over the workers (by connection
-    // hash) instead of letting them race for one queue; `Workers::seat` evens out what
-    // the hash leaves uneven. The first socket is the one already bound (its port is the
-    // real one when the configuration said 0).
+    // SO_REUSEPORT: the kernel spreads new connections evenly over the workers (by
+    // connection hash) instead of letting them race for one queue. The first socket is
+    // the one already bound (its port is the real one when the configuration said 0).
     let mut sock = Some(sock);
     for (i, handle) in shared.workers.handles().iter().enumerate() {
         let s = match sock.take() {
@@ -111,30 +110,7 @@ async fn accept_loop(
                 Ok((tcp, peer)) => {
                     accepted.inc();
                     let _ = tcp.set_nodelay(true);
-                    let here = crate::runtime::worker_index().unwrap_or(0);
-                    let seat = shared.workers.seat(here);
-                    let (sh, nm) = (shared.clone(), name.clone());
-                    if seat.worker == here {
-                        tokio::spawn(async move {
-                            let _seat = seat;
-                            connection(sh, nm, tcp, peer).await;
-                        });
-                    } else {
-                        // Handed over before anything is read: the socket leaves this
-                        // worker's poller and joins the other's.
-                        match tcp.into_std() {
-                            Ok(std) => {
-                                shared.workers.handles()[seat.worker].spawn(async move {
-                                    let _seat = seat;
-                                    match TcpStream::from_std(std) {
-                                        Ok(tcp) => connection(sh, nm, tcp, peer).await,
-                                        Err(e) => tracing::warn!(listener = %nm, error = %e, "cannot move a connection to its worker"),
-                                    }
-                                });
-                            }
-                            Err(e) => tracing::warn!(listener = %name, error = %e, "cannot move a connection to its worker"),
-                        }
-                    }
+                    tokio::spawn(connection(shared.clone(), name.clone(), tcp, peer));
                 }
                 Err(e) => {
                     // EMFILE and friends: back off briefly instead of spinning.

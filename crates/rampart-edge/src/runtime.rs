@@ -37,36 +37,13 @@ pub fn worker_index() -> Option<usize> {
 }
 
 /// The data-plane threads: one single-threaded async runtime each, like nginx's worker
-/// processes. Every worker accepts on a socket of its own (SO_REUSEPORT), and everything
-/// a connection needs — its requests, its origin connections, its timers — stays on one
-/// worker. No request crosses threads, so there are no cross-thread wake-ups on the
-/// request path.
-///
-/// The kernel spreads new connections over the sockets by a hash of their addresses,
-/// which leaves workers unevenly loaded (64 connections split 38/26 is common): the
-/// busier worker's clients wait longer and both threads switch more. So a connection is
-/// *seated* on the worker with the fewest open connections — the accepting worker
-/// itself when it is among them, otherwise the connection is handed over once, before
-/// its first byte is read ([`Workers::seat`]).
+/// processes. Every listener is accepted on by every worker (on a clone of the same
+/// socket), and everything a connection needs — its requests, its origin connections,
+/// its timers — stays on the worker that accepted it. No request crosses threads, so
+/// there are no cross-thread wake-ups on the request path.
 pub struct Workers {
     handles: Vec<tokio::runtime::Handle>,
     stops: Mutex<Vec<tokio::sync::oneshot::Sender<()>>>,
-    /// Open connections per worker.
-    open: Arc<[AtomicUsize]>,
-}
-
-/// A connection's place on a worker, counted until it is dropped.
-#[derive(Debug)]
-pub struct Seat {
-    open: Arc<[AtomicUsize]>,
-    /// The worker the connection runs on.
-    pub worker: usize,
-}
-
-impl Drop for Seat {
-    fn drop(&mut self) {
-        self.open[self.worker].fetch_sub(1, Ordering::Relaxed);
-    }
 }
 
 impl std::fmt::Debug for Workers {
@@ -106,41 +83,10 @@ impl Workers {
             handles.push(handle);
             stops.push(stop_tx);
         }
-        let open = (0..handles.len()).map(|_| AtomicUsize::new(0)).collect();
         Ok(Workers {
             handles,
             stops: Mutex::new(stops),
-            open,
         })
-    }
-
-    /// Seats a connection accepted by worker `here`: on the worker with the fewest open
-    /// connections, `here` on a tie. (Workers accepting at the same moment may both pick
-    /// the same one; the counts stay close all the same.)
-    pub fn seat(&self, here: usize) -> Seat {
-        let here = here.min(self.open.len().saturating_sub(1));
-        let mut best = here;
-        let mut least = self.open[here].load(Ordering::Relaxed);
-        for (i, n) in self.open.iter().enumerate() {
-            let n = n.load(Ordering::Relaxed);
-            if n < least {
-                best = i;
-                least = n;
-            }
-        }
-        self.open[best].fetch_add(1, Ordering::Relaxed);
-        Seat {
-            open: self.open.clone(),
-            worker: best,
-        }
-    }
-
-    /// Open connections per worker.
-    pub fn open_counts(&self) -> Vec<usize> {
-        self.open
-            .iter()
-            .map(|n| n.load(Ordering::Relaxed))
-            .collect()
     }
 
     /// Number of workers.
@@ -174,38 +120,6 @@ impl Workers {
 impl Drop for Workers {
     fn drop(&mut self) {
         self.stop();
-    }
-}
-
-#[cfg(test)]
-mod seat_tests {
-    use super::*;
-
-    #[test]
-    fn connections_are_seated_on_the_least_busy_worker_and_counted_until_dropped() {
-        let w = Workers::start(3).unwrap();
-        let a = w.seat(1);
-        assert_eq!(
-            a.worker, 1,
-            "a tie keeps the connection where it was accepted"
-        );
-        let b = w.seat(1);
-        assert_eq!(b.worker, 0, "worker 1 is busier than 0 and 2");
-        let c = w.seat(1);
-        assert_eq!(c.worker, 2);
-        assert_eq!(w.open_counts(), [1, 1, 1]);
-        let d = w.seat(7);
-        assert_eq!(
-            d.worker, 2,
-            "an unknown worker index counts as the last one"
-        );
-        drop(b);
-        assert_eq!(w.open_counts(), [0, 1, 2]);
-        let e = w.seat(2);
-        assert_eq!(e.worker, 0);
-        drop((a, c, d, e));
-        assert_eq!(w.open_counts(), [0, 0, 0]);
-        w.stop();
     }
 }
 
@@ -591,11 +505,6 @@ impl Edge {
     /// The metrics registry.
     pub fn metrics(&self) -> &Metrics {
         &self.shared.metrics
-    }
-
-    /// Open client connections per worker thread (see [`Workers::seat`]).
-    pub fn worker_connections(&self) -> Vec<usize> {
-        self.shared.workers.open_counts()
     }
 
     /// Stops accepting, asks every connection to finish its in-flight requests, and waits
