@@ -95,6 +95,27 @@ const MAX_CHUNK_LINE: usize = 4096;
 /// Longest trailer section accepted.
 const MAX_TRAILERS: usize = 16 * 1024;
 
+/// Offsets of a field's name and value in its head: (name start, name end, value start,
+/// value end).
+pub type FieldSpan = (u32, u32, u32, u32);
+
+/// Where the parts of the last request head the guard released lie, as offsets from the
+/// head's first byte (after any empty lines before it). The HTTP/1 server builds the
+/// request from these instead of parsing the head a second time.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HeadLayout {
+    /// Length of the head, up to and including the empty line that ends it.
+    pub len: usize,
+    /// The method.
+    pub method: (u32, u32),
+    /// The request target.
+    pub target: (u32, u32),
+    /// HTTP/1.x minor version.
+    pub minor: u8,
+    /// The header fields, in order.
+    pub fields: Vec<FieldSpan>,
+}
+
 /// The guard of one connection.
 #[derive(Debug, Clone)]
 pub struct Guard {
@@ -106,6 +127,8 @@ pub struct Guard {
     requests: u64,
     /// The connection speaks HTTP/2 (preface seen, or negotiated by ALPN).
     h2: bool,
+    /// The layout of the last head released (request number `requests`).
+    layout: HeadLayout,
 }
 
 impl Guard {
@@ -117,6 +140,7 @@ impl Guard {
             at_start: true,
             requests: 0,
             h2: false,
+            layout: HeadLayout::default(),
         }
     }
 
@@ -129,6 +153,7 @@ impl Guard {
             at_start: false,
             requests: 0,
             h2: true,
+            layout: HeadLayout::default(),
         }
     }
 
@@ -155,6 +180,12 @@ impl Guard {
     /// Number of request heads released so far.
     pub fn requests(&self) -> u64 {
         self.requests
+    }
+
+    /// The layout of the last request head released: that of request number
+    /// [`Guard::requests`] (meaningless while that is 0).
+    pub fn last_head(&self) -> &HeadLayout {
+        &self.layout
     }
 
     /// Decides how much of `input` (the bytes received and not yet released) may be
@@ -354,6 +385,22 @@ impl Guard {
                 "Transfer-Encoding is not allowed in HTTP/1.0",
             );
         }
+        // The layout, for the server (offsets fit in u32: heads are limited far below).
+        let base = input.as_ptr() as usize;
+        let at = |s: &[u8]| {
+            let o = s.as_ptr() as usize - base;
+            (o as u32, (o + s.len()) as u32)
+        };
+        self.layout.len = head_len;
+        self.layout.method = req.method.map_or((0, 0), |m| at(m.as_bytes()));
+        self.layout.target = req.path.map_or((0, 0), |p| at(p.as_bytes()));
+        self.layout.minor = version;
+        self.layout.fields.clear();
+        self.layout.fields.extend(req.headers.iter().map(|h| {
+            let (ns, ne) = at(h.name.as_bytes());
+            let (vs, ve) = at(h.value);
+            (ns, ne, vs, ve)
+        }));
         self.requests += 1;
         self.state = if chunked {
             State::ChunkSize {
@@ -481,7 +528,9 @@ pub(crate) fn has_control(value: &[u8]) -> bool {
     })
 }
 
-fn leading_crlfs(input: &[u8]) -> usize {
+/// Length of the empty lines (CRLF pairs) at the start of `input`, which the guard
+/// releases on their own before a head.
+pub fn leading_crlfs(input: &[u8]) -> usize {
     let mut i = 0;
     while i + 1 < input.len() && input[i] == b'\r' && input[i + 1] == b'\n' {
         i += 2;

@@ -129,6 +129,11 @@ impl<T> GuardedIo<T> {
         self.guard.is_h2()
     }
 
+    /// How many request heads the guard released, and the layout of the last one.
+    pub fn last_head(&self) -> (u64, &rampart_core::h1::HeadLayout) {
+        (self.guard.requests(), self.guard.last_head())
+    }
+
     fn stop(&mut self, rejection: Rejection) {
         tracing::debug!(
             status = rejection.status.as_u16(),

@@ -29,6 +29,8 @@ use http_body::{Body, Frame, SizeHint};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::{oneshot, watch};
 
+use rampart_core::h1::HeadLayout;
+
 use crate::body::{ClientBody, RespBody};
 use crate::framing::GuardedIo;
 use crate::listener::ClientIo;
@@ -50,6 +52,8 @@ struct ReadSide {
     buf: BytesMut,
     /// A request body is being (or still to be) read.
     body_pending: bool,
+    /// Request heads parsed so far (to match the framing guard's count).
+    heads: u64,
 }
 
 impl ReadSide {
@@ -339,7 +343,7 @@ pub fn fuzz_stream(data: &[u8], split: usize) -> usize {
         } else if buf.is_empty() {
             None
         } else {
-            match parse_head(&mut buf, 100) {
+            match parse_head(&mut buf, 100, None) {
                 Parsed::Invalid(_) => return messages,
                 Parsed::Partial => None,
                 Parsed::Head(h) => {
@@ -456,7 +460,26 @@ enum Parsed {
 }
 
 /// Parses the head at the front of `buf`, splitting it off when complete.
-fn parse_head(buf: &mut BytesMut, max_headers: usize) -> Parsed {
+///
+/// `known` is the framing guard's layout of this head when the guard says it is the one
+/// at the front of `buf` (it parsed it before releasing it): then the head is not parsed
+/// a second time. A layout that does not fit the bytes is ignored.
+fn parse_head(buf: &mut BytesMut, max_headers: usize, known: Option<&HeadLayout>) -> Parsed {
+    if let Some(l) = known {
+        let blank = rampart_core::h1::leading_crlfs(buf);
+        if buf.len() < blank + l.len {
+            return Parsed::Partial;
+        }
+        if layout_fits(l) {
+            buf.advance(blank);
+            let m = &buf[l.method.0 as usize..l.method.1 as usize];
+            let Ok(method) = Method::from_bytes(m) else {
+                return Parsed::Invalid("invalid method");
+            };
+            let target = l.target.0 as usize..l.target.1 as usize;
+            return build_head(buf, l.len, method, l.minor, target, &l.fields);
+        }
+    }
     // Left uninitialised: httparse writes the fields it returns.
     let mut stack = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; STACK_HEADERS];
     let mut heap;
@@ -484,13 +507,36 @@ fn parse_head(buf: &mut BytesMut, max_headers: usize) -> Parsed {
     let Ok(method) = Method::from_bytes(method.as_bytes()) else {
         return Parsed::Invalid("invalid method");
     };
+    let path_range = range(path.as_bytes());
+    let spans = crate::spans::Spans::of(buf, req.headers);
+    build_head(buf, len, method, minor, path_range, spans.as_slice())
+}
+
+/// Whether every part of a layout lies within its head (so slicing cannot fail).
+fn layout_fits(l: &HeadLayout) -> bool {
+    let within = |(s, e): (u32, u32)| s <= e && e as usize <= l.len;
+    within(l.method)
+        && within(l.target)
+        && l.fields
+            .iter()
+            .all(|&(ns, ne, vs, ve)| within((ns, ne)) && within((vs, ve)))
+}
+
+/// Builds the request from a head of `len` bytes at the front of `buf`, whose parts lie
+/// at the given offsets, and splits it off.
+fn build_head(
+    buf: &mut BytesMut,
+    len: usize,
+    method: Method,
+    minor: u8,
+    path_range: std::ops::Range<usize>,
+    spans: &[rampart_core::h1::FieldSpan],
+) -> Parsed {
     let version = if minor == 0 {
         Version::HTTP_10
     } else {
         Version::HTTP_11
     };
-    let path_range = range(path.as_bytes());
-    let spans = crate::spans::Spans::of(buf, req.headers);
     let head = buf.split_to(len).freeze();
 
     let mut raw_target = None;
@@ -507,7 +553,7 @@ fn parse_head(buf: &mut BytesMut, max_headers: usize) -> Parsed {
     };
     // (The fields the edge adds towards an HTTP/1.1 origin do not go through the map:
     // see `upstream::Outgoing`.)
-    let mut headers = HeaderMap::with_capacity(spans.as_slice().len());
+    let mut headers = HeaderMap::with_capacity(spans.len());
     let mut content_length = None;
     let mut chunked = false;
     let mut close = false;
@@ -515,7 +561,7 @@ fn parse_head(buf: &mut BytesMut, max_headers: usize) -> Parsed {
     let mut upgrade_token = false;
     let mut has_upgrade = false;
     let mut expect_continue = false;
-    for &(ns, ne, vs, ve) in spans.as_slice() {
+    for &(ns, ne, vs, ve) in spans {
         let (n, v) = (ns as usize..ne as usize, vs as usize..ve as usize);
         let Ok(name) = HeaderName::from_bytes(&head[n]) else {
             return Parsed::Invalid("invalid header name");
@@ -608,6 +654,7 @@ pub async fn serve(
         io,
         buf: BytesMut::with_capacity(READ_RESERVE),
         body_pending: false,
+        heads: 0,
     })));
     let mut wbuf: Vec<u8> = Vec::with_capacity(1024);
     drain::watch(shutdown);
@@ -756,8 +803,15 @@ async fn read_head(read: &SharedRead, max_headers: usize, first: bool) -> io::Re
                 if first && rs.io.is_h2() {
                     return Poll::Ready(Ok(Next::H2));
                 }
-                match parse_head(&mut rs.buf, max_headers) {
-                    Parsed::Head(h) => return Poll::Ready(Ok(Next::Head(h))),
+                // The guard's layout is this head's when the guard has released exactly
+                // one head more than was parsed here.
+                let (released, layout) = rs.io.last_head();
+                let known = (released == rs.heads + 1).then_some(layout);
+                match parse_head(&mut rs.buf, max_headers, known) {
+                    Parsed::Head(h) => {
+                        rs.heads += 1;
+                        return Poll::Ready(Ok(Next::Head(h)));
+                    }
                     Parsed::Invalid(why) => return Poll::Ready(Ok(Next::Invalid(why))),
                     Parsed::Partial => {}
                 }
@@ -1219,11 +1273,120 @@ mod tests {
 
     fn head(raw: &[u8]) -> Head {
         let mut b = BytesMut::from(raw);
-        match parse_head(&mut b, 100) {
+        match parse_head(&mut b, 100, None) {
             Parsed::Head(h) => *h,
             Parsed::Partial => panic!("partial"),
             Parsed::Invalid(w) => panic!("invalid: {w}"),
         }
+    }
+
+    /// What a parsed head amounts to, for comparing two ways of parsing it.
+    fn summary(p: Parsed) -> String {
+        match p {
+            Parsed::Head(h) => format!(
+                "{} {:?} {:?} {:?} {:?} keep={} cont={} up={} raw={}",
+                h.parts.method,
+                h.parts.uri,
+                h.parts.version,
+                h.parts.headers,
+                h.framing.map(|f| match f {
+                    Framing::Length(n) => format!("len {n}"),
+                    Framing::Chunked(_) => "chunked".into(),
+                }),
+                h.keep_alive,
+                h.expect_continue,
+                h.upgrade,
+                h.parts
+                    .extensions
+                    .get::<rampart_core::pipeline::RawTarget>()
+                    .is_some()
+            ),
+            Parsed::Partial => "partial".into(),
+            Parsed::Invalid(w) => format!("invalid {w}"),
+        }
+    }
+
+    #[test]
+    fn the_guards_layout_builds_the_same_request_as_parsing_again() {
+        use rampart_core::h1::{Guard, Limits, Step};
+        let limits = Limits {
+            max_uri_bytes: 8192,
+            max_head_bytes: 65536,
+            max_headers: 100,
+        };
+        let many: String = (0..70).map(|i| format!("X-F{i}: v{i}\r\n")).collect();
+        let heads: Vec<Vec<u8>> = vec![
+            b"GET / HTTP/1.1\r\nHost: a\r\n\r\n".to_vec(),
+            b"\r\n\r\nGET /x?y=1 HTTP/1.1\r\nHost: a\r\nAccept: */*\r\n\r\n".to_vec(),
+            b"\nGET /lf HTTP/1.1\nHost: a\n\n".to_vec(),
+            b"POST /p HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nExpect: 100-continue\r\n\r\n"
+                .to_vec(),
+            b"POST /c HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec(),
+            b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n".to_vec(),
+            b"GET /ws HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n"
+                .to_vec(),
+            b"GET /a{b}|c HTTP/1.1\r\nHost: a\r\n\r\n".to_vec(),
+            b"OPTIONS * HTTP/1.1\r\nHost: a\r\nX-Obs: caf\xc3\xa9\tx\r\n\r\n".to_vec(),
+            b"GET http://a/abs HTTP/1.1\r\nHost: a\r\nX-Empty:\r\n\r\n".to_vec(),
+            format!("GET /many HTTP/1.1\r\nHost: a\r\n{many}\r\n").into_bytes(),
+        ];
+        for raw in heads {
+            // What the guard releases, in order: empty lines, then the head.
+            let mut guard = Guard::new(limits);
+            let mut off = 0;
+            let mut released = Vec::new();
+            while off < raw.len() {
+                match guard.advance(&raw[off..]) {
+                    Step::Pass(n) => {
+                        released.extend_from_slice(&raw[off..off + n]);
+                        off += n;
+                        if guard.requests() == 1 {
+                            break;
+                        }
+                    }
+                    other => panic!("{other:?} for {}", String::from_utf8_lossy(&raw)),
+                }
+            }
+            assert_eq!(guard.requests(), 1);
+            let via_layout = summary(parse_head(
+                &mut BytesMut::from(&released[..]),
+                100,
+                Some(guard.last_head()),
+            ));
+            let reparsed = summary(parse_head(&mut BytesMut::from(&released[..]), 100, None));
+            assert_eq!(via_layout, reparsed, "{}", String::from_utf8_lossy(&raw));
+            assert!(!reparsed.starts_with("invalid"), "{reparsed}");
+            // Short of the whole head, the layout says to wait.
+            let short = &released[..released.len() - 1];
+            assert_eq!(
+                summary(parse_head(
+                    &mut BytesMut::from(short),
+                    100,
+                    Some(guard.last_head())
+                )),
+                "partial"
+            );
+        }
+    }
+
+    #[test]
+    fn a_layout_that_does_not_fit_its_head_is_not_used() {
+        let raw = b"GET /x HTTP/1.1\r\nHost: a\r\n\r\n";
+        let mut bad = HeadLayout {
+            len: raw.len(),
+            method: (0, 3),
+            target: (4, 6),
+            minor: 1,
+            fields: vec![(17, 21, 23, 400)],
+        };
+        // Falls back to parsing: the same request as without a layout, no panic.
+        let want = summary(parse_head(&mut BytesMut::from(&raw[..]), 100, None));
+        let got = summary(parse_head(&mut BytesMut::from(&raw[..]), 100, Some(&bad)));
+        assert_eq!(got, want);
+        bad.fields.clear();
+        bad.method = (5, 2);
+        let got = summary(parse_head(&mut BytesMut::from(&raw[..]), 100, Some(&bad)));
+        assert_eq!(got, want);
     }
 
     #[test]
@@ -1245,13 +1408,13 @@ mod tests {
         let h = head(b"GET /ws HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n");
         assert!(h.upgrade);
         let mut b = BytesMut::from(&b"GET / HTTP/1.1\r\nHost: x\r\n"[..]);
-        assert!(matches!(parse_head(&mut b, 100), Parsed::Partial));
+        assert!(matches!(parse_head(&mut b, 100, None), Parsed::Partial));
         let mut b = BytesMut::from(&b"GET / HTTP/1.1\r\nContent-Length: x\r\n\r\n"[..]);
-        assert!(matches!(parse_head(&mut b, 100), Parsed::Invalid(_)));
+        assert!(matches!(parse_head(&mut b, 100, None), Parsed::Invalid(_)));
         let mut b = BytesMut::from(
             &b"GET / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n"[..],
         );
-        assert!(matches!(parse_head(&mut b, 100), Parsed::Invalid(_)));
+        assert!(matches!(parse_head(&mut b, 100, None), Parsed::Invalid(_)));
     }
 
     #[test]
