@@ -11,6 +11,9 @@
 //! - [`generation`]: one configuration plus everything built from it, swapped as a whole.
 //! - [`listener`]: accept loops; PROXY protocol, per-IP limits, TLS, HTTP/1.1 and HTTP/2.
 //! - [`framing`]: the HTTP/1 framing guard and client timeouts in front of the parser.
+//! - [`server`]: the edge's own HTTP/1.1 server (requests built from the guard's layout
+//!   of each head).
+//! - [`deadline`]: `LazyTimer`, timeouts re-armed per request without timer-wheel work.
 //! - [`proxy`]: the request path: pipeline → forward → response → access log.
 //! - [`upstream`]: origin pools: balancing, connections, passive ejection, health checks.
 //! - [`tcp`]: TCP pass-through listeners.
