@@ -368,6 +368,69 @@ pub fn fuzz_stream(data: &[u8], split: usize) -> usize {
     }
 }
 
+/// For the fuzzer: passes `data` through the framing guard until it releases a request
+/// head, then builds the request from the guard's layout and by parsing the head again,
+/// and panics if the two differ. Returns whether a head was released.
+#[doc(hidden)]
+pub fn fuzz_layout(data: &[u8]) -> bool {
+    use rampart_core::h1::{Guard, Limits, Step};
+    let mut guard = Guard::new(Limits {
+        max_uri_bytes: 8192,
+        max_head_bytes: 65536,
+        max_headers: 100,
+    });
+    let mut off = 0;
+    while off < data.len() && guard.requests() == 0 {
+        match guard.advance(&data[off..]) {
+            Step::Pass(n) => off += n,
+            Step::NeedMore | Step::Reject(_) => return false,
+        }
+    }
+    if guard.requests() == 0 {
+        return false;
+    }
+    let released = &data[..off];
+    let by_layout = head_summary(parse_head(
+        &mut BytesMut::from(released),
+        100,
+        Some(guard.last_head()),
+    ));
+    let reparsed = head_summary(parse_head(&mut BytesMut::from(released), 100, None));
+    assert_eq!(
+        by_layout,
+        reparsed,
+        "{:?}",
+        String::from_utf8_lossy(released)
+    );
+    true
+}
+
+/// What a parsed head amounts to, to compare two ways of parsing it.
+fn head_summary(p: Parsed) -> String {
+    match p {
+        Parsed::Head(h) => format!(
+            "{} {:?} {:?} {:?} {:?} keep={} cont={} up={} raw={}",
+            h.parts.method,
+            h.parts.uri,
+            h.parts.version,
+            h.parts.headers,
+            h.framing.map(|f| match f {
+                Framing::Length(n) => format!("len {n}"),
+                Framing::Chunked(_) => "chunked".into(),
+            }),
+            h.keep_alive,
+            h.expect_continue,
+            h.upgrade,
+            h.parts
+                .extensions
+                .get::<rampart_core::pipeline::RawTarget>()
+                .is_some()
+        ),
+        Parsed::Partial => "partial".into(),
+        Parsed::Invalid(w) => format!("invalid {w}"),
+    }
+}
+
 impl Body for H1RequestBody {
     type Data = Bytes;
     type Error = io::Error;
@@ -1280,32 +1343,6 @@ mod tests {
         }
     }
 
-    /// What a parsed head amounts to, for comparing two ways of parsing it.
-    fn summary(p: Parsed) -> String {
-        match p {
-            Parsed::Head(h) => format!(
-                "{} {:?} {:?} {:?} {:?} keep={} cont={} up={} raw={}",
-                h.parts.method,
-                h.parts.uri,
-                h.parts.version,
-                h.parts.headers,
-                h.framing.map(|f| match f {
-                    Framing::Length(n) => format!("len {n}"),
-                    Framing::Chunked(_) => "chunked".into(),
-                }),
-                h.keep_alive,
-                h.expect_continue,
-                h.upgrade,
-                h.parts
-                    .extensions
-                    .get::<rampart_core::pipeline::RawTarget>()
-                    .is_some()
-            ),
-            Parsed::Partial => "partial".into(),
-            Parsed::Invalid(w) => format!("invalid {w}"),
-        }
-    }
-
     #[test]
     fn the_guards_layout_builds_the_same_request_as_parsing_again() {
         use rampart_core::h1::{Guard, Limits, Step};
@@ -1348,18 +1385,18 @@ mod tests {
                 }
             }
             assert_eq!(guard.requests(), 1);
-            let via_layout = summary(parse_head(
+            let via_layout = head_summary(parse_head(
                 &mut BytesMut::from(&released[..]),
                 100,
                 Some(guard.last_head()),
             ));
-            let reparsed = summary(parse_head(&mut BytesMut::from(&released[..]), 100, None));
+            let reparsed = head_summary(parse_head(&mut BytesMut::from(&released[..]), 100, None));
             assert_eq!(via_layout, reparsed, "{}", String::from_utf8_lossy(&raw));
             assert!(!reparsed.starts_with("invalid"), "{reparsed}");
             // Short of the whole head, the layout says to wait.
             let short = &released[..released.len() - 1];
             assert_eq!(
-                summary(parse_head(
+                head_summary(parse_head(
                     &mut BytesMut::from(short),
                     100,
                     Some(guard.last_head())
@@ -1380,12 +1417,12 @@ mod tests {
             fields: vec![(17, 21, 23, 400)],
         };
         // Falls back to parsing: the same request as without a layout, no panic.
-        let want = summary(parse_head(&mut BytesMut::from(&raw[..]), 100, None));
-        let got = summary(parse_head(&mut BytesMut::from(&raw[..]), 100, Some(&bad)));
+        let want = head_summary(parse_head(&mut BytesMut::from(&raw[..]), 100, None));
+        let got = head_summary(parse_head(&mut BytesMut::from(&raw[..]), 100, Some(&bad)));
         assert_eq!(got, want);
         bad.fields.clear();
         bad.method = (5, 2);
-        let got = summary(parse_head(&mut BytesMut::from(&raw[..]), 100, Some(&bad)));
+        let got = head_summary(parse_head(&mut BytesMut::from(&raw[..]), 100, Some(&bad)));
         assert_eq!(got, want);
     }
 
