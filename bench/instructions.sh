@@ -17,6 +17,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
+# shellcheck source=bench/common.sh
+source "$ROOT/bench/common.sh"
 SHARED=${SHARED:-$ROOT/../shared}
 SCENARIO=${SCENARIO:-get}
 SECONDS_RUN=${SECONDS_RUN:-8}
@@ -42,22 +44,10 @@ pid $RUN/nginx/nginx.pid;
 error_log $RUN/nginx/logs/error.log warn;
 events { worker_connections 1024; }
 http {
-    access_log off;
-    client_body_temp_path $RUN/nginx/tmp/body;
-    proxy_temp_path $RUN/nginx/tmp/proxy;
-    fastcgi_temp_path $RUN/nginx/tmp/fastcgi;
-    uwsgi_temp_path $RUN/nginx/tmp/uwsgi;
-    scgi_temp_path $RUN/nginx/tmp/scgi;
-    keepalive_requests 100000;
-    upstream origin { server 127.0.0.1:18080; keepalive 64; }
+$(nginx_http_prelude "$RUN/nginx")
     server {
         listen 127.0.0.1:18197;
-        location / {
-            proxy_pass http://origin;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-            proxy_set_header Host \$host;
-        }
+$(nginx_proxy_location)
     }
 }
 NGINX
@@ -84,15 +74,8 @@ listeners = ["plain"]
 route = [{ path = "/", pool = "origin" }]
 TOML
 
-python3 - "$RUN/body2k.txt" <<'PY'
-import sys
-body = "&".join("field%02d=%s" % (i, "alpha+bravo+charlie+delta") for i in range(1, 200))[:2040]
-body += "&pad=" + "x" * (2048 - len(body) - 5)
-open(sys.argv[1], "w").write(body)
-PY
-common='wrk.headers["Host"] = "localhost"
-wrk.headers["User-Agent"] = "Mozilla/5.0 (X11; Linux x86_64) bench"
-wrk.headers["Accept"] = "text/html,application/xhtml+xml,*/*;q=0.8"'
+write_body2k "$RUN/body2k.txt"
+common=$WRK_HEADERS
 case $SCENARIO in
     get) printf 'wrk.method = "GET"\nwrk.path = "/index.html?q=hello"\n%s\n' "$common" >"$RUN/s.lua" ;;
     post) printf 'wrk.method = "POST"\nwrk.path = "/submit"\n%s\nwrk.headers["Content-Type"] = "application/x-www-form-urlencoded"\nlocal f = assert(io.open("%s", "rb"))\nwrk.body = f:read("*a")\nf:close()\n' "$common" "$RUN/body2k.txt" >"$RUN/s.lua" ;;

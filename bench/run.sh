@@ -27,6 +27,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
+# shellcheck source=bench/common.sh
+source "$ROOT/bench/common.sh"
 SHARED=${SHARED:-$ROOT/../shared}
 THREADS=${THREADS:-2}
 CONNS=${CONNS:-64}
@@ -64,34 +66,17 @@ pid $RUN/nginx-tls/nginx.pid;
 error_log $RUN/nginx-tls/logs/error.log warn;
 events { worker_connections 4096; }
 http {
-    access_log off;
-    client_body_temp_path $RUN/nginx-tls/tmp/body;
-    proxy_temp_path $RUN/nginx-tls/tmp/proxy;
-    fastcgi_temp_path $RUN/nginx-tls/tmp/fastcgi;
-    uwsgi_temp_path $RUN/nginx-tls/tmp/uwsgi;
-    scgi_temp_path $RUN/nginx-tls/tmp/scgi;
-    keepalive_requests 100000;
-    upstream origin { server 127.0.0.1:18080; keepalive 64; }
+$(nginx_http_prelude "$RUN/nginx-tls")
     server {
         listen 127.0.0.1:18097 backlog=4096;
-        location / {
-            proxy_pass http://origin;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-            proxy_set_header Host \$host;
-        }
+$(nginx_proxy_location)
     }
     server {
         listen 127.0.0.1:18096 ssl backlog=4096;
         ssl_certificate $RUN/localhost.crt;
         ssl_certificate_key $RUN/localhost.key;
         ssl_protocols TLSv1.2 TLSv1.3;
-        location / {
-            proxy_pass http://origin;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-            proxy_set_header Host \$host;
-        }
+$(nginx_proxy_location)
     }
 }
 NGINX
@@ -181,23 +166,14 @@ cpu_ticks() { # pids [field] -> user+system ticks (or field 14 = user, 15 = syst
 }
 rss_kib() { local t=0 p; for p in $1; do t=$((t + $(awk '/VmRSS/ {print $2}' "/proc/$p/status" 2>/dev/null || echo 0))); done; echo $t; }
 
-python3 - "$RUN/body2k.txt" <<'PY'
-import sys
-body = "&".join("field%02d=%s" % (i, "alpha+bravo+charlie+delta") for i in range(1, 200))
-body = body[:2040]
-body += "&pad=" + "x" * (2048 - len(body) - 5)
-assert len(body) == 2048
-open(sys.argv[1], "w").write(body)
-PY
+write_body2k "$RUN/body2k.txt"
 per_thread=$(( (MAX_REQ + THREADS - 1) / THREADS ))
 stop_lua="local n = 0
 function response(status, headers, body)
   n = n + 1
   if n >= $per_thread then wrk.thread:stop() end
 end"
-common='wrk.headers["Host"] = "localhost"
-wrk.headers["User-Agent"] = "Mozilla/5.0 (X11; Linux x86_64) bench"
-wrk.headers["Accept"] = "text/html,application/xhtml+xml,*/*;q=0.8"'
+common=$WRK_HEADERS
 printf 'wrk.method = "GET"\nwrk.path = "/index.html?q=hello"\n%s\n%s\n' "$common" "$stop_lua" >"$RUN/get.lua"
 printf 'wrk.method = "GET"\nwrk.path = "/index.html?q=hello"\n%s\nwrk.headers["Connection"] = "close"\n%s\n' "$common" "$stop_lua" >"$RUN/newconn.lua"
 printf 'wrk.method = "GET"\nwrk.path = "/index.html?q=1%%27%%20UNION%%20SELECT%%20password%%20FROM%%20users--"\n%s\n%s\n' "$common" "$stop_lua" >"$RUN/attack.lua"

@@ -1,0 +1,47 @@
+# Pieces the benchmark scripts share (sourced by bench/run.sh and bench/instructions.sh):
+# the nginx proxy configuration they measure Rampart against, the 2 KiB form body and
+# the request headers every wrk scenario sends.
+
+# nginx_http_prelude DIR: the start of an nginx `http` block as the peers' bare proxy has
+# it (no access log, temporary files under DIR/tmp, origin keep-alive pool of 64).
+nginx_http_prelude() {
+    cat <<NGINX
+    access_log off;
+    client_body_temp_path $1/tmp/body;
+    proxy_temp_path $1/tmp/proxy;
+    fastcgi_temp_path $1/tmp/fastcgi;
+    uwsgi_temp_path $1/tmp/uwsgi;
+    scgi_temp_path $1/tmp/scgi;
+    keepalive_requests 100000;
+    upstream origin { server 127.0.0.1:18080; keepalive 64; }
+NGINX
+}
+
+# nginx_proxy_location: forward everything to the origin over keep-alive HTTP/1.1.
+nginx_proxy_location() {
+    cat <<'NGINX'
+        location / {
+            proxy_pass http://origin;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header Host $host;
+        }
+NGINX
+}
+
+# write_body2k FILE: the 2 KiB urlencoded form of the `post` scenario.
+write_body2k() {
+    python3 - "$1" <<'PY'
+import sys
+body = "&".join("field%02d=%s" % (i, "alpha+bravo+charlie+delta") for i in range(1, 200))
+body = body[:2040]
+body += "&pad=" + "x" * (2048 - len(body) - 5)
+assert len(body) == 2048
+open(sys.argv[1], "w").write(body)
+PY
+}
+
+# The request headers of every scenario, as wrk Lua.
+WRK_HEADERS='wrk.headers["Host"] = "localhost"
+wrk.headers["User-Agent"] = "Mozilla/5.0 (X11; Linux x86_64) bench"
+wrk.headers["Accept"] = "text/html,application/xhtml+xml,*/*;q=0.8"'
