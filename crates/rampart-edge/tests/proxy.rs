@@ -559,6 +559,15 @@ async fn raw_origin(answer: &'static [u8]) -> std::net::SocketAddr {
     addr
 }
 
+/// What a client sending `request` gets through an edge whose origin answers `answer`
+/// (lower-cased).
+async fn through_raw_origin(tag: &str, answer: &'static [u8], request: &[u8]) -> String {
+    let o = raw_origin(answer).await;
+    let e = TestEdge::start(TempDir::new(tag), &basic_config(&[o], "", "")).await;
+    let resp = raw(e.addr("web"), request, Duration::from_secs(2)).await;
+    String::from_utf8_lossy(&resp).to_ascii_lowercase()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_origin_responses_never_reach_the_client_as_valid() {
     let cases: [(&'static [u8], u16); 4] = [
@@ -602,33 +611,24 @@ async fn malformed_origin_responses_never_reach_the_client_as_valid() {
         "the broken body is not terminated as if complete: {text}"
     );
     // response trailers from an HTTP/1.1 origin reach an HTTP/1.1 client
-    let o = raw_origin(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTrailer: x-sum\r\n\r\n5\r\nhello\r\n0\r\nx-sum: 42\r\n\r\n").await;
-    let e = TestEdge::start(TempDir::new("trailers"), &basic_config(&[o], "", "")).await;
-    let resp = raw(
-        e.addr("web"),
+    let text = through_raw_origin(
+        "trailers",
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTrailer: x-sum\r\n\r\n5\r\nhello\r\n0\r\nx-sum: 42\r\n\r\n",
         b"GET / HTTP/1.1\r\nHost: shop.test\r\nTE: trailers\r\nConnection: close\r\n\r\n",
-        Duration::from_secs(2),
     )
     .await;
-    let text = String::from_utf8_lossy(&resp).to_ascii_lowercase();
     assert!(
         text.contains("hello") && text.contains("x-sum: 42"),
         "{text}"
     );
     // Framing fields are the edge's: a 204's Content-Length is dropped (RFC 9110 §8.6),
     // the origin's Connection is consumed, its Date passed on (not a second one added).
-    let o = raw_origin(
+    let text = through_raw_origin(
+        "nocontent",
         b"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\nDate: Tue, 01 Dec 2026 00:00:00 GMT\r\nConnection: keep-alive\r\nX-Kept: 1\r\n\r\n",
-    )
-    .await;
-    let e = TestEdge::start(TempDir::new("nocontent"), &basic_config(&[o], "", "")).await;
-    let resp = raw(
-        e.addr("web"),
         b"GET / HTTP/1.1\r\nHost: shop.test\r\nConnection: close\r\n\r\n",
-        Duration::from_secs(2),
     )
     .await;
-    let text = String::from_utf8_lossy(&resp).to_ascii_lowercase();
     assert!(text.starts_with("http/1.1 204"), "{text}");
     assert!(text.contains("x-kept: 1"), "{text}");
     assert!(!text.contains("content-length"), "{text}");
