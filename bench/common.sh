@@ -45,3 +45,20 @@ PY
 WRK_HEADERS='wrk.headers["Host"] = "localhost"
 wrk.headers["User-Agent"] = "Mozilla/5.0 (X11; Linux x86_64) bench"
 wrk.headers["Accept"] = "text/html,application/xhtml+xml,*/*;q=0.8"'
+
+# scenario_lua NAME BODY_FILE: the wrk script of a scenario (get, newconn, attack, post).
+scenario_lua() {
+    case $1 in
+        get) printf 'wrk.method = "GET"\nwrk.path = "/index.html?q=hello"\n%s\n' "$WRK_HEADERS" ;;
+        newconn) printf 'wrk.method = "GET"\nwrk.path = "/index.html?q=hello"\n%s\nwrk.headers["Connection"] = "close"\n' "$WRK_HEADERS" ;;
+        attack) printf 'wrk.method = "GET"\nwrk.path = "/index.html?q=1%%27%%20UNION%%20SELECT%%20password%%20FROM%%20users--"\n%s\n' "$WRK_HEADERS" ;;
+        post) printf 'wrk.method = "POST"\nwrk.path = "/submit"\n%s\nwrk.headers["Content-Type"] = "application/x-www-form-urlencoded"\nlocal f = assert(io.open("%s", "rb"))\nwrk.body = f:read("*a")\nf:close()\n' "$WRK_HEADERS" "$2" ;;
+        *) echo "unknown scenario $1" >&2; return 1 ;;
+    esac
+}
+
+# The origin pool every Rampart benchmark configuration forwards to.
+RAMPART_ORIGIN_POOL='[[pool]]
+id = "origin"
+tenant = "bench"
+servers = ["127.0.0.1:18080"]'

@@ -62,10 +62,7 @@ id = "bench"
 [[listener]]
 name = "plain"
 bind = "127.0.0.1:18190"
-[[pool]]
-id = "origin"
-tenant = "bench"
-servers = ["127.0.0.1:18080"]
+$RAMPART_ORIGIN_POOL
 [[site]]
 id = "bench"
 tenant = "bench"
@@ -75,10 +72,8 @@ route = [{ path = "/", pool = "origin" }]
 TOML
 
 write_body2k "$RUN/body2k.txt"
-common=$WRK_HEADERS
 case $SCENARIO in
-    get) printf 'wrk.method = "GET"\nwrk.path = "/index.html?q=hello"\n%s\n' "$common" >"$RUN/s.lua" ;;
-    post) printf 'wrk.method = "POST"\nwrk.path = "/submit"\n%s\nwrk.headers["Content-Type"] = "application/x-www-form-urlencoded"\nlocal f = assert(io.open("%s", "rb"))\nwrk.body = f:read("*a")\nf:close()\n' "$common" "$RUN/body2k.txt" >"$RUN/s.lua" ;;
+    get | post) scenario_lua "$SCENARIO" "$RUN/body2k.txt" >"$RUN/s.lua" ;;
     *) echo "unknown SCENARIO $SCENARIO" >&2; exit 1 ;;
 esac
 

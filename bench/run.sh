@@ -106,10 +106,7 @@ name = "localhost"
 cert = "$RUN/localhost.crt"
 key = "$RUN/localhost.key"
 default = true
-[[pool]]
-id = "origin"
-tenant = "bench"
-servers = ["127.0.0.1:18080"]
+$RAMPART_ORIGIN_POOL
 [[site]]
 id = "bench"
 tenant = "bench"
@@ -173,20 +170,9 @@ function response(status, headers, body)
   n = n + 1
   if n >= $per_thread then wrk.thread:stop() end
 end"
-common=$WRK_HEADERS
-printf 'wrk.method = "GET"\nwrk.path = "/index.html?q=hello"\n%s\n%s\n' "$common" "$stop_lua" >"$RUN/get.lua"
-printf 'wrk.method = "GET"\nwrk.path = "/index.html?q=hello"\n%s\nwrk.headers["Connection"] = "close"\n%s\n' "$common" "$stop_lua" >"$RUN/newconn.lua"
-printf 'wrk.method = "GET"\nwrk.path = "/index.html?q=1%%27%%20UNION%%20SELECT%%20password%%20FROM%%20users--"\n%s\n%s\n' "$common" "$stop_lua" >"$RUN/attack.lua"
-cat >"$RUN/post.lua" <<LUA
-wrk.method = "POST"
-wrk.path = "/submit"
-$common
-wrk.headers["Content-Type"] = "application/x-www-form-urlencoded"
-local f = assert(io.open("$RUN/body2k.txt", "rb"))
-wrk.body = f:read("*a")
-f:close()
-$stop_lua
-LUA
+for s in get newconn attack post; do
+    { scenario_lua "$s" "$RUN/body2k.txt"; printf '%s\n' "$stop_lua"; } >"$RUN/$s.lua"
+done
 
 run_wrk() { # scenario target seconds out
     local path=/index.html

@@ -18,11 +18,12 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
-use crate::deadline::LazyTimer;
 use bytes::{Buf, BytesMut};
 use http::StatusCode;
 use rampart_core::h1::{Guard, Phase, Rejection, Step};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+use crate::deadline::LazyTimer;
 
 /// State shared between a connection's [`GuardedIo`] and the requests served on it.
 #[derive(Debug, Default)]
@@ -178,11 +179,6 @@ impl<T> GuardedIo<T> {
         };
         self.clock.arm(after);
     }
-
-    /// Whether the running timer expired.
-    fn poll_expired(&mut self, cx: &mut Context<'_>) -> bool {
-        self.clock.poll_expired(cx)
-    }
 }
 
 impl<T: AsyncRead + AsyncWrite + Unpin> AsyncRead for GuardedIo<T> {
@@ -251,7 +247,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AsyncRead for GuardedIo<T> {
                         this.timer = want;
                         this.arm(want);
                     }
-                    if want != Timer::Off && this.poll_expired(cx) {
+                    if want != Timer::Off && this.clock.poll_expired(cx) {
                         match want {
                             Timer::Idle => {
                                 // idle keep-alive connection: close without a response

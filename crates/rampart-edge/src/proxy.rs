@@ -133,7 +133,7 @@ impl Done {
         if let Some(m) = self.site.and_then(|s| g.site_metrics.get(s)) {
             m.record(self.status, elapsed);
         }
-        let Some(l) = self.log else { return };
+        let Some(l) = &self.log else { return };
         let cfg = &g.config;
         let site = self.site.and_then(|s| cfg.sites.get(s));
         let tenant = site.and_then(|s| cfg.tenants.get(s.tenant)).map(|t| &*t.id);
@@ -151,7 +151,7 @@ impl Done {
             site: site.map(|s| &*s.id),
             route: route.map(|r| r.prefix.as_str()),
             listener: &l.conn.listener,
-            request_id: self.request_id.to_str().unwrap_or("-"),
+            request_id: self.rid(),
             method: Some(l.method.as_str()),
             version: Some(version_str(l.version)),
             domain: (!l.host.is_empty()).then_some(l.host.as_str()),
@@ -299,7 +299,6 @@ pub async fn serve(
         l.client_ip = view.client_ip;
         l.host.clone_from(&view.host);
     }
-
     if let Flow::Respond(reply) = flow {
         return edge_reply(&g, done, accept.as_ref(), reply);
     }
