@@ -62,3 +62,11 @@ RAMPART_ORIGIN_POOL='[[pool]]
 id = "origin"
 tenant = "bench"
 servers = ["127.0.0.1:18080"]'
+
+# sched_group PID: the CPU-scheduling group a process runs in (its autogroup, which is its
+# session when the kernel's autogroup scheduling is on; else its session id).
+sched_group() {
+    local g
+    g=$(cut -d' ' -f1 "/proc/$1/autogroup" 2>/dev/null) && [[ -n $g ]] && { echo "${g#/}"; return; }
+    echo "sid-$(ps -o sid= -p "$1" | xargs)"
+}

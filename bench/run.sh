@@ -124,8 +124,15 @@ rules = "$SHARED/crs"
 paranoia_level = 1
 mode = "enforce"
 TOML
-"$BIN" check -c "$RUN/rampart.toml"
-RAMPART_LOG=warn "$BIN" serve -c "$RUN/rampart.toml" 2>"$RUN/rampart.err" &
+RAMPART_CONF="$RUN/rampart.toml"
+"$BIN" check -c "$RAMPART_CONF"
+# Every proxy runs in a session of its own, as a service does: nginx puts itself in one
+# when it daemonizes (setsid), and with the kernel's autogroup scheduling (on in Debian's
+# kernels) a session is a CPU-scheduling group. Left in this script's session, Rampart
+# would share one group with wrk and compete with its own load generator for that group's
+# share, while the origin ran in a group of its own: that asymmetry alone gave Rampart
+# 50-70 ms stalls and a 2x p99 in earlier runs (BENCHMARKS.md, "The tail").
+setsid env RAMPART_LOG=warn "$BIN" serve -c "$RAMPART_CONF" 2>"$RUN/rampart.err" &
 RAMPART_PID=$!
 
 cleanup() {
@@ -134,6 +141,9 @@ cleanup() {
     bash "$SHARED/peers/modsec-nginx.sh" stop || true
 }
 trap cleanup EXIT
+sleep 0.2
+[[ $(readlink "/proc/$RAMPART_PID/exe" 2>/dev/null) == "$(readlink -f "$BIN")" ]] \
+    || { echo "rampart did not start as pid $RAMPART_PID (see $RUN/rampart.err)" >&2; exit 1; }
 
 for port in 18090 18091 18093 18096 18097 18080 18081; do
     for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.1; done
@@ -184,6 +194,7 @@ run_wrk() { # scenario target seconds out
     echo "threads=$THREADS conns=$CONNS duration=${DURATION}s rounds=$ROUNDS max_req=$MAX_REQ profile=$PROFILE"
     echo "nginx=$(nginx -v 2>&1 | sed 's/.*\///') wrk=$(dpkg-query -W -f='${Version}' wrk 2>/dev/null) rampart=$(git -C "$ROOT" rev-parse --short HEAD)"
     echo "loadavg_before=$(cut -d' ' -f1-3 /proc/loadavg)"
+    echo "sched_groups: wrk=$(sched_group $$) rampart=$(sched_group "$RAMPART_PID") nginx=$(sched_group "$(cat "$RUN/nginx-tls/nginx.pid")") origin=$(sched_group "$(cat "${PEER_DIR:-/tmp/peer-modsec}/nginx.pid")")"
 } | tee "$RUN/meta.txt"
 
 echo "warm-up"

@@ -25,15 +25,26 @@ pub struct LazyTimer {
 impl LazyTimer {
     /// A timer armed to expire `after` from now.
     pub fn new(after: Duration) -> Self {
+        Self::new_at(Instant::now(), after)
+    }
+
+    /// A timer armed to expire `after` from `now` (a clock reading the caller just took).
+    pub fn new_at(now: Instant, after: Duration) -> Self {
         LazyTimer {
-            deadline: Instant::now() + after,
-            sleep: Box::pin(tokio::time::sleep(after)),
+            deadline: now + after,
+            sleep: Box::pin(tokio::time::sleep_until(now + after)),
         }
     }
 
     /// Re-arms the timer to expire `after` from now.
     pub fn arm(&mut self, after: Duration) {
-        self.deadline = Instant::now() + after;
+        self.arm_at(Instant::now(), after);
+    }
+
+    /// Re-arms the timer to expire `after` from `now` (a clock reading the caller just
+    /// took: passing one saves reading the clock again).
+    pub fn arm_at(&mut self, now: Instant, after: Duration) {
+        self.deadline = now + after;
         if self.deadline < self.sleep.deadline() {
             self.sleep.as_mut().reset(self.deadline);
         }

@@ -12,7 +12,9 @@ use std::convert::Infallible;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::{Instant, SystemTime};
+use std::time::SystemTime;
+
+use tokio::time::Instant;
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Request, Response, StatusCode, Version};
@@ -44,20 +46,48 @@ pub struct ConnCtx {
 }
 
 /// Records each stage's duration in its histogram.
-struct StageTimer<'a>(&'a [Arc<Histogram>]);
+///
+/// The clock readings it takes double as the request's notion of "now": a chain that
+/// starts at a reading the caller already has (`starting_at`) and whose last mark is
+/// reused afterwards (`last`) costs no clock reads beyond one per stage.
+struct StageTimer<'a> {
+    hist: &'a [Arc<Histogram>],
+    first: Option<Instant>,
+    last: Option<Instant>,
+}
+
+impl<'a> StageTimer<'a> {
+    fn new(hist: &'a [Arc<Histogram>]) -> Self {
+        StageTimer {
+            hist,
+            first: None,
+            last: None,
+        }
+    }
+
+    /// A timer whose first stage starts at `at` (a reading just taken).
+    fn starting_at(hist: &'a [Arc<Histogram>], at: Instant) -> Self {
+        StageTimer {
+            hist,
+            first: Some(at),
+            last: None,
+        }
+    }
+}
 
 impl Probe for StageTimer<'_> {
     type Mark = Instant;
     #[inline]
     fn start(&mut self) -> Instant {
-        Instant::now()
+        self.first.take().unwrap_or_else(Instant::now)
     }
     #[inline]
     fn end(&mut self, index: usize, mark: Instant) -> Instant {
         let now = Instant::now();
-        if let Some(h) = self.0.get(index) {
+        if let Some(h) = self.hist.get(index) {
             h.observe(now.saturating_duration_since(mark));
         }
+        self.last = Some(now);
         now
     }
 }
@@ -246,7 +276,6 @@ pub async fn serve(
     mut req: Request<ClientBody>,
     mut origin_timer: Option<&mut Option<LazyTimer>>,
 ) -> Response<RespBody> {
-    let start = Instant::now();
     let in_flight = InFlight::new(&ctx.shared);
     let g = ctx.edge.current();
     let listener = g.listener_index.get(&ctx.conn.listener).copied();
@@ -278,6 +307,8 @@ pub async fn serve(
             error: None,
         })
     });
+    // The request's clock starts with its first stage (one reading for both).
+    let start = Instant::now();
     let mut done = Done {
         g: g.clone(),
         site: None,
@@ -289,9 +320,10 @@ pub async fn serve(
         _in_flight: in_flight,
     };
 
-    let flow = g
-        .pipeline
-        .on_request(&g.config, &mut view, &mut StageTimer(&g.stage_hist));
+    let mut timer = StageTimer::starting_at(&g.stage_hist, start);
+    let flow = g.pipeline.on_request(&g.config, &mut view, &mut timer);
+    // "Now" for what follows until the next wait: the last stage's end (microseconds old).
+    let mut now = timer.last.unwrap_or(start);
     done.site = view.site;
     done.route = view.route;
     done.request_id = request_id_value(&view.request_id);
@@ -355,15 +387,14 @@ pub async fn serve(
                 // Frames may carry more than asked for: stages see exactly the bound.
                 let seen = &prefix[..prefix.len().min(want)];
                 let complete = complete && seen.len() == prefix.len();
-                if let Flow::Respond(reply) = g.pipeline.on_request_body(
-                    &g.config,
-                    &mut view,
-                    seen,
-                    complete,
-                    &mut StageTimer(&g.stage_hist),
-                ) {
+                if let Flow::Respond(reply) = g
+                    .pipeline
+                    .on_request_body(&g.config, &mut view, seen, complete, &mut timer)
+                {
                     return edge_reply(&g, done, accept.as_ref(), reply);
                 }
+                // Reading the prefix waited for the client.
+                now = timer.last.unwrap_or_else(Instant::now);
             }
             Err(e) => {
                 let reply = client_body_reply(ctx, &*e);
@@ -405,6 +436,10 @@ pub async fn serve(
     let mut body = Some(body);
     let (resp, lease) = loop {
         attempt += 1;
+        if attempt > 1 {
+            // The first attempt waited for a connection.
+            now = Instant::now();
+        }
         let Some(lease) = pool.pick(exclude) else {
             return edge_reply(
                 &g,
@@ -424,7 +459,7 @@ pub async fn serve(
             let send = std::pin::pin!(async {
                 match pool.spec.protocol {
                     UpstreamProtocol::Http1 => {
-                        crate::upstream::h1::send(&pool, server, &forward, this_body)
+                        crate::upstream::h1::send(&pool, server, &forward, this_body, now)
                             .await
                             .map(Answer::H1)
                             .map_err(|e| classify_h1(&e))
@@ -452,11 +487,11 @@ pub async fn serve(
             let wait = pool.spec.read_timeout;
             match origin_timer.as_deref_mut() {
                 Some(Some(t)) => {
-                    t.arm(wait);
+                    t.arm_at(now, wait);
                     t.run(send).await.map_err(|_| ())
                 }
                 Some(slot) => slot
-                    .insert(LazyTimer::new(wait))
+                    .insert(LazyTimer::new_at(now, wait))
                     .run(send)
                     .await
                     .map_err(|_| ()),
@@ -572,7 +607,7 @@ pub async fn serve(
         &g.config,
         &mut view,
         &mut rparts,
-        &mut StageTimer(&g.stage_hist),
+        &mut StageTimer::new(&g.stage_hist),
     ) {
         return edge_reply(&g, done, accept.as_ref(), reply);
     }
@@ -625,7 +660,7 @@ pub async fn serve(
                     &mut view,
                     seen,
                     complete,
-                    &mut StageTimer(&g.stage_hist),
+                    &mut StageTimer::new(&g.stage_hist),
                 ) {
                     drop(body);
                     return edge_reply(&g, done, accept.as_ref(), reply);

@@ -254,7 +254,7 @@ impl std::fmt::Debug for ServerRuntime {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ServerRuntime")
             .field("authority", &self.authority)
-            .field("available", &self.available(now_ms()))
+            .field("available", &self.available())
             .finish()
     }
 }
@@ -265,8 +265,25 @@ impl ServerRuntime {
         &self.clients[thread_slot(self.clients.len())]
     }
 
-    fn available(&self, now: u64) -> bool {
-        self.healthy.load(Ordering::Relaxed) && now >= self.ejected_until_ms.load(Ordering::Relaxed)
+    /// Whether the server takes requests: healthy and not ejected. The clock is read only
+    /// while an ejection is recorded; one found over is cleared, so a server that is not
+    /// ejected costs no clock read per request.
+    fn available(&self) -> bool {
+        if !self.healthy.load(Ordering::Relaxed) {
+            return false;
+        }
+        let until = self.ejected_until_ms.load(Ordering::Relaxed);
+        if until == 0 {
+            return true;
+        }
+        if now_ms() < until {
+            return false;
+        }
+        // (A concurrent new ejection wins: only this exact value is cleared.)
+        let _ =
+            self.ejected_until_ms
+                .compare_exchange(until, 0, Ordering::Relaxed, Ordering::Relaxed);
+        true
     }
 
     /// Requests in flight to this server.
@@ -275,7 +292,7 @@ impl ServerRuntime {
     }
 
     fn refresh_gauge(&self) {
-        self.up.set(i64::from(self.available(now_ms())));
+        self.up.set(i64::from(self.available()));
     }
 }
 
@@ -482,7 +499,6 @@ impl PoolRuntime {
 
     /// Chooses a server for a request, skipping unavailable ones and `exclude`.
     pub fn pick(self: &Arc<Self>, exclude: Option<usize>) -> Option<Lease> {
-        let now = now_ms();
         let n = self.servers.len();
         let index = match self.spec.balance {
             Balance::RoundRobin => {
@@ -491,13 +507,13 @@ impl PoolRuntime {
                 let len = self.schedule.len();
                 (0..len)
                     .map(|_| self.schedule[self.next.fetch_add(1, Ordering::Relaxed) % len])
-                    .find(|&i| Some(i) != exclude && self.servers[i].available(now))?
+                    .find(|&i| Some(i) != exclude && self.servers[i].available())?
             }
             Balance::LeastConn => {
                 let start = self.next.fetch_add(1, Ordering::Relaxed);
                 (0..n)
                     .map(|k| (start + k) % n)
-                    .filter(|&i| Some(i) != exclude && self.servers[i].available(now))
+                    .filter(|&i| Some(i) != exclude && self.servers[i].available())
                     // compare in_flight/weight without division: a/wa < b/wb ⇔ a·wb < b·wa
                     .min_by(|&a, &b| {
                         let (sa, sb) = (&self.servers[a], &self.servers[b]);
@@ -637,7 +653,7 @@ impl PoolRuntime {
 
     /// Whether server `i` is taking traffic now.
     pub fn is_available(&self, i: usize) -> bool {
-        self.servers[i].available(now_ms())
+        self.servers[i].available()
     }
 }
 

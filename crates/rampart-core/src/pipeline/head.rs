@@ -77,6 +77,7 @@ pub(crate) fn check(
     let mut cl_count = 0;
     let mut te_count = 0;
     let mut host_count = 0;
+    let mut host_value = None;
     for (name, value) in &head.headers {
         // name + ": " + value + CRLF, as on the HTTP/1.1 wire
         header_bytes += name.as_str().len() + value.len() + 4;
@@ -96,6 +97,7 @@ pub(crate) fn check(
             }
         } else if name == header::HOST {
             host_count += 1;
+            host_value.get_or_insert(value);
         }
     }
     if header_bytes > limits.max_header_bytes {
@@ -130,7 +132,7 @@ pub(crate) fn check(
         return Err(bad("asterisk-form target on a method other than OPTIONS"));
     }
 
-    let host_header = head.headers.get(header::HOST).map(|v| v.to_str());
+    let host_header = host_value.map(|v| v.to_str());
     if host_count > 1 {
         return Err(bad("repeated Host"));
     }

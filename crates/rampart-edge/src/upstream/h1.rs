@@ -20,7 +20,9 @@
 use std::pin::Pin;
 use std::sync::Mutex;
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use bytes::{Buf, Bytes, BytesMut};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
@@ -102,10 +104,10 @@ pub struct Conn {
 }
 
 impl Conn {
-    /// Whether an idle connection is still usable: not expired, and the origin has
-    /// neither closed it nor sent anything unasked.
-    fn still_good(&mut self, idle_timeout: Duration) -> bool {
-        if self.idle_since.elapsed() >= idle_timeout {
+    /// Whether an idle connection is still usable at `now`: not expired, and the origin
+    /// has neither closed it nor sent anything unasked.
+    fn still_good(&mut self, idle_timeout: Duration, now: Instant) -> bool {
+        if now.saturating_duration_since(self.idle_since) >= idle_timeout {
             return false;
         }
         let mut probe = [0u8; 1];
@@ -124,10 +126,10 @@ pub struct Idle(Mutex<std::collections::VecDeque<Conn>>);
 
 impl Idle {
     /// The most recently used good connection (LIFO keeps few connections warm).
-    fn take(&self, idle_timeout: Duration) -> Option<Conn> {
+    fn take(&self, idle_timeout: Duration, now: Instant) -> Option<Conn> {
         let mut list = self.0.lock().unwrap_or_else(|p| p.into_inner());
         while let Some(mut c) = list.pop_back() {
-            if c.still_good(idle_timeout) {
+            if c.still_good(idle_timeout, now) {
                 c.reused = true;
                 return Some(c);
             }
@@ -138,11 +140,12 @@ impl Idle {
     /// Keeps a connection for reuse, closing those idle past `idle_timeout` (the oldest
     /// are at the front), so unused connections do not linger.
     pub fn put(&self, mut conn: Conn, idle_timeout: Duration) {
-        conn.idle_since = Instant::now();
+        let now = Instant::now();
+        conn.idle_since = now;
         let mut list = self.0.lock().unwrap_or_else(|p| p.into_inner());
         while list
             .front()
-            .is_some_and(|c| c.idle_since.elapsed() >= idle_timeout)
+            .is_some_and(|c| now.saturating_duration_since(c.idle_since) >= idle_timeout)
         {
             list.pop_front();
         }
@@ -198,12 +201,14 @@ pub struct Exchange {
 }
 
 /// Sends `req` to the server `connector` dials, reusing a connection from `idle` if one is
-/// good. Returns when the response head has arrived.
+/// good at `now` (a clock reading the caller just took). Returns when the response head
+/// has arrived.
 pub async fn send(
     pool: &Arc<PoolRuntime>,
     server: usize,
     out: &Outgoing,
     mut body: ReqBody,
+    now: Instant,
 ) -> Result<Exchange, SendError> {
     let slot = super::thread_slot(pool.servers[server].h1_idle.len());
     let idle = &pool.servers[server].h1_idle[slot];
@@ -212,7 +217,7 @@ pub async fn send(
     let head_bytes = encode_head(out, &body);
     let empty_body = body.is_end_stream();
     let head_only = out.method == Method::HEAD;
-    let mut conn = match idle.take(idle_timeout) {
+    let mut conn = match idle.take(idle_timeout, now) {
         Some(c) => c,
         None => new_conn(connector).await?,
     };
@@ -827,13 +832,19 @@ mod tests {
             1,
             "the expired connection was closed on put"
         );
-        let got = idle.take(t).expect("the fresh connection is reused");
+        // taken at a moment past its idle timeout, the connection is not handed out
+        assert!(idle.take(t, Instant::now() + t).is_none());
+        let (b, _b_peer) = conn().await;
+        idle.put(b, t);
+        let got = idle
+            .take(t, Instant::now())
+            .expect("the fresh connection is reused");
         assert!(got.reused);
         // a connection the origin closed while idle is dropped, not handed out
         let (c, c_peer) = conn().await;
         idle.put(c, Duration::from_secs(60));
         drop(c_peer);
         tokio::time::sleep(Duration::from_millis(50)).await;
-        assert!(idle.take(Duration::from_secs(60)).is_none());
+        assert!(idle.take(Duration::from_secs(60), Instant::now()).is_none());
     }
 }
