@@ -362,6 +362,11 @@ impl Pipeline {
         self.stages
     }
 
+    /// Whether any stage reads responses (has a response hook).
+    pub fn inspects_responses(&self) -> bool {
+        !self.response_stages.is_empty()
+    }
+
     /// The stages, in order.
     pub fn stages(&self) -> &[Box<dyn Stage>] {
         &self.stages

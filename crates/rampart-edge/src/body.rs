@@ -323,6 +323,8 @@ pub struct RespBody {
     pending: std::collections::VecDeque<Frame<Bytes>>,
     /// The source ended while reading ahead.
     ended: bool,
+    /// The origin's fields, when they were kept raw for an HTTP/1.1 client.
+    raw: Option<Box<crate::upstream::h1::RawFields>>,
 }
 
 impl std::fmt::Debug for RespBody {
@@ -346,12 +348,20 @@ impl RespBody {
             on_done: None,
             pending: std::collections::VecDeque::new(),
             ended: false,
+            raw: None,
         }
     }
 
     /// A body read by the inline HTTP/1.1 client; fails if the origin pauses longer than
     /// `read_timeout`.
-    pub fn origin_h1(body: crate::upstream::h1::H1Body, read_timeout: Duration) -> Self {
+    /// `raw`: the response's fields as the origin sent them, when they travel so (see
+    /// [`crate::upstream::h1::RawFields`]); [`RespBody::take_raw_fields`] hands them to
+    /// the HTTP/1.1 writer.
+    pub fn origin_h1(
+        body: crate::upstream::h1::H1Body,
+        read_timeout: Duration,
+        raw: Option<Box<crate::upstream::h1::RawFields>>,
+    ) -> Self {
         RespBody {
             source: Source::OriginH1 {
                 body,
@@ -362,7 +372,13 @@ impl RespBody {
             on_done: None,
             pending: std::collections::VecDeque::new(),
             ended: false,
+            raw,
         }
+    }
+
+    /// The origin's response fields kept raw, if they were (taken once).
+    pub fn take_raw_fields(&mut self) -> Option<Box<crate::upstream::h1::RawFields>> {
+        self.raw.take()
     }
 
     /// A body the edge generated.
@@ -375,6 +391,7 @@ impl RespBody {
             on_done: None,
             pending: std::collections::VecDeque::new(),
             ended: false,
+            raw: None,
         }
     }
 

@@ -404,6 +404,13 @@ pub async fn serve(
     }
 
     let upgrading = client_upgrade.is_some();
+    // The origin's response fields may travel as it sent them (no field map) when the
+    // client is on HTTP/1 (`origin_timer` is that connection's), nothing reads response
+    // fields, and no protocol switch is in play.
+    let raw_ok = origin_timer.is_some()
+        && !g.pipeline.inspects_responses()
+        && !upgrading
+        && extended_connect.is_none();
     let mut forward = match build_upstream_head(
         &mut view,
         &pool,
@@ -459,7 +466,7 @@ pub async fn serve(
             let send = std::pin::pin!(async {
                 match pool.spec.protocol {
                     UpstreamProtocol::Http1 => {
-                        crate::upstream::h1::send(&pool, server, &forward, this_body, now)
+                        crate::upstream::h1::send(&pool, server, &forward, this_body, now, raw_ok)
                             .await
                             .map(Answer::H1)
                             .map_err(|e| classify_h1(&e))
@@ -588,7 +595,7 @@ pub async fn serve(
             let (p, b) = r.into_parts();
             (p, OriginBody::Hyper(b))
         }
-        Answer::H1(x) => (x.head, OriginBody::H1(x.body, x.upgraded)),
+        Answer::H1(x) => (x.head, OriginBody::H1(x.body, x.upgraded, x.raw)),
     };
     lease.record(if rparts.status.is_server_error() {
         Outcome::ServerError
@@ -596,13 +603,19 @@ pub async fn serve(
         Outcome::Ok
     });
     let switching = rparts.status == StatusCode::SWITCHING_PROTOCOLS;
-    strip_hop_by_hop(
-        &mut rparts.headers,
-        switching && upgrading && extended_connect.is_none(),
-    );
-    rparts
-        .headers
-        .insert(X_REQUEST_ID.clone(), done.request_id.clone());
+    let mut rbody = rbody;
+    if let OriginBody::H1(_, _, Some(raw)) = &mut rbody {
+        // Hop-by-hop fields were dropped (or the head was not kept raw) when it was read.
+        raw.request_id = Some(done.request_id.clone());
+    } else {
+        strip_hop_by_hop(
+            &mut rparts.headers,
+            switching && upgrading && extended_connect.is_none(),
+        );
+        rparts
+            .headers
+            .insert(X_REQUEST_ID.clone(), done.request_id.clone());
+    }
     if let Flow::Respond(reply) = g.pipeline.on_response(
         &g.config,
         &mut view,
@@ -615,14 +628,16 @@ pub async fn serve(
     if let Some(client_upgrade) = client_upgrade {
         if switching {
             match rbody {
-                OriginBody::H1(_, Some(conn)) => spawn_tunnel_h1(ctx, client_upgrade, conn, lease),
+                OriginBody::H1(_, Some(conn), _) => {
+                    spawn_tunnel_h1(ctx, client_upgrade, conn, lease)
+                }
                 OriginBody::Hyper(b) => spawn_tunnel(
                     ctx,
                     client_upgrade,
                     Response::from_parts(rparts.clone(), b),
                     lease,
                 ),
-                OriginBody::H1(_, None) => {}
+                OriginBody::H1(_, None, _) => {}
             }
             if extended_connect.is_some() {
                 // RFC 8441: the HTTP/2 answer to an accepted extended CONNECT is 200.
@@ -643,7 +658,7 @@ pub async fn serve(
     done.status = rparts.status.as_u16();
     let mut body = match rbody {
         OriginBody::Hyper(b) => RespBody::origin(b, pool.spec.read_timeout),
-        OriginBody::H1(b, _) => RespBody::origin_h1(b, pool.spec.read_timeout),
+        OriginBody::H1(b, _, raw) => RespBody::origin_h1(b, pool.spec.read_timeout, raw),
     };
     // Response-body prefix for stages that inspect it (the WAF's phase 4): read before
     // the head goes out, then sent first.
@@ -687,16 +702,21 @@ pub async fn serve(
 }
 
 /// The origin's answer, from either client.
+// One of each per request, on the request's future: boxing the larger variant would
+// cost an allocation per request to save bytes nobody copies.
+#[allow(clippy::large_enum_variant)]
 enum Answer {
     Hyper(Response<Incoming>),
     H1(crate::upstream::h1::Exchange),
 }
 
+#[allow(clippy::large_enum_variant)] // as `Answer`
 enum OriginBody {
     Hyper(Incoming),
     H1(
         crate::upstream::h1::H1Body,
         Option<crate::upstream::h1::Conn>,
+        Option<Box<crate::upstream::h1::RawFields>>,
     ),
 }
 

@@ -941,11 +941,13 @@ async fn write_response(
     let (parts, mut body) = resp.into_parts();
     let status = parts.status;
     let switching = status == StatusCode::SWITCHING_PROTOCOLS;
+    // The origin's fields as it sent them (then the map is empty), if they were kept so.
+    let raw = body.take_raw_fields();
     // One pass over the fields for what framing needs (names compare as enum tags),
     // instead of a hash lookup per question; the first field of a name counts.
     let mut connection = None;
     let mut length = None;
-    let mut has_date = false;
+    let mut has_date = raw.as_ref().is_some_and(|r| r.has_date);
     for (name, value) in &parts.headers {
         if name == header::CONNECTION {
             connection.get_or_insert(value);
@@ -962,9 +964,12 @@ async fn write_response(
         || status.is_informational()
         || status == StatusCode::NO_CONTENT
         || status == StatusCode::NOT_MODIFIED;
-    let declared = length
-        .and_then(|v| std::str::from_utf8(v.as_bytes()).ok())
-        .and_then(|s| s.parse::<u64>().ok());
+    let declared = match &raw {
+        Some(r) => r.content_length,
+        None => length
+            .and_then(|v| std::str::from_utf8(v.as_bytes()).ok())
+            .and_then(|s| s.parse::<u64>().ok()),
+    };
     // Content-Length fields of the map that do not go out (dropped, or replaced by ours).
     let mut skip_length = false;
     let mut own_length = None;
@@ -1027,6 +1032,18 @@ async fn write_response(
         wbuf.extend_from_slice(b": ");
         wbuf.extend_from_slice(value.as_bytes());
         wbuf.extend_from_slice(b"\r\n");
+    }
+    if let Some(r) = &raw {
+        // (Kept raw only when no Content-Length of the origin's has to be dropped: 1xx
+        // and 204 responses always go through the map.)
+        for run in r.runs() {
+            wbuf.extend_from_slice(run);
+        }
+        if let Some(id) = &r.request_id {
+            wbuf.extend_from_slice(b"x-request-id: ");
+            wbuf.extend_from_slice(id.as_bytes());
+            wbuf.extend_from_slice(b"\r\n");
+        }
     }
     wbuf.extend_from_slice(b"\r\n");
     if switching {

@@ -725,3 +725,116 @@ async fn http1_server_semantics_continue_http10_and_response_framing() {
     assert!(!text.contains("transfer-encoding"), "{text}");
     assert!(text.ends_with("\r\n\r\nuntil-the-end"), "{text}");
 }
+
+/// The head (up to the blank line) and body of what a client sending a plain GET gets
+/// through an edge whose origin answers `answer`, as bytes on the wire (not lower-cased).
+async fn head_through_raw_origin(tag: &str, answer: &'static [u8]) -> (String, String) {
+    let o = raw_origin(answer).await;
+    let e = TestEdge::start(TempDir::new(tag), &basic_config(&[o], "", "")).await;
+    let resp = raw(
+        e.addr("web"),
+        b"GET / HTTP/1.1\r\nHost: shop.test\r\nConnection: close\r\n\r\n",
+        Duration::from_secs(2),
+    )
+    .await;
+    let text = String::from_utf8_lossy(&resp).into_owned();
+    let (head, body) = text
+        .split_once("\r\n\r\n")
+        .unwrap_or_else(|| panic!("no complete head: {text:?}"));
+    (format!("{head}\r\n"), body.to_owned())
+}
+
+fn count_fields(head: &str, name: &str) -> usize {
+    head.lines()
+        .filter(|l| {
+            l.split_once(':')
+                .is_some_and(|(n, _)| n.eq_ignore_ascii_case(name))
+        })
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn origin_fields_reach_http1_clients_as_sent_less_the_hop_by_hop_ones() {
+    // Forwarded byte for byte (name case, spacing), framing fields consumed, Date and
+    // Content-Length the origin's, one X-Request-Id (the edge's).
+    let (head, body) = head_through_raw_origin(
+        "as-sent",
+        b"HTTP/1.1 200 OK\r\nServer: Origin-Test\r\nX-Custom:  spaced value\r\nDate: Tue, 01 Dec 2026 00:00:00 GMT\r\nConnection: keep-alive\r\nKeep-Alive: timeout=5\r\nContent-Length: 2\r\nX-Last: z\r\n\r\nok",
+    )
+    .await;
+    assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
+    for line in [
+        "Server: Origin-Test\r\n",
+        "X-Custom:  spaced value\r\n",
+        "Date: Tue, 01 Dec 2026 00:00:00 GMT\r\n",
+        "Content-Length: 2\r\n",
+        "X-Last: z\r\n",
+    ] {
+        assert!(head.contains(line), "{line:?} missing: {head}");
+    }
+    assert_eq!(count_fields(&head, "date"), 1, "{head}");
+    assert_eq!(count_fields(&head, "content-length"), 1, "{head}");
+    assert_eq!(count_fields(&head, "keep-alive"), 0, "{head}");
+    assert_eq!(count_fields(&head, "x-request-id"), 1, "{head}");
+    // the client asked to close: the edge says so, not the origin's keep-alive
+    assert!(head.contains("connection: close\r\n"), "{head}");
+    assert_eq!(count_fields(&head, "connection"), 1, "{head}");
+    assert_eq!(body, "ok");
+
+    // A chunked origin response: the edge frames it (one Transfer-Encoding, its own),
+    // fields before and after the origin's Transfer-Encoding both arrive.
+    let (head, body) = head_through_raw_origin(
+        "rechunked",
+        b"HTTP/1.1 200 OK\r\nServer: a\r\nTransfer-Encoding: chunked\r\nX-After: b\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+    )
+    .await;
+    assert!(
+        head.contains("Server: a\r\n") && head.contains("X-After: b\r\n"),
+        "{head}"
+    );
+    assert_eq!(count_fields(&head, "transfer-encoding"), 1, "{head}");
+    assert!(body.contains("hello"), "{body}");
+
+    // The origin's own X-Request-Id is replaced by the edge's.
+    let (head, _) = head_through_raw_origin(
+        "origin-id",
+        b"HTTP/1.1 200 OK\r\nX-Request-Id: origin-id\r\nContent-Length: 0\r\n\r\n",
+    )
+    .await;
+    assert_eq!(count_fields(&head, "x-request-id"), 1, "{head}");
+    assert!(!head.contains("origin-id"), "{head}");
+
+    // Fields a Connection header names are hop-by-hop: removed; others stay.
+    let (head, _) = head_through_raw_origin(
+        "named-hop",
+        b"HTTP/1.1 200 OK\r\nConnection: keep-alive, X-Hop\r\nX-Hop: 1\r\nX-Stay: 2\r\nContent-Length: 0\r\n\r\n",
+    )
+    .await;
+    assert_eq!(count_fields(&head, "x-hop"), 0, "{head}");
+    assert_eq!(count_fields(&head, "x-stay"), 1, "{head}");
+
+    // A head with bare-LF line ends reaches the client with CRLF ones.
+    let (head, body) = head_through_raw_origin(
+        "bare-lf",
+        b"HTTP/1.1 200 OK\nServer: lf\nContent-Length: 2\n\nok",
+    )
+    .await;
+    assert!(
+        !head.replace("\r\n", "").contains('\n'),
+        "a bare LF reached the client: {head:?}"
+    );
+    assert_eq!(count_fields(&head, "server"), 1, "{head}");
+    assert_eq!(body, "ok");
+
+    // Many dropped fields between kept ones (more pieces than are copied raw): all kept
+    // fields still arrive, the dropped ones do not.
+    let (head, _) = head_through_raw_origin(
+        "pieces",
+        b"HTTP/1.1 200 OK\r\nX-A: 1\r\nKeep-Alive: t\r\nX-B: 2\r\nKeep-Alive: t\r\nX-C: 3\r\nKeep-Alive: t\r\nX-D: 4\r\nKeep-Alive: t\r\nX-E: 5\r\nContent-Length: 0\r\n\r\n",
+    )
+    .await;
+    for name in ["x-a", "x-b", "x-c", "x-d", "x-e"] {
+        assert_eq!(count_fields(&head, name), 1, "{name}: {head}");
+    }
+    assert_eq!(count_fields(&head, "keep-alive"), 0, "{head}");
+}

@@ -192,8 +192,10 @@ enum Chunk {
 
 /// An origin response: its head, and either its body or (after 101) the connection.
 pub struct Exchange {
-    /// Status, headers.
+    /// Status, headers (none when they are in `raw`).
     pub head: http::response::Parts,
+    /// The origin's fields as it sent them, when they are forwarded so.
+    pub raw: Option<Box<RawFields>>,
     /// The body (empty for a 101).
     pub body: H1Body,
     /// After 101 Switching Protocols: the connection, to tunnel.
@@ -202,13 +204,15 @@ pub struct Exchange {
 
 /// Sends `req` to the server `connector` dials, reusing a connection from `idle` if one is
 /// good at `now` (a clock reading the caller just took). Returns when the response head
-/// has arrived.
+/// has arrived. `raw_ok`: the response's fields may come back as [`RawFields`] (the
+/// caller writes them to an HTTP/1.1 client and nothing reads them on the way).
 pub async fn send(
     pool: &Arc<PoolRuntime>,
     server: usize,
     out: &Outgoing,
     mut body: ReqBody,
     now: Instant,
+    raw_ok: bool,
 ) -> Result<Exchange, SendError> {
     let slot = super::thread_slot(pool.servers[server].h1_idle.len());
     let idle = &pool.servers[server].h1_idle[slot];
@@ -224,17 +228,18 @@ pub async fn send(
     let mut attempt = 0;
     loop {
         attempt += 1;
-        let result = exchange(&mut conn, &head_bytes, &mut body, head_only).await;
+        let result = exchange(&mut conn, &head_bytes, &mut body, head_only, raw_ok).await;
         match result {
             Err(Failure::BeforeResponse(e)) if conn.reused && empty_body && attempt == 1 => {
                 tracing::debug!(error = %e, "reused origin connection failed before answering; sending again on a new one");
                 conn = new_conn(connector).await?;
             }
             Err(Failure::BeforeResponse(e)) | Err(Failure::Other(e)) => return Err(e),
-            Ok((head, framing, keep_alive)) => {
+            Ok((head, raw, framing, keep_alive)) => {
                 if head.status == StatusCode::SWITCHING_PROTOCOLS {
                     return Ok(Exchange {
                         head,
+                        raw,
                         body: H1Body::empty(),
                         upgraded: Some(conn),
                     });
@@ -250,6 +255,7 @@ pub async fn send(
                 }
                 return Ok(Exchange {
                     head,
+                    raw,
                     body,
                     upgraded: None,
                 });
@@ -272,6 +278,254 @@ enum Failure {
     /// Nothing of a response arrived: the origin may never have seen the request.
     BeforeResponse(SendError),
     Other(SendError),
+}
+
+/// What reading a response head yields: the head (fields in its map, or none when they
+/// are kept raw), the raw fields, the body's framing, and whether the connection can be
+/// reused afterwards.
+type Head = (http::response::Parts, Option<Box<RawFields>>, Framing, bool);
+
+/// How a response field matters to the proxy, told from its name alone.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Field {
+    /// Forwarded as it is.
+    Plain,
+    ContentLength,
+    TransferEncoding,
+    Connection,
+    KeepAlive,
+    Date,
+    /// Hop-by-hop or replaced by the edge (TE, Upgrade, Proxy-Authenticate,
+    /// Proxy-Connection, HTTP2-Settings, X-Request-Id): handled on the field map.
+    Special,
+}
+
+fn classify(name: &[u8]) -> Field {
+    let is = |s: &str| name.eq_ignore_ascii_case(s.as_bytes());
+    match name.len() {
+        2 if is("te") => Field::Special,
+        4 if is("date") => Field::Date,
+        7 if is("upgrade") => Field::Special,
+        10 if is("connection") => Field::Connection,
+        10 if is("keep-alive") => Field::KeepAlive,
+        12 if is("x-request-id") => Field::Special,
+        14 if is("content-length") => Field::ContentLength,
+        14 if is("http2-settings") => Field::Special,
+        16 if is("proxy-connection") => Field::Special,
+        17 if is("transfer-encoding") => Field::TransferEncoding,
+        18 if is("proxy-authenticate") => Field::Special,
+        _ => Field::Plain,
+    }
+}
+
+/// What the framing fields of a response head say.
+struct FieldFacts {
+    version_11: bool,
+    /// `None`: no Content-Length; `Some(n)`: one value (or equal repeated ones).
+    length: Option<u64>,
+    te: bool,
+    chunked: bool,
+    close: bool,
+}
+
+impl FieldFacts {
+    fn new(version_11: bool) -> Self {
+        FieldFacts {
+            version_11,
+            length: None,
+            te: false,
+            chunked: false,
+            close: !version_11,
+        }
+    }
+
+    fn content_length(&mut self, raw: &[u8]) -> Result<(), Failure> {
+        let v = std::str::from_utf8(raw)
+            .ok()
+            .filter(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
+            .and_then(|s| s.parse::<u64>().ok())
+            .ok_or(Failure::Other(SendError::Protocol(
+                "malformed Content-Length",
+            )))?;
+        match self.length {
+            Some(m) if m != v => Err(Failure::Other(SendError::Protocol(
+                "conflicting Content-Length values",
+            ))),
+            _ => {
+                self.length = Some(v);
+                Ok(())
+            }
+        }
+    }
+
+    fn transfer_encoding(&mut self, raw: &[u8]) {
+        self.te = true;
+        self.chunked = raw
+            .rsplit(|&b| b == b',')
+            .next()
+            .is_some_and(|c| c.trim_ascii().eq_ignore_ascii_case(b"chunked"));
+    }
+
+    /// Takes `close` / `keep-alive` from a Connection field; true if it names other
+    /// fields too (then it is kept for the hop-by-hop pass).
+    fn connection(&mut self, raw: &[u8]) -> bool {
+        let mut names_others = false;
+        for token in raw.split(|&b| b == b',') {
+            let t = token.trim_ascii();
+            if t.eq_ignore_ascii_case(b"close") {
+                self.close = true;
+            } else if t.eq_ignore_ascii_case(b"keep-alive") {
+                if !self.version_11 {
+                    self.close = false;
+                }
+            } else if !t.is_empty() {
+                names_others = true;
+            }
+        }
+        names_others
+    }
+
+    /// The body's framing and whether the connection can be reused after it.
+    fn framing(&self, status: StatusCode, head_only: bool) -> (Framing, bool) {
+        let no_body = head_only
+            || status.is_informational()
+            || status == StatusCode::NO_CONTENT
+            || status == StatusCode::NOT_MODIFIED;
+        let framing = if no_body {
+            Framing::Done
+        } else if self.te {
+            if self.chunked {
+                Framing::Chunked(Chunk::Size)
+            } else {
+                Framing::UntilClose
+            }
+        } else {
+            match self.length {
+                Some(0) => Framing::Done,
+                Some(len) => Framing::Length(len),
+                None => Framing::UntilClose,
+            }
+        };
+        let keep_alive = !self.close
+            && framing != Framing::UntilClose
+            && status != StatusCode::SWITCHING_PROTOCOLS;
+        (framing, keep_alive)
+    }
+}
+
+/// Most pieces a forwarded field block is copied in (each field the edge drops from the
+/// middle of the block starts a new piece).
+const MAX_RUNS: usize = 4;
+
+/// An origin's response fields kept as it sent them, to be written to an HTTP/1.1
+/// client byte for byte: no field map is built, checked and serialised again for a
+/// response nothing on the way reads.
+///
+/// Only for heads that need no rewriting beyond dropping the framing fields the proxy
+/// replaces (Transfer-Encoding, Connection with only `close`/`keep-alive`, Keep-Alive):
+/// a head with any other hop-by-hop field or an X-Request-Id of the origin's, with a line
+/// not ended by CRLF, or in more than [`MAX_RUNS`] pieces goes through the field map as
+/// before. The field bytes were validated by httparse when it parsed the head (names are
+/// tokens; values are HTAB, SP, visible ASCII and obs-text, the same rule as
+/// `http::HeaderValue`'s).
+pub struct RawFields {
+    head: Bytes,
+    runs: [(u32, u32); MAX_RUNS],
+    n_runs: usize,
+    /// The origin's Content-Length.
+    pub content_length: Option<u64>,
+    /// Whether the origin sent a Date field.
+    pub has_date: bool,
+    /// X-Request-Id, written after the origin's fields.
+    pub request_id: Option<HeaderValue>,
+}
+
+impl std::fmt::Debug for RawFields {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RawFields")
+            .field("runs", &&self.runs[..self.n_runs])
+            .field("content_length", &self.content_length)
+            .finish()
+    }
+}
+
+impl RawFields {
+    /// The fields of `head` (which `spans` index) if they can be forwarded raw, noting
+    /// framing in `facts`; `None` if they cannot (then `facts` is to be discarded).
+    fn of(
+        head: &Bytes,
+        spans: &[crate::spans::Span],
+        facts: &mut FieldFacts,
+    ) -> Result<Option<Box<RawFields>>, Failure> {
+        let n = head.len();
+        if n < 2 || &head[n - 2..] != b"\r\n" {
+            return Ok(None);
+        }
+        let mut raw = RawFields {
+            head: head.clone(),
+            runs: [(0, 0); MAX_RUNS],
+            n_runs: 0,
+            content_length: None,
+            has_date: false,
+            request_id: None,
+        };
+        // The end of the run being extended, if one is open.
+        let mut open = false;
+        for (i, &(ns, _, vs, ve)) in spans.iter().enumerate() {
+            let line_end = spans.get(i + 1).map_or(n as u32 - 2, |next| next.0);
+            if line_end < ns + 2 || &head[line_end as usize - 2..line_end as usize] != b"\r\n" {
+                return Ok(None);
+            }
+            let name = &head[ns as usize..spans[i].1 as usize];
+            let value = &head[vs as usize..ve as usize];
+            let keep = match classify(name) {
+                Field::Plain => true,
+                Field::Date => {
+                    raw.has_date = true;
+                    true
+                }
+                Field::ContentLength => {
+                    facts.content_length(value)?;
+                    true
+                }
+                Field::TransferEncoding => {
+                    facts.transfer_encoding(value);
+                    false
+                }
+                Field::Connection => {
+                    if facts.connection(value) {
+                        return Ok(None);
+                    }
+                    false
+                }
+                Field::KeepAlive => false,
+                Field::Special => return Ok(None),
+            };
+            if keep {
+                if open {
+                    raw.runs[raw.n_runs - 1].1 = line_end;
+                } else {
+                    if raw.n_runs == MAX_RUNS {
+                        return Ok(None);
+                    }
+                    raw.runs[raw.n_runs] = (ns, line_end);
+                    raw.n_runs += 1;
+                    open = true;
+                }
+            } else {
+                open = false;
+            }
+        }
+        raw.content_length = facts.length;
+        Ok(Some(Box::new(raw)))
+    }
+
+    /// The field lines to write, in order: each piece is whole CRLF-ended lines.
+    pub fn runs(&self) -> impl Iterator<Item = &[u8]> {
+        self.runs[..self.n_runs]
+            .iter()
+            .map(|&(s, e)| &self.head[s as usize..e as usize])
+    }
 }
 
 /// The request line and header section, with our own framing.
@@ -317,14 +571,22 @@ async fn exchange(
     head: &[u8],
     body: &mut ReqBody,
     head_only: bool,
-) -> Result<(http::response::Parts, Framing, bool), Failure> {
+    raw_ok: bool,
+) -> Result<Head, Failure> {
     let declared = body.size_hint().exact();
     let chunked = !body.is_end_stream() && declared.is_none();
-    // Coalesce the head with a first body frame that is already there (small POSTs).
-    let mut out = head.to_vec();
     let mut sent: u64 = 0;
     let mut done = body.is_end_stream();
-    if !done {
+    if done {
+        // No body: the head goes out as it is.
+        if let Err(e) = conn.io.write_all(head).await {
+            return Err(Failure::BeforeResponse(e.into()));
+        }
+        return read_head(conn, head_only, raw_ok).await;
+    }
+    // Coalesce the head with a first body frame that is already there (small POSTs).
+    let mut out = head.to_vec();
+    {
         let mut first = None;
         std::future::poll_fn(|cx| {
             first = Some(Pin::new(&mut *body).poll_frame(cx));
@@ -386,7 +648,7 @@ async fn exchange(
                                 .await
                                 .map_err(|e| Failure::Other(e.into()))?;
                             // the chunked end was written with the trailers
-                            return read_head(conn, head_only).await;
+                            return read_head(conn, head_only, raw_ok).await;
                         }
                     }
                 }
@@ -406,7 +668,7 @@ async fn exchange(
             )));
         }
     }
-    read_head(conn, head_only).await
+    read_head(conn, head_only, raw_ok).await
 }
 
 fn put_data(out: &mut Vec<u8>, data: &[u8], chunked: bool) {
@@ -432,10 +694,10 @@ async fn read_more(conn: &mut Conn) -> std::io::Result<usize> {
     .await
 }
 
-async fn read_head(
-    conn: &mut Conn,
-    head_only: bool,
-) -> Result<(http::response::Parts, Framing, bool), Failure> {
+/// Reads the response head. With `raw_ok` (the client speaks HTTP/1.1 and nothing reads
+/// response fields) the fields are kept as the origin sent them when they can be
+/// forwarded so ([`RawFields`]), and the returned map is empty.
+async fn read_head(conn: &mut Conn, head_only: bool, raw_ok: bool) -> Result<Head, Failure> {
     let mut got_any = !conn.buf.is_empty();
     loop {
         if !conn.buf.is_empty() {
@@ -465,103 +727,60 @@ async fn read_head(
                     let spans = crate::spans::Spans::of(&conn.buf, resp.headers);
                     let count = resp.headers.len();
                     let head = conn.buf.split_to(n).freeze();
-                    let mut map = HeaderMap::with_capacity(count + 2);
-                    let mut lengths: Option<Option<u64>> = None;
-                    let mut chunked = false;
-                    let mut te = false;
-                    let mut close = !version_11;
-                    for &(ns, ne, vs, ve) in spans.as_slice() {
-                        let raw = &head[vs as usize..ve as usize];
-                        let name = HeaderName::from_bytes(&head[ns as usize..ne as usize])
-                            .map_err(|_| {
+                    let mut facts = FieldFacts::new(version_11);
+                    let raw =
+                        if raw_ok && !status.is_informational() && status != StatusCode::NO_CONTENT
+                        {
+                            let raw = RawFields::of(&head, spans.as_slice(), &mut facts)?;
+                            if raw.is_none() {
+                                facts = FieldFacts::new(version_11);
+                            }
+                            raw
+                        } else {
+                            None
+                        };
+                    let mut map = HeaderMap::new();
+                    if raw.is_none() {
+                        map.reserve(count + 2);
+                        for &(ns, ne, vs, ve) in spans.as_slice() {
+                            let name = &head[ns as usize..ne as usize];
+                            let value = &head[vs as usize..ve as usize];
+                            match classify(name) {
+                                Field::ContentLength => facts.content_length(value)?,
+                                // Framing is ours to choose towards the client.
+                                Field::TransferEncoding => {
+                                    facts.transfer_encoding(value);
+                                    continue;
+                                }
+                                // Only `close` / `keep-alive`: the field is consumed here.
+                                // A field naming others stays for the proxy's hop-by-hop
+                                // pass, which also removes the fields it names.
+                                Field::Connection => {
+                                    if !facts.connection(value) {
+                                        continue;
+                                    }
+                                }
+                                Field::KeepAlive => continue,
+                                Field::Plain | Field::Date | Field::Special => {}
+                            }
+                            let name = HeaderName::from_bytes(name).map_err(|_| {
                                 Failure::Other(SendError::Protocol("invalid header name"))
                             })?;
-                        let value =
-                            HeaderValue::from_maybe_shared(head.slice(vs as usize..ve as usize))
-                                .map_err(|_| {
-                                    Failure::Other(SendError::Protocol("invalid header value"))
-                                })?;
-                        if name == header::CONTENT_LENGTH {
-                            let v = std::str::from_utf8(raw)
-                                .ok()
-                                .filter(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
-                                .and_then(|s| s.parse::<u64>().ok());
-                            lengths = match (lengths, v) {
-                                (_, None) => {
-                                    return Err(Failure::Other(SendError::Protocol(
-                                        "malformed Content-Length",
-                                    )));
-                                }
-                                (None, Some(n)) => Some(Some(n)),
-                                (Some(Some(m)), Some(n)) if m == n => Some(Some(n)),
-                                _ => {
-                                    return Err(Failure::Other(SendError::Protocol(
-                                        "conflicting Content-Length values",
-                                    )));
-                                }
-                            };
-                        } else if name == header::TRANSFER_ENCODING {
-                            te = true;
-                            chunked = raw
-                                .rsplit(|&b| b == b',')
-                                .next()
-                                .is_some_and(|c| c.trim_ascii().eq_ignore_ascii_case(b"chunked"));
-                            // Framing is ours to choose towards the client.
-                            continue;
-                        } else if name == header::CONNECTION {
-                            let mut names_others = false;
-                            for token in raw.split(|&b| b == b',') {
-                                let t = token.trim_ascii();
-                                if t.eq_ignore_ascii_case(b"close") {
-                                    close = true;
-                                } else if t.eq_ignore_ascii_case(b"keep-alive") {
-                                    if !version_11 {
-                                        close = false;
-                                    }
-                                } else if !t.is_empty() {
-                                    names_others = true;
-                                }
-                            }
-                            // Only `close` / `keep-alive`: the field is consumed here. A
-                            // field naming others stays for the proxy's hop-by-hop pass,
-                            // which also removes the fields it names.
-                            if !names_others {
-                                continue;
-                            }
-                        } else if name.as_str() == "keep-alive" {
-                            continue;
+                            let value = HeaderValue::from_maybe_shared(
+                                head.slice(vs as usize..ve as usize),
+                            )
+                            .map_err(|_| {
+                                Failure::Other(SendError::Protocol("invalid header value"))
+                            })?;
+                            map.append(name, value);
                         }
-                        map.append(name, value);
                     }
-                    let no_body = head_only
-                        || status.is_informational()
-                        || status == StatusCode::NO_CONTENT
-                        || status == StatusCode::NOT_MODIFIED;
-                    let framing = if no_body {
-                        Framing::Done
-                    } else if te {
-                        if chunked {
-                            Framing::Chunked(Chunk::Size)
-                        } else {
-                            Framing::UntilClose
-                        }
-                    } else if let Some(Some(len)) = lengths {
-                        if len == 0 {
-                            Framing::Done
-                        } else {
-                            Framing::Length(len)
-                        }
-                    } else {
-                        Framing::UntilClose
-                    };
-                    let keep_alive = !close
-                        && framing != Framing::UntilClose
-                        && status != StatusCode::SWITCHING_PROTOCOLS;
+                    let (framing, keep_alive) = facts.framing(status, head_only);
                     let mut parts = http::Response::new(()).into_parts().0;
                     parts.status = status;
                     parts.version = http::Version::HTTP_11;
                     parts.headers = map;
-                    return Ok((parts, framing, keep_alive));
+                    return Ok((parts, raw, framing, keep_alive));
                 }
                 Ok(httparse::Status::Partial) => {
                     if conn.buf.len() > MAX_HEAD {
@@ -846,5 +1065,125 @@ mod tests {
         drop(c_peer);
         tokio::time::sleep(Duration::from_millis(50)).await;
         assert!(idle.take(Duration::from_secs(60), Instant::now()).is_none());
+    }
+}
+
+#[cfg(test)]
+mod raw_tests {
+    use super::*;
+
+    /// Parses `head` and returns what `RawFields::of` makes of it.
+    fn raw_of(head: &[u8]) -> Result<Option<Box<RawFields>>, Failure> {
+        let mut fields = [httparse::EMPTY_HEADER; 32];
+        let mut resp = httparse::Response::new(&mut fields);
+        let n = match resp.parse(head) {
+            Ok(httparse::Status::Complete(n)) => n,
+            other => panic!("test head does not parse: {other:?}"),
+        };
+        let spans = crate::spans::Spans::of(head, resp.headers);
+        let head = Bytes::copy_from_slice(&head[..n]);
+        let mut facts = FieldFacts::new(true);
+        RawFields::of(&head, spans.as_slice(), &mut facts)
+    }
+
+    fn pieces(r: &RawFields) -> Vec<String> {
+        r.runs()
+            .map(|p| String::from_utf8_lossy(p).into_owned())
+            .collect()
+    }
+
+    #[test]
+    fn kept_fields_are_whole_lines_in_pieces_split_where_fields_are_dropped() {
+        let r = raw_of(b"HTTP/1.1 200 OK\r\nA: 1\r\nB: 2\r\nConnection: close\r\nC: 3\r\nContent-Length: 7\r\nDate: d\r\n\r\n")
+            .ok()
+            .flatten()
+            .expect("kept raw");
+        assert_eq!(
+            pieces(&r),
+            [
+                "A: 1\r\nB: 2\r\n",
+                "C: 3\r\nContent-Length: 7\r\nDate: d\r\n"
+            ]
+        );
+        assert_eq!(r.content_length, Some(7));
+        assert!(r.has_date);
+        let r = raw_of(b"HTTP/1.1 200 OK\r\n\r\n")
+            .ok()
+            .flatten()
+            .expect("no fields is fine");
+        assert!(pieces(&r).is_empty());
+        assert_eq!(r.content_length, None);
+    }
+
+    #[test]
+    fn heads_that_need_rewriting_are_not_kept_raw() {
+        for head in [
+            // bare LF line ends
+            &b"HTTP/1.1 200 OK\nA: 1\n\n"[..],
+            &b"HTTP/1.1 200 OK\r\nA: 1\nB: 2\r\n\r\n"[..],
+            // hop-by-hop fields handled on the map, the origin's X-Request-Id
+            &b"HTTP/1.1 200 OK\r\nUpgrade: x\r\n\r\n"[..],
+            &b"HTTP/1.1 200 OK\r\nTE: trailers\r\n\r\n"[..],
+            &b"HTTP/1.1 200 OK\r\nProxy-Connection: close\r\n\r\n"[..],
+            &b"HTTP/1.1 200 OK\r\nProxy-Authenticate: Basic\r\n\r\n"[..],
+            &b"HTTP/1.1 200 OK\r\nHTTP2-Settings: x\r\n\r\n"[..],
+            &b"HTTP/1.1 200 OK\r\nx-request-id: o\r\n\r\n"[..],
+            // a Connection field naming another field
+            &b"HTTP/1.1 200 OK\r\nConnection: close, X-Hop\r\nX-Hop: 1\r\n\r\n"[..],
+            // more pieces than kept raw
+            &b"HTTP/1.1 200 OK\r\nA: 1\r\nKeep-Alive: t\r\nB: 2\r\nKeep-Alive: t\r\nC: 3\r\nKeep-Alive: t\r\nD: 4\r\nKeep-Alive: t\r\nE: 5\r\n\r\n"[..],
+        ] {
+            assert!(
+                matches!(raw_of(head), Ok(None)),
+                "kept raw: {:?}",
+                String::from_utf8_lossy(head)
+            );
+        }
+        // four pieces is still fine
+        assert!(matches!(
+            raw_of(b"HTTP/1.1 200 OK\r\nA: 1\r\nKeep-Alive: t\r\nB: 2\r\nKeep-Alive: t\r\nC: 3\r\nKeep-Alive: t\r\nD: 4\r\n\r\n"),
+            Ok(Some(_))
+        ));
+    }
+
+    #[test]
+    fn framing_errors_are_the_same_as_on_the_map() {
+        assert!(matches!(
+            raw_of(b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n"),
+            Err(Failure::Other(SendError::Protocol(
+                "conflicting Content-Length values"
+            )))
+        ));
+        assert!(matches!(
+            raw_of(b"HTTP/1.1 200 OK\r\nContent-Length: +1\r\n\r\n"),
+            Err(Failure::Other(SendError::Protocol(
+                "malformed Content-Length"
+            )))
+        ));
+        let mut facts = FieldFacts::new(true);
+        facts.transfer_encoding(b"gzip, chunked");
+        assert_eq!(
+            facts.framing(StatusCode::OK, false),
+            (Framing::Chunked(Chunk::Size), true)
+        );
+        let mut facts = FieldFacts::new(false);
+        assert!(!facts.connection(b"keep-alive"));
+        facts.content_length(b"3").ok();
+        assert_eq!(
+            facts.framing(StatusCode::OK, false),
+            (Framing::Length(3), true)
+        );
+        assert_eq!(facts.framing(StatusCode::OK, true), (Framing::Done, true));
+    }
+
+    #[test]
+    fn names_are_classified_case_insensitively() {
+        assert_eq!(classify(b"Content-Length"), Field::ContentLength);
+        assert_eq!(classify(b"TRANSFER-ENCODING"), Field::TransferEncoding);
+        assert_eq!(classify(b"keep-alive"), Field::KeepAlive);
+        assert_eq!(classify(b"X-Request-ID"), Field::Special);
+        assert_eq!(classify(b"content-lengths"), Field::Plain);
+        assert_eq!(classify(b"te"), Field::Special);
+        assert_eq!(classify(b"tf"), Field::Plain);
     }
 }
