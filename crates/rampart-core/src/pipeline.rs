@@ -255,8 +255,17 @@ pub trait Stage: Send + Sync {
         false
     }
 
+    /// Whether this stage reads this request's response (its response hooks run only if
+    /// so). Defaults to [`Stage::inspects_responses`]; a stage configured per site or
+    /// route says no for requests it does not look at, so that they need no response
+    /// field map.
+    fn inspects_response_of(&self, _cfg: &Config, _req: &RequestView) -> bool {
+        self.inspects_responses()
+    }
+
     /// Inspects or amends the origin's response head before it goes to the client.
-    /// Called only if [`Stage::inspects_responses`] is true.
+    /// Called only if [`Stage::inspects_responses`] and
+    /// [`Stage::inspects_response_of`] this request are true.
     fn on_response(
         &self,
         _cfg: &Config,
@@ -362,9 +371,11 @@ impl Pipeline {
         self.stages
     }
 
-    /// Whether any stage reads responses (has a response hook).
-    pub fn inspects_responses(&self) -> bool {
-        !self.response_stages.is_empty()
+    /// Whether any stage reads this request's response.
+    pub fn inspects_response_of(&self, cfg: &Config, req: &RequestView) -> bool {
+        self.response_stages
+            .iter()
+            .any(|&i| self.stages[i].inspects_response_of(cfg, req))
     }
 
     /// The stages, in order.
@@ -458,8 +469,19 @@ impl Pipeline {
         if self.response_stages.is_empty() {
             return Flow::Continue;
         }
-        self.run(self.response_stages.iter().copied(), probe, |s| {
-            s.on_response(cfg, req, resp)
-        })
+        // Decided before any hook runs (the hooks take the view mutably), as a bit per
+        // stage; stages past the 64th always run.
+        let mut wanted = 0u64;
+        for &i in &self.response_stages {
+            if i < 64 && self.stages[i].inspects_response_of(cfg, req) {
+                wanted |= 1 << i;
+            }
+        }
+        let chosen = self
+            .response_stages
+            .iter()
+            .copied()
+            .filter(move |&i| i >= 64 || wanted & (1 << i) != 0);
+        self.run(chosen, probe, |s| s.on_response(cfg, req, resp))
     }
 }

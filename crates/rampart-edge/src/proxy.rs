@@ -408,7 +408,7 @@ pub async fn serve(
     // client is on HTTP/1 (`origin_timer` is that connection's), nothing reads response
     // fields, and no protocol switch is in play.
     let raw_ok = origin_timer.is_some()
-        && !g.pipeline.inspects_responses()
+        && !g.pipeline.inspects_response_of(&g.config, &view)
         && !upgrading
         && extended_connect.is_none();
     let mut forward = match build_upstream_head(

@@ -495,6 +495,11 @@ impl Stage for WafStage {
         !self.set.is_empty()
     }
 
+    fn inspects_response_of(&self, _cfg: &Config, req: &RequestView) -> bool {
+        // Only requests the WAF evaluated carry its state.
+        req.state.get::<WafState>().is_some()
+    }
+
     fn on_response(
         &self,
         _cfg: &Config,

@@ -341,3 +341,28 @@ async fn response_bodies_are_inspected_before_they_leave() {
         "{ev}"
     );
 }
+
+/// Responses are inspected per site: a site without the WAF beside one with response
+/// inspection gets its pages untouched (and without a field map built for them), the WAF
+/// site keeps blocking leaks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_the_waf_sites_responses_are_inspected() {
+    let o = Origin::start("o").await;
+    let dir = TempDir::new("waf-response-per-site");
+    let cfg = waf_config(o.addr, &dir, "response_body_limit = \"32KiB\"")
+        + "\n[[site]]\nid = \"plain\"\ntenant = \"acme\"\nhosts = [\"plain.test\"]\n[[site.route]]\npath = \"/\"\npool = \"web\"\n";
+    let e = TestEdge::start(dir, &cfg).await;
+    let addr = e.addr("web");
+    let leak = "/page?body=You%20have%20an%20error%20in%20your%20SQL%20syntax%20near%20line%201";
+    let (status, head, body) = get(addr, "plain.test", leak, "").await;
+    assert_eq!(status, 200, "{head}");
+    assert!(body.contains("SQL syntax"), "{body}");
+    assert_eq!(
+        head.matches("x-request-id:").count(),
+        1,
+        "one request id: {head}"
+    );
+    let (status, _, body) = get(addr, "shop.test", leak, "").await;
+    assert_eq!(status, 403, "{body}");
+    assert!(!body.contains("SQL syntax"), "nothing of the page went out");
+}

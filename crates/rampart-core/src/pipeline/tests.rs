@@ -333,3 +333,44 @@ fn only_stages_with_a_response_hook_are_called_and_timed_on_responses() {
     ));
     assert_eq!((rec.0.len(), rec.1), (0, 0));
 }
+
+#[test]
+fn a_response_stage_that_passes_on_a_request_is_not_called_for_its_response() {
+    /// Reads responses only of requests to `/watched`.
+    struct Watcher;
+    impl Stage for Watcher {
+        fn name(&self) -> &'static str {
+            "watcher"
+        }
+        fn on_request(&self, _: &Config, _: &mut RequestView) -> Flow {
+            Flow::Continue
+        }
+        fn inspects_responses(&self) -> bool {
+            true
+        }
+        fn inspects_response_of(&self, _: &Config, req: &RequestView) -> bool {
+            req.head.uri.path() == "/watched"
+        }
+        fn on_response(
+            &self,
+            _: &Config,
+            _: &mut RequestView,
+            resp: &mut http::response::Parts,
+        ) -> Flow {
+            resp.headers
+                .insert("x-watched", http::HeaderValue::from_static("1"));
+            Flow::Continue
+        }
+    }
+    let p = Pipeline::new(vec![Box::new(HeadCheck), Box::new(Watcher)]);
+    for (path, seen) in [("/watched", true), ("/other", false)] {
+        let mut v = view(build(get(path)), "192.0.2.1:1");
+        assert_eq!(p.inspects_response_of(&cfg(), &v), seen, "{path}");
+        let (mut parts, ()) = http::Response::new(()).into_parts();
+        assert!(matches!(
+            p.on_response(&cfg(), &mut v, &mut parts, &mut NoProbe),
+            Flow::Continue
+        ));
+        assert_eq!(parts.headers.contains_key("x-watched"), seen, "{path}");
+    }
+}
