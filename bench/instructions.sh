@@ -14,6 +14,7 @@
 #
 # Env: SCENARIO=get|post (default get)  SECONDS_RUN=8  CONNS=8  PROFILE=bench-lto
 #      TARGETS="nginx rampart"  OUT_DIR=/tmp/rampart-instructions  KEEP=1 (keep callgrind files)
+#      WAF_SITE=1 (Rampart also serves a CRS site on another listener, as in bench/run.sh)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
@@ -70,6 +71,25 @@ hosts = ["*"]
 listeners = ["plain"]
 route = [{ path = "/", pool = "origin" }]
 TOML
+if [[ ${WAF_SITE:-0} = 1 ]]; then
+    # As in bench/run.sh: a second site with CRS on a listener of its own, which the
+    # measured (plain) requests do not use.
+    cat >>"$RUN/rampart.toml" <<TOML
+[[listener]]
+name = "waf"
+bind = "127.0.0.1:18191"
+[[site]]
+id = "bench-waf"
+tenant = "bench"
+hosts = ["*"]
+listeners = ["waf"]
+route = [{ path = "/", pool = "origin" }]
+[site.waf]
+rules = "$SHARED/crs"
+paranoia_level = 1
+mode = "enforce"
+TOML
+fi
 
 write_body2k "$RUN/body2k.txt"
 case $SCENARIO in
