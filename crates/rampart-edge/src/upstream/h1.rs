@@ -413,6 +413,113 @@ impl FieldFacts {
     }
 }
 
+/// The fields of `head` (which `spans` index) in a map, less the framing fields the proxy
+/// consumes, noting framing in `facts`.
+fn map_fields(
+    head: &Bytes,
+    spans: &[crate::spans::Span],
+    count: usize,
+    facts: &mut FieldFacts,
+) -> Result<HeaderMap, Failure> {
+    let mut map = HeaderMap::with_capacity(count + 2);
+    for &(ns, ne, vs, ve) in spans {
+        let name = &head[ns as usize..ne as usize];
+        let value = &head[vs as usize..ve as usize];
+        match classify(name) {
+            Field::ContentLength => facts.content_length(value)?,
+            // Framing is ours to choose towards the client.
+            Field::TransferEncoding => {
+                facts.transfer_encoding(value);
+                continue;
+            }
+            // Only `close` / `keep-alive`: the field is consumed here. A field naming
+            // others stays for the proxy's hop-by-hop pass, which also removes the
+            // fields it names.
+            Field::Connection => {
+                if !facts.connection(value) {
+                    continue;
+                }
+            }
+            Field::KeepAlive => continue,
+            Field::Plain | Field::Date | Field::Special => {}
+        }
+        let name = HeaderName::from_bytes(name)
+            .map_err(|_| Failure::Other(SendError::Protocol("invalid header name")))?;
+        let value = HeaderValue::from_maybe_shared(head.slice(vs as usize..ve as usize))
+            .map_err(|_| Failure::Other(SendError::Protocol("invalid header value")))?;
+        map.append(name, value);
+    }
+    Ok(map)
+}
+
+/// For the fuzzer: parses `data` as an origin's response head and, when its fields can
+/// be kept raw, checks that the raw lines carry exactly the fields the field map would
+/// (same names, values and order, re-parsed), end in CRLF, and yield the same framing;
+/// an error either way must be an error both ways. Returns whether the head was kept raw.
+#[doc(hidden)]
+pub fn fuzz_response_head(data: &[u8]) -> bool {
+    let mut fields = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut resp = httparse::Response::new(&mut fields);
+    let Ok(httparse::Status::Complete(n)) = resp.parse(data) else {
+        return false;
+    };
+    let version_11 = resp.version == Some(1);
+    let status = resp
+        .code
+        .and_then(|c| StatusCode::from_u16(c).ok())
+        .unwrap_or(StatusCode::OK);
+    let spans = crate::spans::Spans::of(data, resp.headers);
+    let head = Bytes::copy_from_slice(&data[..n]);
+    let mut raw_facts = FieldFacts::new(version_11);
+    let raw = RawFields::of(&head, spans.as_slice(), &mut raw_facts);
+    let mut map_facts = FieldFacts::new(version_11);
+    let map = map_fields(
+        &head,
+        spans.as_slice(),
+        spans.as_slice().len(),
+        &mut map_facts,
+    );
+    let raw = match (raw, map) {
+        (Err(_), Err(_)) | (Ok(None), _) => return false,
+        (Ok(Some(raw)), Ok(map)) => (raw, map),
+        (Err(_), Ok(_)) => panic!("raw refused a head the map took"),
+        (Ok(Some(_)), Err(_)) => panic!("raw took a head the map refused"),
+    };
+    let (raw, map) = raw;
+    let mut lines = b"HTTP/1.1 200 OK\r\n".to_vec();
+    for run in raw.runs() {
+        lines.extend_from_slice(run);
+    }
+    lines.extend_from_slice(b"\r\n");
+    assert!(
+        lines
+            .iter()
+            .enumerate()
+            .all(|(i, &b)| b != b'\n' || (i > 0 && lines[i - 1] == b'\r')),
+        "a raw line does not end in CRLF"
+    );
+    let mut again = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut reparsed = httparse::Response::new(&mut again);
+    assert!(
+        matches!(reparsed.parse(&lines), Ok(httparse::Status::Complete(m)) if m == lines.len()),
+        "raw lines do not parse as a head"
+    );
+    let mut from_raw = HeaderMap::new();
+    for h in reparsed.headers.iter() {
+        from_raw.append(
+            HeaderName::from_bytes(h.name.as_bytes()).expect("a name httparse took"),
+            HeaderValue::from_bytes(h.value).expect("a value httparse took"),
+        );
+    }
+    assert_eq!(from_raw, map, "raw and map fields differ");
+    assert_eq!(raw.content_length, map_facts.length);
+    assert_eq!(
+        raw_facts.framing(status, false),
+        map_facts.framing(status, false)
+    );
+    true
+}
+
 /// Most pieces a forwarded field block is copied in (each field the edge drops from the
 /// middle of the block starts a new piece).
 const MAX_RUNS: usize = 4;
@@ -739,42 +846,11 @@ async fn read_head(conn: &mut Conn, head_only: bool, raw_ok: bool) -> Result<Hea
                         } else {
                             None
                         };
-                    let mut map = HeaderMap::new();
-                    if raw.is_none() {
-                        map.reserve(count + 2);
-                        for &(ns, ne, vs, ve) in spans.as_slice() {
-                            let name = &head[ns as usize..ne as usize];
-                            let value = &head[vs as usize..ve as usize];
-                            match classify(name) {
-                                Field::ContentLength => facts.content_length(value)?,
-                                // Framing is ours to choose towards the client.
-                                Field::TransferEncoding => {
-                                    facts.transfer_encoding(value);
-                                    continue;
-                                }
-                                // Only `close` / `keep-alive`: the field is consumed here.
-                                // A field naming others stays for the proxy's hop-by-hop
-                                // pass, which also removes the fields it names.
-                                Field::Connection => {
-                                    if !facts.connection(value) {
-                                        continue;
-                                    }
-                                }
-                                Field::KeepAlive => continue,
-                                Field::Plain | Field::Date | Field::Special => {}
-                            }
-                            let name = HeaderName::from_bytes(name).map_err(|_| {
-                                Failure::Other(SendError::Protocol("invalid header name"))
-                            })?;
-                            let value = HeaderValue::from_maybe_shared(
-                                head.slice(vs as usize..ve as usize),
-                            )
-                            .map_err(|_| {
-                                Failure::Other(SendError::Protocol("invalid header value"))
-                            })?;
-                            map.append(name, value);
-                        }
-                    }
+                    let map = if raw.is_none() {
+                        map_fields(&head, spans.as_slice(), count, &mut facts)?
+                    } else {
+                        HeaderMap::new()
+                    };
                     let (framing, keep_alive) = facts.framing(status, head_only);
                     let mut parts = http::Response::new(()).into_parts().0;
                     parts.status = status;
