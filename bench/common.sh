@@ -63,6 +63,23 @@ id = "origin"
 tenant = "bench"
 servers = ["127.0.0.1:18080"]'
 
+# rampart_waf_site CRS_DIR: the site with CRS (paranoia 1, enforce) that Rampart serves on
+# its listener named `waf` in the WAF benchmarks.
+rampart_waf_site() {
+    cat <<TOML
+[[site]]
+id = "bench-waf"
+tenant = "bench"
+hosts = ["*"]
+listeners = ["waf"]
+route = [{ path = "/", pool = "origin" }]
+[site.waf]
+rules = "$1"
+paranoia_level = 1
+mode = "enforce"
+TOML
+}
+
 # sched_group PID: the CPU-scheduling group a process runs in (its autogroup, which is its
 # session when the kernel's autogroup scheduling is on; else its session id).
 sched_group() {

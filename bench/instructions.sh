@@ -78,16 +78,7 @@ if [[ ${WAF_SITE:-0} = 1 ]]; then
 [[listener]]
 name = "waf"
 bind = "127.0.0.1:18191"
-[[site]]
-id = "bench-waf"
-tenant = "bench"
-hosts = ["*"]
-listeners = ["waf"]
-route = [{ path = "/", pool = "origin" }]
-[site.waf]
-rules = "$SHARED/crs"
-paranoia_level = 1
-mode = "enforce"
+$(rampart_waf_site "$SHARED/crs")
 TOML
 fi
 

@@ -113,16 +113,7 @@ tenant = "bench"
 hosts = ["*"]
 listeners = ["plain", "tls"]
 route = [{ path = "/", pool = "origin" }]
-[[site]]
-id = "bench-waf"
-tenant = "bench"
-hosts = ["*"]
-listeners = ["waf"]
-route = [{ path = "/", pool = "origin" }]
-[site.waf]
-rules = "$SHARED/crs"
-paranoia_level = 1
-mode = "enforce"
+$(rampart_waf_site "$SHARED/crs")
 TOML
 RAMPART_CONF="$RUN/rampart.toml"
 "$BIN" check -c "$RAMPART_CONF"
