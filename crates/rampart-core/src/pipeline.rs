@@ -231,6 +231,13 @@ pub trait Stage: Send + Sync {
     /// Inspects or amends the request head.
     fn on_request(&self, cfg: &Config, req: &mut RequestView) -> Flow;
 
+    /// Whether [`Stage::on_request`] runs for this request, asked when the stage's turn
+    /// comes (the stages before it have run). A stage configured per site or route says
+    /// no for the others: it is then neither called nor timed.
+    fn applies_to(&self, _cfg: &Config, _req: &RequestView) -> bool {
+        true
+    }
+
     /// How many bytes of the request body this stage needs to see before the request is
     /// forwarded (0 = none). The edge reads the largest prefix any stage asks for.
     fn body_prefix_wanted(&self, _cfg: &Config, _req: &RequestView) -> usize {
@@ -383,9 +390,21 @@ impl Pipeline {
         &self.stages
     }
 
-    /// Runs every stage's request hook until one responds.
+    /// Runs the request hook of every stage that applies to the request until one
+    /// responds.
     pub fn on_request<P: Probe>(&self, cfg: &Config, req: &mut RequestView, probe: &mut P) -> Flow {
-        self.run(0..self.stages.len(), probe, |s| s.on_request(cfg, req))
+        let mut mark = probe.start();
+        for (i, stage) in self.stages.iter().enumerate() {
+            if !stage.applies_to(cfg, req) {
+                continue;
+            }
+            let flow = stage.on_request(cfg, req);
+            mark = probe.end(i, mark);
+            if let Flow::Respond(_) = flow {
+                return flow;
+            }
+        }
+        Flow::Continue
     }
 
     /// Calls `hook` on the stages at `indices` in order, timing each with `probe`, until

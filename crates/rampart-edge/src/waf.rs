@@ -495,6 +495,10 @@ impl Stage for WafStage {
         !self.set.is_empty()
     }
 
+    fn applies_to(&self, _cfg: &Config, req: &RequestView) -> bool {
+        self.route_of(req).is_some()
+    }
+
     fn inspects_response_of(&self, _cfg: &Config, req: &RequestView) -> bool {
         // Only requests the WAF evaluated carry its state.
         req.state.get::<WafState>().is_some()

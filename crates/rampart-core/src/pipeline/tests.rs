@@ -374,3 +374,47 @@ fn a_response_stage_that_passes_on_a_request_is_not_called_for_its_response() {
         assert_eq!(parts.headers.contains_key("x-watched"), seen, "{path}");
     }
 }
+
+#[test]
+fn a_stage_that_does_not_apply_to_a_request_is_neither_called_nor_timed() {
+    /// Applies to requests for `/mine` only; marks the ones it sees.
+    struct Picky;
+    impl Stage for Picky {
+        fn name(&self) -> &'static str {
+            "picky"
+        }
+        fn applies_to(&self, _: &Config, req: &RequestView) -> bool {
+            req.head.uri.path() == "/mine"
+        }
+        fn on_request(&self, _: &Config, req: &mut RequestView) -> Flow {
+            req.head
+                .headers
+                .insert("x-picked", http::HeaderValue::from_static("1"));
+            Flow::Continue
+        }
+    }
+    struct Rec(Vec<usize>);
+    impl Probe for Rec {
+        type Mark = ();
+        fn start(&mut self) {}
+        fn end(&mut self, i: usize, _: ()) {
+            self.0.push(i);
+        }
+    }
+    let p = Pipeline::new(vec![
+        Box::new(HeadCheck),
+        Box::new(Picky),
+        Box::new(Resolve),
+    ]);
+    for (path, picked) in [("/mine", true), ("/other", false)] {
+        let mut v = view(build(get(path)), "192.0.2.1:1");
+        let mut rec = Rec(Vec::new());
+        assert!(matches!(
+            p.on_request(&cfg(), &mut v, &mut rec),
+            Flow::Continue
+        ));
+        assert_eq!(v.head.headers.contains_key("x-picked"), picked, "{path}");
+        let timed: Vec<usize> = if picked { vec![0, 1, 2] } else { vec![0, 2] };
+        assert_eq!(rec.0, timed, "{path}");
+    }
+}
