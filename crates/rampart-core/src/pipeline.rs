@@ -496,6 +496,10 @@ impl Pipeline {
                 wanted |= 1 << i;
             }
         }
+        if wanted == 0 && self.response_stages.iter().all(|&i| i < 64) {
+            // No stage reads this response: no timing either.
+            return Flow::Continue;
+        }
         let chosen = self
             .response_stages
             .iter()

@@ -362,16 +362,29 @@ fn a_response_stage_that_passes_on_a_request_is_not_called_for_its_response() {
             Flow::Continue
         }
     }
+    /// Counts clock readings.
+    struct Readings(u32);
+    impl Probe for Readings {
+        type Mark = ();
+        fn start(&mut self) {
+            self.0 += 1;
+        }
+        fn end(&mut self, _: usize, _: ()) {
+            self.0 += 1;
+        }
+    }
     let p = Pipeline::new(vec![Box::new(HeadCheck), Box::new(Watcher)]);
-    for (path, seen) in [("/watched", true), ("/other", false)] {
+    for (path, seen, readings) in [("/watched", true, 2), ("/other", false, 0)] {
         let mut v = view(build(get(path)), "192.0.2.1:1");
         assert_eq!(p.inspects_response_of(&cfg(), &v), seen, "{path}");
         let (mut parts, ()) = http::Response::new(()).into_parts();
+        let mut probe = Readings(0);
         assert!(matches!(
-            p.on_response(&cfg(), &mut v, &mut parts, &mut NoProbe),
+            p.on_response(&cfg(), &mut v, &mut parts, &mut probe),
             Flow::Continue
         ));
         assert_eq!(parts.headers.contains_key("x-watched"), seen, "{path}");
+        assert_eq!(probe.0, readings, "clock readings for {path}");
     }
 }
 
