@@ -698,7 +698,8 @@ pub async fn serve(
         }
     }
     drop(lease);
-    finish(Response::from_parts(rparts, body), done)
+    // (The completion hook goes on before the response is assembled: no second move.)
+    Response::from_parts(rparts, finishing(body, done))
 }
 
 /// The origin's answer, from either client.
@@ -770,8 +771,12 @@ fn classify_h1(e: &crate::upstream::h1::SendError) -> Failure {
 
 fn finish(resp: Response<RespBody>, done: Done) -> Response<RespBody> {
     let (parts, body) = resp.into_parts();
-    let body = body.on_done(Box::new(move |bytes, ok| done.finish(bytes, ok)));
-    Response::from_parts(parts, body)
+    Response::from_parts(parts, finishing(body, done))
+}
+
+/// `body`, which records the request's metrics (and access log line) when it ends.
+fn finishing(body: RespBody, done: Done) -> RespBody {
+    body.on_done(Box::new(move |bytes, ok| done.finish(bytes, ok)))
 }
 
 fn content_length(h: &HeaderMap) -> Option<u64> {
