@@ -50,8 +50,20 @@ def agg(scen, tgt):
             "errors": "; ".join(sorted({x["errors"] for x in v if x["errors"]}))}
 
 
-print("| scenario | proxy | req/s (rounds) | p50 ms | p99 ms | CPU ms / 1k req | kernel share | RSS MiB | req/s ÷ nginx | p99 ÷ nginx | CPU ÷ nginx | errors |")
-print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+def round_ratios(a, base):
+    """Rampart's req/s over nginx's round by round (each pair ran back to back), and
+    their median: on a noisy machine the spread says how far the mean ratio can be
+    trusted."""
+    if not base or len(a["rounds"]) != len(base["rounds"]):
+        return "—"
+    rs = [x / y for x, y in zip(a["rounds"], base["rounds"]) if y]
+    if not rs:
+        return "—"
+    return " / ".join(f"{r:.2f}" for r in rs) + f" (median {statistics.median(rs):.2f})"
+
+
+print("| scenario | proxy | req/s (rounds) | p50 ms | p99 ms | CPU ms / 1k req | kernel share | RSS MiB | req/s ÷ nginx | per round | p99 ÷ nginx | CPU ÷ nginx | errors |")
+print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
 for scen in ("get", "post", "newconn"):
     for tls in ("", "_tls"):
         base = agg(scen, "nginx" + tls)
@@ -64,7 +76,8 @@ for scen in ("get", "post", "newconn"):
             pct = lambda x: "n/a" if x is None else f"{x * 100:.0f} %"
             rounds = " / ".join(f"{x:.0f}" for x in a["rounds"])
             print(f"| {scen} | {tgt} | {a['rps']:.0f} ({rounds}) | {f(a['p50'])} | {f(a['p99'])} | {f(a['cpu_ms_per_1k'], 1)} | {pct(a['sys'])} | {f(a['rss'], 1)} | "
-                  f"{ratio('rps') if tgt.startswith('rampart') else '1.00'} | {ratio('p99') if tgt.startswith('rampart') else '1.00'} | "
+                  f"{ratio('rps') if tgt.startswith('rampart') else '1.00'} | {round_ratios(a, base) if tgt.startswith('rampart') else '—'} | "
+                  f"{ratio('p99') if tgt.startswith('rampart') else '1.00'} | "
                   f"{ratio('cpu_ms_per_1k') if tgt.startswith('rampart') else '1.00'} | {a['errors'] or '—'} |")
 
 # Inspection: Rampart with CRS PL1 beside nginx + ModSecurity + the same CRS, and beside
