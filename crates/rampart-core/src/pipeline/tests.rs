@@ -271,30 +271,39 @@ fn a_responding_stage_stops_the_chain_and_probe_sees_each_stage() {
     assert_eq!(p.body_prefix_wanted(&cfg(), &v), 4096);
 }
 
+/// A stage that reads the responses of requests to `only` (of all requests if `None`)
+/// and marks them `x-marker: 1`.
+struct Marker {
+    only: Option<&'static str>,
+}
+
+impl Stage for Marker {
+    fn name(&self) -> &'static str {
+        "marker"
+    }
+    fn on_request(&self, _: &Config, _: &mut RequestView) -> Flow {
+        Flow::Continue
+    }
+    fn inspects_responses(&self) -> bool {
+        true
+    }
+    fn inspects_response_of(&self, _: &Config, req: &RequestView) -> bool {
+        self.only.is_none_or(|path| req.head.uri.path() == path)
+    }
+    fn on_response(
+        &self,
+        _: &Config,
+        _: &mut RequestView,
+        resp: &mut http::response::Parts,
+    ) -> Flow {
+        resp.headers
+            .insert("x-marker", http::HeaderValue::from_static("1"));
+        Flow::Continue
+    }
+}
+
 #[test]
 fn only_stages_with_a_response_hook_are_called_and_timed_on_responses() {
-    struct Marker;
-    impl Stage for Marker {
-        fn name(&self) -> &'static str {
-            "marker"
-        }
-        fn on_request(&self, _: &Config, _: &mut RequestView) -> Flow {
-            Flow::Continue
-        }
-        fn inspects_responses(&self) -> bool {
-            true
-        }
-        fn on_response(
-            &self,
-            _: &Config,
-            _: &mut RequestView,
-            resp: &mut http::response::Parts,
-        ) -> Flow {
-            resp.headers
-                .insert("x-marker", http::HeaderValue::from_static("1"));
-            Flow::Continue
-        }
-    }
     struct Rec(Vec<usize>, u32);
     impl Probe for Rec {
         type Mark = u32;
@@ -310,7 +319,7 @@ fn only_stages_with_a_response_hook_are_called_and_timed_on_responses() {
     }
     let p = Pipeline::new(vec![
         Box::new(HeadCheck),
-        Box::new(Marker),
+        Box::new(Marker { only: None }),
         Box::new(Resolve),
     ]);
     let mut v = view(build(get("/")), "192.0.2.1:1");
@@ -336,32 +345,6 @@ fn only_stages_with_a_response_hook_are_called_and_timed_on_responses() {
 
 #[test]
 fn a_response_stage_that_passes_on_a_request_is_not_called_for_its_response() {
-    /// Reads responses only of requests to `/watched`.
-    struct Watcher;
-    impl Stage for Watcher {
-        fn name(&self) -> &'static str {
-            "watcher"
-        }
-        fn on_request(&self, _: &Config, _: &mut RequestView) -> Flow {
-            Flow::Continue
-        }
-        fn inspects_responses(&self) -> bool {
-            true
-        }
-        fn inspects_response_of(&self, _: &Config, req: &RequestView) -> bool {
-            req.head.uri.path() == "/watched"
-        }
-        fn on_response(
-            &self,
-            _: &Config,
-            _: &mut RequestView,
-            resp: &mut http::response::Parts,
-        ) -> Flow {
-            resp.headers
-                .insert("x-watched", http::HeaderValue::from_static("1"));
-            Flow::Continue
-        }
-    }
     /// Counts clock readings.
     struct Readings(u32);
     impl Probe for Readings {
@@ -373,7 +356,12 @@ fn a_response_stage_that_passes_on_a_request_is_not_called_for_its_response() {
             self.0 += 1;
         }
     }
-    let p = Pipeline::new(vec![Box::new(HeadCheck), Box::new(Watcher)]);
+    let p = Pipeline::new(vec![
+        Box::new(HeadCheck),
+        Box::new(Marker {
+            only: Some("/watched"),
+        }),
+    ]);
     for (path, seen, readings) in [("/watched", true, 2), ("/other", false, 0)] {
         let mut v = view(build(get(path)), "192.0.2.1:1");
         assert_eq!(p.inspects_response_of(&cfg(), &v), seen, "{path}");
@@ -383,7 +371,7 @@ fn a_response_stage_that_passes_on_a_request_is_not_called_for_its_response() {
             p.on_response(&cfg(), &mut v, &mut parts, &mut probe),
             Flow::Continue
         ));
-        assert_eq!(parts.headers.contains_key("x-watched"), seen, "{path}");
+        assert_eq!(parts.headers.contains_key("x-marker"), seen, "{path}");
         assert_eq!(probe.0, readings, "clock readings for {path}");
     }
 }
