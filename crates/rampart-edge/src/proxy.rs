@@ -590,7 +590,7 @@ pub async fn serve(
             }
         }
     };
-    let (mut rparts, rbody) = match resp {
+    let (mut rparts, mut rbody) = match resp {
         Answer::Hyper(r) => {
             let (p, b) = r.into_parts();
             (p, OriginBody::Hyper(b))
@@ -603,7 +603,6 @@ pub async fn serve(
         Outcome::Ok
     });
     let switching = rparts.status == StatusCode::SWITCHING_PROTOCOLS;
-    let mut rbody = rbody;
     if let OriginBody::H1(_, _, Some(raw)) = &mut rbody {
         // Hop-by-hop fields were dropped (or the head was not kept raw) when it was read.
         raw.request_id = Some(done.request_id.clone());

@@ -247,16 +247,19 @@ impl Stage for Counting {
     }
 }
 
+/// A probe that records which stages it timed, in order.
+struct Rec(Vec<usize>);
+
+impl Probe for Rec {
+    type Mark = ();
+    fn start(&mut self) {}
+    fn end(&mut self, i: usize, _: ()) {
+        self.0.push(i);
+    }
+}
+
 #[test]
 fn a_responding_stage_stops_the_chain_and_probe_sees_each_stage() {
-    struct Rec(Vec<usize>);
-    impl Probe for Rec {
-        type Mark = ();
-        fn start(&mut self) {}
-        fn end(&mut self, i: usize, _: ()) {
-            self.0.push(i);
-        }
-    }
     let p = Pipeline::new(vec![
         Box::new(HeadCheck),
         Box::new(Counting(0.into())),
@@ -392,14 +395,6 @@ fn a_stage_that_does_not_apply_to_a_request_is_neither_called_nor_timed() {
                 .headers
                 .insert("x-picked", http::HeaderValue::from_static("1"));
             Flow::Continue
-        }
-    }
-    struct Rec(Vec<usize>);
-    impl Probe for Rec {
-        type Mark = ();
-        fn start(&mut self) {}
-        fn end(&mut self, i: usize, _: ()) {
-            self.0.push(i);
         }
     }
     let p = Pipeline::new(vec![
