@@ -13,7 +13,7 @@
 # requests wrk saw answered. Kernel work is not counted.
 #
 # Env: SCENARIO=get|post (default get)  SECONDS_RUN=8  CONNS=8  PROFILE=bench-lto
-#      TARGETS="nginx rampart"  OUT_DIR=/tmp/rampart-instructions  KEEP=1 (keep callgrind files)
+#      TARGETS="nginx rampart" (also rampart_waf: the CRS site's listener)  OUT_DIR=/tmp/rampart-instructions  KEEP=1 (keep callgrind files)
 #      WAF_SITE=1 (Rampart also serves a CRS site on another listener, as in bench/run.sh)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -71,6 +71,8 @@ hosts = ["*"]
 listeners = ["plain"]
 route = [{ path = "/", pool = "origin" }]
 TOML
+# The WAF target needs the CRS site.
+[[ " ${TARGETS[*]} " == *" rampart_waf "* ]] && WAF_SITE=1
 if [[ ${WAF_SITE:-0} = 1 ]]; then
     # As in bench/run.sh: a second site with CRS on a listener of its own, which the
     # measured (plain) requests do not use.
@@ -123,6 +125,7 @@ for t in "${TARGETS[@]}"; do
     case $t in
         nginx) measure nginx 18197 nginx -p "$RUN/nginx" -c "$RUN/nginx/nginx.conf" ;;
         rampart) RAMPART_LOG=warn measure rampart 18190 "$BIN" serve -c "$RUN/rampart.toml" ;;
+        rampart_waf) RAMPART_LOG=warn measure rampart_waf 18191 "$BIN" serve -c "$RUN/rampart.toml" ;;
         *) echo "unknown target $t" >&2; exit 1 ;;
     esac
 done
