@@ -252,6 +252,51 @@ impl ScanState {
         }
     }
 
+    /// Forgets the transaction (for the next one, maybe on another ruleset), keeping the
+    /// buffers' capacity.
+    pub(crate) fn reset(&mut self) {
+        let ScanState {
+            candidates,
+            hits,
+            numbers,
+            grouped,
+            offsets,
+            settled,
+            args,
+            headers,
+            cookies,
+            response_headers,
+            scalars,
+            buf,
+            tmp,
+            seen,
+            marked,
+            seq,
+            outputs,
+            n_outputs,
+        } = self;
+        candidates.clear();
+        hits.clear();
+        numbers.iter_mut().for_each(Vec::clear);
+        grouped.clear();
+        offsets.clear();
+        *settled = 0;
+        *args = 0;
+        *headers = 0;
+        *cookies = 0;
+        *response_headers = 0;
+        *scalars = 0;
+        buf.clear();
+        tmp.clear();
+        seen.clear();
+        // (Emptied, so the next scan fills it anew: a stale mark could equal a new
+        // value's number.)
+        marked.clear();
+        *seq = 0;
+        *n_outputs = 0;
+        outputs.truncate(16);
+    }
+
     pub(crate) fn scalar_pending(&mut self, s: Source) -> bool {
         let bit = 1u32 << (s as u32);
         let pending = self.scalars & bit == 0;
@@ -447,7 +492,8 @@ impl Prefilter {
         let has = ByteSet::of(value);
         st.seq = st.seq.wrapping_add(1);
         if st.marked.len() != self.n_gated {
-            st.marked = vec![u32::MAX; self.n_gated];
+            st.marked.clear();
+            st.marked.resize(self.n_gated, u32::MAX);
         }
         let numbers = &mut st.numbers[source as usize];
         let at = index as usize;
@@ -553,7 +599,7 @@ impl Prefilter {
     /// for the given chains.
     fn mark(&self, st: &mut ScanState, bytes: &[u8], has: Option<&ByteSet>, chains: u128) {
         if st.candidates.is_empty() {
-            st.candidates = vec![0; self.n_gated.div_ceil(64)];
+            st.candidates.resize(self.n_gated.div_ceil(64), 0);
         }
         let computed;
         let has = match has {

@@ -571,3 +571,41 @@ fn required_bytes_narrow_what_marks_a_rule() {
         fires_alike(&rs, &plain, uri, &want);
     }
 }
+
+/// A transaction's buffers go to the next one on the thread: nothing it set may show
+/// through — `TX` values, the prefilter's marks — whether the next one runs the same
+/// ruleset or one with other rules (and another number of gated rules).
+#[test]
+fn reused_buffers_carry_nothing_over() {
+    let rs = ruleset(
+        r#"SecRuleEngine On
+SecRule ARGS:a "@rx ^set$" "id:1,phase:1,pass,setvar:tx.flag=1,setvar:tx.score=+5"
+SecRule TX:FLAG "@eq 1" "id:2,phase:1,pass"
+SecRule TX:SCORE "@ge 5" "id:3,phase:1,pass"
+SecRule ARGS "@rx union\s+select" "id:4,phase:1,pass"
+"#,
+    );
+    let other = ruleset(
+        r#"SecRuleEngine On
+SecRule ARGS "@rx alpha" "id:10,phase:1,pass"
+SecRule ARGS "@rx bravo" "id:11,phase:1,pass"
+SecRule ARGS "@rx charlie" "id:12,phase:1,pass"
+SecRule ARGS "@rx delta" "id:13,phase:1,pass"
+"#,
+    );
+    // Several rounds: every transaction after the first takes the previous one's
+    // buffers (they are dropped at the end of each statement).
+    for _ in 0..3 {
+        assert_eq!(fired(&run(&rs, "/?a=set", &[], "")), [1, 2, 3]);
+        assert_eq!(fired(&run(&rs, "/?a=x", &[], "")), Vec::<u64>::new());
+        assert_eq!(fired(&run(&rs, "/?q=1+union+select+2", &[], "")), [4]);
+        assert_eq!(fired(&run(&other, "/?q=charlie", &[], "")), [12]);
+        assert_eq!(fired(&run(&rs, "/?q=nothing", &[], "")), Vec::<u64>::new());
+        assert_eq!(fired(&run(&other, "/?q=alpha+delta", &[], "")), [10, 13]);
+    }
+    // Two alive at once on one thread (as on an edge worker): each has its own.
+    let a = run(&rs, "/?a=set", &[], "");
+    let b = run(&rs, "/?a=x", &[], "");
+    assert_eq!(fired(&a), [1, 2, 3]);
+    assert_eq!(fired(&b), Vec::<u64>::new());
+}

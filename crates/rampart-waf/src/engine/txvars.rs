@@ -110,6 +110,17 @@ pub(crate) struct TxVars {
 }
 
 impl TxVars {
+    /// Forgets every value, keeping the buffers (for the next transaction).
+    pub(crate) fn reset(&mut self) {
+        self.named.clear();
+        // Values held for ids beyond this many (rare) are let go; `set` stays as long as
+        // `vals`, all false.
+        self.vals.truncate(1024);
+        self.vals.iter_mut().for_each(Vec::clear);
+        self.set.truncate(self.vals.len());
+        self.set.iter_mut().for_each(|s| *s = false);
+    }
+
     pub(crate) fn get(&self, id: u32) -> Option<&[u8]> {
         let i = id as usize;
         match self.set.get(i) {
