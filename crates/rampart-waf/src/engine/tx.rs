@@ -264,7 +264,7 @@ impl<'r> Transaction<'r> {
 
     fn with(rs: Rules<'r>, info: RequestInfo) -> Self {
         let spare = SPARE
-            .try_with(|s| s.borrow_mut().pop())
+            .try_with(|s| s.try_borrow_mut().ok().and_then(|mut s| s.pop()))
             .ok()
             .flatten()
             .unwrap_or_default();
