@@ -373,6 +373,12 @@ fn encode_form_data(data: &[u8]) -> Vec<u8> {
 /// SecAction 900005: paranoia level 4, DetectionOnly, UTF-8 validation, argument
 /// limits), behind ModSecurity's recommended body-processor rules.
 pub fn harness_ruleset(crs_dir: &Path) -> Result<Ruleset, Vec<String>> {
+    harness_ruleset_at(crs_dir, 4)
+}
+
+/// [`harness_ruleset`] at another blocking paranoia level (1–4): the rules above it are
+/// skipped, as in a deployment at that level.
+pub fn harness_ruleset_at(crs_dir: &Path, paranoia: u8) -> Result<Ruleset, Vec<String>> {
     let setup = if crs_dir.join("crs-setup.conf").exists() {
         "crs-setup.conf"
     } else {
@@ -397,7 +403,7 @@ SecRule REQUEST_HEADERS:Content-Type "^application/[a-z0-9.-]+[+]json" "id:20000
 SecRule &ARGS "@ge 1000" "id:200007,phase:2,t:none,log,deny,status:400,msg:'Failed to fully parse request body due to large argument count',severity:2"
 SecRule REQBODY_ERROR "!@eq 0" "id:200002,phase:2,t:none,log,deny,status:400,msg:'Failed to parse request body.',logdata:'%{{reqbody_error_msg}}',severity:2"
 Include {setup}
-SecAction "id:900005,phase:1,nolog,pass,ctl:ruleEngine=DetectionOnly,ctl:ruleRemoveById=910000,setvar:tx.blocking_paranoia_level=4,setvar:tx.crs_validate_utf8_encoding=1,setvar:tx.arg_name_length=100,setvar:tx.arg_length=400,setvar:tx.total_arg_length=64000,setvar:tx.max_num_args=255,setvar:tx.max_file_size=64100,setvar:tx.combined_file_sizes=65535"
+SecAction "id:900005,phase:1,nolog,pass,ctl:ruleEngine=DetectionOnly,ctl:ruleRemoveById=910000,setvar:tx.blocking_paranoia_level={paranoia},setvar:tx.crs_validate_utf8_encoding=1,setvar:tx.arg_name_length=100,setvar:tx.arg_length=400,setvar:tx.total_arg_length=64000,setvar:tx.max_num_args=255,setvar:tx.max_file_size=64100,setvar:tx.combined_file_sizes=65535"
 Include rules/*.conf
 "#
     );

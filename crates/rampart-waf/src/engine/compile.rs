@@ -222,6 +222,55 @@ struct Defaults {
     status: Option<u16>,
 }
 
+/// Per rule: whether a transaction can reach it when every rule with an outcome learnt at
+/// load ([`super::tx::Memos`]) has that outcome — what the configuration decides, e.g.
+/// CRS's paranoia-level skips (`TX:DETECTION_PARANOIA_LEVEL "@lt 2"` with `skipAfter`),
+/// which leave the rules above the configured level unreachable. Every other rule is
+/// taken both ways (it may match or not, and then skip or not).
+///
+/// The prefilter gates only reachable rules. A rule reached anyway (a request that
+/// changes a learnt rule's `TX` inputs, or removes it with `ctl`) simply runs ungated:
+/// this decides speed, never outcomes.
+fn expected_reach(rs: &Ruleset) -> Vec<bool> {
+    let mut reach = vec![false; rs.rules.len()];
+    for prog in &rs.phases {
+        let mut at = vec![false; prog.len() + 1];
+        at[0] = true;
+        for (k, item) in prog.iter().enumerate() {
+            if !at[k] {
+                continue;
+            }
+            let Item::Rule(ci) = *item else {
+                at[k + 1] = true;
+                continue;
+            };
+            let mut link = Some(ci);
+            while let Some(l) = link {
+                if let Some(r) = reach.get_mut(l) {
+                    *r = true;
+                }
+                link = rs.rules.get(l).and_then(|r| r.next);
+            }
+            let Some(rule) = rs.rules.get(ci) else {
+                continue;
+            };
+            let after_match = rule
+                .skip_to
+                .unwrap_or(k + 1 + rule.skip as usize)
+                .min(prog.len());
+            match rs.memo.outcome(ci) {
+                Some(true) => at[after_match] = true,
+                Some(false) => at[k + 1] = true,
+                None => {
+                    at[k + 1] = true;
+                    at[after_match] = true;
+                }
+            }
+        }
+    }
+    reach
+}
+
 impl Ruleset {
     /// Compiles loaded directives. Data files named by operators are read through `fs`,
     /// relative to the rule's file.
@@ -232,7 +281,7 @@ impl Ruleset {
             settings: Settings::default(),
             disabled: Vec::new(),
             errors: Vec::new(),
-            prefilter: Prefilter::build(&[]),
+            prefilter: Prefilter::build(&[], &[]),
             memo: Default::default(),
             tx_names: TxNames::new(),
         };
@@ -616,10 +665,14 @@ impl Ruleset {
             }
         }
         rs.tx_names = bind_tx(&mut rs.rules);
-        rs.prefilter = Prefilter::build(&rs.rules);
+        // Outcomes are learnt first (without a prefilter: it only skips rules that
+        // would not match, so what is learnt is the same), then the prefilter covers the
+        // rules a transaction can reach with those outcomes.
         if rs.errors.is_empty() {
             rs.memo = super::tx::learn(&rs);
         }
+        let reach = expected_reach(&rs);
+        rs.prefilter = Prefilter::build(&rs.rules, &reach);
         rs
     }
 
@@ -627,7 +680,7 @@ impl Ruleset {
     /// off: every rule runs on every value. For differential tests (both must decide
     /// alike) and for diagnosis.
     pub fn without_prefilter(mut self) -> Ruleset {
-        self.prefilter = Prefilter::build(&[]);
+        self.prefilter = Prefilter::build(&[], &[]);
         self.memo = Default::default();
         self
     }

@@ -307,8 +307,10 @@ impl ScanState {
 
 impl Prefilter {
     /// Builds the prefilter for compiled rules (chain links included: a link's values
-    /// are skipped the same way, and its chain fails when none is left).
-    pub(crate) fn build(rules: &[CRule]) -> Prefilter {
+    /// are skipped the same way, and its chain fails when none is left). Only rules
+    /// `reach` holds true for are gated (the ones a transaction is expected to reach; the
+    /// others, if reached, run ungated).
+    pub(crate) fn build(rules: &[CRule], reach: &[bool]) -> Prefilter {
         let mut pf = Prefilter {
             ac: None,
             owners: Vec::new(),
@@ -328,7 +330,7 @@ impl Prefilter {
         let mut literals: Vec<Vec<u8>> = Vec::new();
         let mut index: std::collections::HashMap<Vec<u8>, usize> = Default::default();
         for (ri, rule) in rules.iter().enumerate() {
-            if rule.targets.is_empty() {
+            if rule.targets.is_empty() || !reach.get(ri).copied().unwrap_or(false) {
                 continue;
             }
             let Some(op) = &rule.operator else { continue };

@@ -609,3 +609,33 @@ SecRule ARGS "@rx delta" "id:13,phase:1,pass"
     assert_eq!(fired(&a), [1, 2, 3]);
     assert_eq!(fired(&b), Vec::<u64>::new());
 }
+
+/// Rules the configuration skips (as CRS skips the rules above its paranoia level) are
+/// left out of the prefilter; a request that changes the configuration's value reaches
+/// them, and they run ungated and decide as before.
+#[test]
+fn rules_the_configuration_skips_are_not_gated_and_still_run_when_reached() {
+    let rules = "SecAction \"id:1,phase:1,pass,nolog,setvar:tx.level=1\"\n\
+                 SecRule ARGS:raise \"@streq 1\" \"id:2,phase:1,pass,nolog,setvar:tx.level=2\"\n\
+                 SecRule TX:LEVEL \"@lt 2\" \"id:3,phase:1,pass,nolog,skipAfter:END-LEVEL-2\"\n\
+                 SecRule ARGS \"@contains evil\" \"id:4,phase:1,pass,log,t:none\"\n\
+                 SecMarker END-LEVEL-2\n\
+                 SecRule ARGS \"@contains worse\" \"id:5,phase:1,pass,log,t:none\"\n";
+    let rs = ruleset(rules);
+    let index = |id: u64| rs.rules.iter().position(|r| r.id == id).unwrap();
+    assert!(rs.prefilter.gate(index(5)).is_some(), "reachable: gated");
+    assert!(
+        rs.prefilter.gate(index(4)).is_none(),
+        "skipped by the configuration: not gated"
+    );
+    let plain = ruleset(rules).without_prefilter();
+    for (uri, want) in [
+        ("/?x=evil", vec![]),
+        ("/?x=worse", vec![5]),
+        ("/?raise=1&x=evil", vec![4]),
+        ("/?raise=1&x=evil+worse", vec![4, 5]),
+        ("/?raise=1&x=fine", vec![]),
+    ] {
+        fires_alike(&rs, &plain, uri, &want);
+    }
+}

@@ -1881,6 +1881,11 @@ impl Memos {
         })
     }
 
+    /// Rule `ci`'s learnt outcome (whether it matched), if it has one.
+    pub(crate) fn outcome(&self, ci: usize) -> Option<bool> {
+        self.get(ci).map(|m| m.outcome)
+    }
+
     /// How many rules have an entry.
     pub(crate) fn len(&self) -> usize {
         self.entries.len()
