@@ -281,6 +281,14 @@ impl Parser<'_> {
         self.i += 1;
         let mut out = Vec::new();
         loop {
+            // A run of bytes that stand for themselves, copied at once.
+            let rest = self.s.get(self.i..).unwrap_or_default();
+            let run = rest
+                .iter()
+                .position(|&c| c == b'"' || c == b'\\' || c < 0x20)
+                .unwrap_or(rest.len());
+            out.extend_from_slice(&rest[..run]);
+            self.i += run;
             let Some(&c) = self.s.get(self.i) else {
                 return Err(format!("unterminated string starting at byte {start}"));
             };

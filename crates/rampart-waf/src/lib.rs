@@ -27,6 +27,7 @@
 //!   the request path reads a file.
 //! - Parsing never panics on any input (a fuzz target holds it to that).
 
+mod alphabet;
 pub mod body;
 mod digest;
 pub mod engine;

@@ -289,6 +289,34 @@ impl Operator {
         }
     }
 
+    /// Whether the operator can match some input made only of bytes in `alphabet` (see
+    /// [`crate::alphabet`]); `true` when unsure (negation, numbers, macros,
+    /// libinjection's SQL verdicts).
+    pub(crate) fn possible_over(&self, alphabet: &crate::alphabet::Bytes) -> bool {
+        use crate::alphabet::{case_closed, has, of, subset};
+        if self.negated {
+            return true;
+        }
+        let a = case_closed(alphabet);
+        match &self.kind {
+            Kind::Rx(re, _) => crate::alphabet::regex_possible(re.as_str(), alphabet),
+            Kind::Pm(_, phrases) => phrases.iter().any(|p| subset(&of(p), &a)),
+            Kind::Contains(Param::Static(s))
+            | Kind::ContainsWord(Param::Static(s))
+            | Kind::BeginsWith(Param::Static(s))
+            | Kind::EndsWith(Param::Static(s))
+            | Kind::StrEq(Param::Static(s)) => subset(&of(s), &a),
+            Kind::ValidateByteRange(allowed) => {
+                (0..=255u8).any(|b| !allowed[usize::from(b)] && has(alphabet, b))
+            }
+            Kind::ValidateUtf8Encoding => alphabet[2] | alphabet[3] != 0,
+            Kind::ValidateUrlEncoding => has(alphabet, b'%'),
+            Kind::DetectXss => has(alphabet, b'<') || has(alphabet, b'='),
+            Kind::NoMatch => false,
+            _ => true,
+        }
+    }
+
     /// Whether the operator matches `input` (negation applied). With `captures`, the
     /// groups of an `@rx` match (or the phrase an `@pm` found, as group 0) are appended.
     pub fn matches(&self, input: &[u8], r: &dyn Resolve, captures: Option<&mut Captures>) -> bool {
@@ -615,6 +643,8 @@ fn counted_repetition(s: &[u8]) -> Option<usize> {
 fn rx(re: &Regex, input: &[u8], captures: Option<&mut Captures>) -> bool {
     match captures {
         None => re.is_match(input),
+        // Most values do not match: the fast test first, groups only for a match.
+        Some(_) if !re.is_match(input) => false,
         Some(c) => match re.captures(input) {
             Some(caps) => {
                 for (i, g) in caps.iter().enumerate() {

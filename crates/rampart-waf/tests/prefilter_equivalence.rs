@@ -2,6 +2,7 @@
 //! request of the CRS v4 regression suite (mostly attacks, crafted to hit rules' edge
 //! cases), the ruleset with them and the same ruleset without them fire exactly the same
 //! rules, in the same order, with the same log lines.
+#![allow(clippy::panic)]
 
 use std::path::Path;
 

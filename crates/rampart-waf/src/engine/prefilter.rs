@@ -27,6 +27,7 @@
 use aho_corasick::{AhoCorasick, AhoCorasickBuilder, AhoCorasickKind, MatchKind};
 
 use super::compile::CRule;
+use crate::alphabet;
 use crate::seclang::{Transform, Var};
 use crate::transform::{self, ByteSet};
 
@@ -147,6 +148,27 @@ pub(crate) struct Prefilter {
     /// Per dense chain: whether a case-changing step comes before one that reads case
     /// ([`transform::chain_reads_case`]): its steps are skipped only when exactly no-ops.
     chain_exact: Vec<bool>,
+    /// The same tables for *plain* values — values whose bytes all lie in [`PLAIN`] —
+    /// holding only the rules that can match such a value at all (after their
+    /// transformations; see [`crate::alphabet`]). Most benign values are plain, and most
+    /// rules cannot match them: a plain value is scanned with fewer chains and a smaller
+    /// automaton.
+    plain: Tables,
+    /// [`PLAIN`] as a set.
+    plain_set: [u64; 4],
+}
+
+/// The bytes of a plain value: ASCII letters and digits, space, `.`, `-`, `_`, `@`.
+const PLAIN: &[u8] = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 .-_@";
+
+/// An automaton and its owner tables (see [`Prefilter`]'s fields of the same names).
+#[derive(Debug, Default)]
+struct Tables {
+    ac: Option<AhoCorasick>,
+    owners: Vec<Vec<(u32, u8)>>,
+    single: Vec<Vec<(u32, u8)>>,
+    single_bytes: [u64; 4],
+    chains_of: [Vec<u8>; SOURCES],
 }
 
 /// Per-transaction prefilter state: the candidate rules found so far, and how far each
@@ -305,6 +327,35 @@ impl ScanState {
     }
 }
 
+/// The case-insensitive automaton over `literals` (a contiguous NFA: a DFA of CRS's
+/// literals would take hundreds of megabytes).
+fn automaton(literals: &[Vec<u8>]) -> Result<AhoCorasick, aho_corasick::BuildError> {
+    AhoCorasickBuilder::new()
+        .ascii_case_insensitive(true)
+        .match_kind(MatchKind::Standard)
+        .kind(Some(AhoCorasickKind::ContiguousNFA))
+        .build(literals)
+        .or_else(|_| {
+            AhoCorasickBuilder::new()
+                .ascii_case_insensitive(true)
+                .match_kind(MatchKind::Standard)
+                .build(literals)
+        })
+}
+
+/// The bytes (both cases) that have single-byte owners, as a set.
+fn single_bytes(single: &[Vec<(u32, u8)>]) -> [u64; 4] {
+    let mut set = [0u64; 4];
+    for b in 0..=255u8 {
+        if single.get(usize::from(b)).is_some_and(|o| !o.is_empty()) {
+            for c in [b, b.to_ascii_uppercase()] {
+                set[usize::from(c >> 6)] |= 1 << (c & 63);
+            }
+        }
+    }
+    set
+}
+
 impl Prefilter {
     /// Builds the prefilter for compiled rules (chain links included: a link's values
     /// are skipped the same way, and its chain fails when none is left). Only rules
@@ -324,7 +375,15 @@ impl Prefilter {
             chains: Vec::new(),
             chain_bits: Vec::new(),
             chain_exact: Vec::new(),
+            plain: Tables {
+                single: vec![Vec::new(); 256],
+                ..Tables::default()
+            },
+            plain_set: alphabet::of(PLAIN),
         };
+        let plain_bytes = pf.plain_set;
+        let mut plain_literals: Vec<Vec<u8>> = Vec::new();
+        let mut plain_index: std::collections::HashMap<Vec<u8>, usize> = Default::default();
         // (rule chain number, multiMatch) → dense
         let mut dense: std::collections::HashMap<(usize, bool), u8> = Default::default();
         let mut literals: Vec<Vec<u8>> = Vec::new();
@@ -383,16 +442,39 @@ impl Prefilter {
                     (_, None) => {}
                 }
             }
+            // Whether the rule can match a plain value (what its operator sees of one is
+            // made of the bytes its chain can produce from plain bytes).
+            let plain_ok = op.possible_over(&alphabet::chain_output(
+                &rule.transforms,
+                &plain_bytes,
+                rule.multi_match,
+            ));
             for s in srcs {
                 let list = &mut pf.chains_of[s as usize];
                 if !list.contains(&chain) {
+                    list.push(chain);
+                }
+                let list = &mut pf.plain.chains_of[s as usize];
+                if plain_ok && !list.contains(&chain) {
                     list.push(chain);
                 }
             }
             for f in factors {
                 if let [b] = f[..] {
                     pf.single[usize::from(b)].push((rid, chain));
+                    if plain_ok {
+                        pf.plain.single[usize::from(b)].push((rid, chain));
+                    }
                     continue;
+                }
+                if plain_ok {
+                    let next = plain_literals.len();
+                    let li = *plain_index.entry(f.clone()).or_insert(next);
+                    if li == next {
+                        plain_literals.push(f.clone());
+                        pf.plain.owners.push(Vec::new());
+                    }
+                    pf.plain.owners[li].push((rid, chain));
                 }
                 let next = literals.len();
                 let li = *index.entry(f.clone()).or_insert(next);
@@ -403,36 +485,34 @@ impl Prefilter {
                 pf.owners[li].push((rid, chain));
             }
         }
-        if !literals.is_empty() {
-            match AhoCorasickBuilder::new()
-                .ascii_case_insensitive(true)
-                .match_kind(MatchKind::Standard)
-                .kind(Some(AhoCorasickKind::ContiguousNFA))
-                .build(&literals)
-                .or_else(|_| {
-                    AhoCorasickBuilder::new()
-                        .ascii_case_insensitive(true)
-                        .match_kind(MatchKind::Standard)
-                        .build(&literals)
-                }) {
-                Ok(ac) => pf.ac = Some(ac),
-                // No automaton: nothing is gated, every rule runs.
-                Err(_) => {
-                    pf.gated.iter_mut().for_each(|g| *g = NOT_GATED);
-                    pf.n_gated = 0;
-                    pf.needs.clear();
-                    pf.single.iter_mut().for_each(Vec::clear);
-                    pf.owners.clear();
+        let automata = if literals.is_empty() {
+            Ok((None, None))
+        } else {
+            automaton(&literals).and_then(|full| {
+                if plain_literals.is_empty() {
+                    Ok((Some(full), None))
+                } else {
+                    automaton(&plain_literals).map(|plain| (Some(full), Some(plain)))
                 }
+            })
+        };
+        match automata {
+            Ok((full, plain)) => {
+                pf.ac = full;
+                pf.plain.ac = plain;
+            }
+            // No automaton: nothing is gated, every rule runs.
+            Err(_) => {
+                pf.gated.iter_mut().for_each(|g| *g = NOT_GATED);
+                pf.n_gated = 0;
+                pf.needs.clear();
+                pf.single.iter_mut().for_each(Vec::clear);
+                pf.owners.clear();
+                pf.plain = Tables::default();
             }
         }
-        for b in 0..=255u8 {
-            if !pf.single[usize::from(b)].is_empty() {
-                for c in [b, b.to_ascii_uppercase()] {
-                    pf.single_bytes[usize::from(c >> 6)] |= 1 << (c & 63);
-                }
-            }
-        }
+        pf.single_bytes = single_bytes(&pf.single);
+        pf.plain.single_bytes = single_bytes(&pf.plain.single);
         pf
     }
 
@@ -487,11 +567,16 @@ impl Prefilter {
         value: &[u8],
         header: Option<&[u8]>,
     ) {
-        let chains = &self.chains_of[source as usize];
-        if chains.is_empty() || value.is_empty() {
+        if self.chains_of[source as usize].is_empty() || value.is_empty() {
             return;
         }
         let has = ByteSet::of(value);
+        let plain = alphabet::subset(&has.words(), &self.plain_set);
+        let chains = if plain {
+            &self.plain.chains_of[source as usize]
+        } else {
+            &self.chains_of[source as usize]
+        };
         st.seq = st.seq.wrapping_add(1);
         if st.marked.len() != self.n_gated {
             st.marked.clear();
@@ -587,19 +672,33 @@ impl Prefilter {
             st.tmp = tmp;
         }
         if raw != 0 {
-            self.mark(st, value, Some(&has), raw);
+            self.mark(st, value, Some(&has), raw, plain);
         }
         let outputs = std::mem::take(&mut st.outputs);
         for (bytes, mask) in &outputs[..st.n_outputs] {
-            self.mark(st, bytes, None, *mask);
+            self.mark(st, bytes, None, *mask, plain);
         }
         st.outputs = outputs;
         st.n_outputs = 0;
     }
 
     /// Marks the rules owning a literal found in `bytes` (`has`: its byte set, if known)
-    /// for the given chains.
-    fn mark(&self, st: &mut ScanState, bytes: &[u8], has: Option<&ByteSet>, chains: u128) {
+    /// for the given chains; with `plain`, bytes made from a plain value, which only the
+    /// rules of the plain tables can match.
+    fn mark(
+        &self,
+        st: &mut ScanState,
+        bytes: &[u8],
+        has: Option<&ByteSet>,
+        chains: u128,
+        plain: bool,
+    ) {
+        let (ac, owners, single, single_set) = if plain {
+            let t = &self.plain;
+            (&t.ac, &t.owners, &t.single, &t.single_bytes)
+        } else {
+            (&self.ac, &self.owners, &self.single, &self.single_bytes)
+        };
         if st.candidates.is_empty() {
             st.candidates.resize(self.n_gated.div_ceil(64), 0);
         }
@@ -629,9 +728,9 @@ impl Prefilter {
                 }
             }
         };
-        if self.single_bytes != [0; 4] {
+        if *single_set != [0; 4] {
             // The single-byte literals the value holds (either case), bit by bit.
-            for (w, (&set, &held)) in self.single_bytes.iter().zip(&has.words()).enumerate() {
+            for (w, (&set, &held)) in single_set.iter().zip(&has.words()).enumerate() {
                 let mut bits = set & held;
                 while bits != 0 {
                     let b = (w as u32 * 64 + bits.trailing_zeros()) as u8;
@@ -641,11 +740,11 @@ impl Prefilter {
                     if b != lower && has.has(lower) {
                         continue;
                     }
-                    found(&self.single[usize::from(lower)], st);
+                    found(&single[usize::from(lower)], st);
                 }
             }
         }
-        if let Some(ac) = &self.ac {
+        if let Some(ac) = ac {
             st.seen.clear();
             for m in ac.find_overlapping_iter(bytes) {
                 let p = m.pattern().as_u32();
@@ -653,7 +752,9 @@ impl Prefilter {
                     continue;
                 }
                 st.seen.push(p);
-                found(&self.owners[p as usize], st);
+                if let Some(o) = owners.get(p as usize) {
+                    found(o, st);
+                }
             }
         }
     }
