@@ -381,6 +381,34 @@ fn outcomes_learnt_at_load_follow_the_values() {
     assert_eq!(fired(&run(&plain, "/?level=7", &[], "")), vec![4]);
 }
 
+/// A chain's head that reads only `TX` is learnt when it does not match (CRS's optional
+/// limits, `&TX:MAX_NUM_ARGS "@eq 1"` with the limit unset): the chain fails without being
+/// evaluated while the value is the same. A request that sets the value gets the chain
+/// evaluated; a head that matched at load is never learnt.
+#[test]
+fn chain_heads_reading_only_tx_are_learnt_when_they_do_not_match() {
+    let rules = "SecRule ARGS:limit \"@rx ^\\d+$\" \"id:1,phase:1,pass,nolog,capture,setvar:tx.max_args=%{tx.0}\"\n\
+                 SecRule &TX:MAX_ARGS \"@eq 1\" \"id:2,phase:2,block,log,msg:'too many',chain\"\n\
+                 SecRule &ARGS \"@gt %{tx.max_args}\" \"setvar:tx.score=+5\"\n\
+                 SecAction \"id:3,phase:1,pass,nolog,setvar:tx.on=1\"\n\
+                 SecRule TX:ON \"@eq 1\" \"id:4,phase:2,pass,log,chain\"\n\
+                 SecRule ARGS:x \"@streq y\" \"t:none\"\n";
+    let rs = ruleset(rules);
+    let index = |id: u64| rs.rules.iter().position(|r| r.id == id).unwrap();
+    assert_eq!(rs.memo.outcome(index(2)), Some(false), "head 2 learnt");
+    assert_eq!(rs.memo.outcome(index(4)), None, "head 4 matched at load");
+    let plain = ruleset(rules).without_prefilter();
+    for (uri, want) in [
+        ("/?a=1&b=2&c=3", vec![]),
+        ("/?limit=2&b=2&c=3", vec![2]),
+        ("/?limit=9&b=2&c=3", vec![]),
+        ("/?x=y", vec![4]),
+        ("/?x=z", vec![]),
+    ] {
+        fires_alike(&rs, &plain, uri, &want);
+    }
+}
+
 /// `multiMatch`: the operator sees the value and every step's result that changed it; a
 /// value no step changes is tested once, as it is.
 #[test]

@@ -810,18 +810,24 @@ impl<'r> Transaction<'r> {
         // While learning: the inputs as the rule sees them (its `setvar`s may change them).
         let inputs = match &self.learning {
             Some(l) if l.get(ci).is_some_and(Option::is_none) && !self.has_removed_targets(ci) => {
-                Memo::inputs(rule).map(|ids| {
-                    let values = ids
-                        .iter()
-                        .map(|&id| self.tx.get(id).map(<[u8]>::to_vec))
-                        .collect();
-                    (ids, values)
-                })
+                Memo::inputs(rule)
+                    .or_else(|| Memo::head_inputs(rule))
+                    .map(|ids| {
+                        let values = ids
+                            .iter()
+                            .map(|&id| self.tx.get(id).map(<[u8]>::to_vec))
+                            .collect();
+                        (ids, values)
+                    })
             }
             _ => None,
         };
         let outcome = self.eval_rule(rs, ci);
-        if let (Some((ids, values)), Some(learning)) = (inputs, self.learning.as_mut()) {
+        // A chain's head is learnt only when it did not match (nothing ran).
+        let learnable = rule.next.is_none() || (!outcome && self.matched_vars.is_empty());
+        if let (Some((ids, values)), Some(learning), true) =
+            (inputs, self.learning.as_mut(), learnable)
+        {
             learning[ci] = Some(Learnt {
                 values,
                 ids,
@@ -1828,6 +1834,10 @@ mod key_tests {
 /// transaction in which the values are the same (compared each time; a request that
 /// changes them, or removes targets with `ctl`, evaluates the rule as usual). A reused
 /// match still runs the rule's `setvar`s, as evaluation would.
+///
+/// A chain's head that reads only `TX` (`SecRule &TX:MAX_NUM_ARGS "@eq 1" "…,chain"`,
+/// CRS's optional limits) is learnt too, but only when it does not match: then nothing of
+/// the chain runs, whatever its actions, and the chain fails while those values hold.
 #[derive(Debug)]
 pub(crate) struct Memo {
     /// The `TX` members the outcome depends on (the targets', then the parameter's) and
@@ -1967,6 +1977,21 @@ impl Memo {
         if !plain {
             return None;
         }
+        Memo::tx_reads(rule)
+    }
+
+    /// The `TX` members a chain's head reads, when it reads nothing else (its outcome is
+    /// learnt only if it does not match: see [`Memo`]).
+    fn head_inputs(rule: &CRule) -> Option<Vec<u32>> {
+        if rule.next.is_none() || !rule.exclusions.is_empty() || rule.targets.is_empty() {
+            return None;
+        }
+        Memo::tx_reads(rule)
+    }
+
+    /// The `TX` members the rule's targets and parameter read, when it reads nothing
+    /// else.
+    fn tx_reads(rule: &CRule) -> Option<Vec<u32>> {
         let mut ids: Vec<u32> = rule.targets.iter().map(|t| t.tx).collect::<Option<_>>()?;
         if rule.targets.iter().any(|t| t.var != Var::Tx) {
             return None;
@@ -1979,7 +2004,11 @@ impl Memo {
 /// Learns the outcomes of the rules [`Memo`] describes, by running a template request
 /// (`GET /` with a few ordinary headers, a `200 text/html` response) through every phase.
 pub(crate) fn learn(rs: &Ruleset) -> Memos {
-    if !rs.rules.iter().any(|r| Memo::inputs(r).is_some()) {
+    if !rs
+        .rules
+        .iter()
+        .any(|r| Memo::inputs(r).or_else(|| Memo::head_inputs(r)).is_some())
+    {
         return Memos::default();
     }
     let mut tx = Transaction::new(
