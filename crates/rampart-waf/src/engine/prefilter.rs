@@ -156,6 +156,10 @@ pub(crate) struct Prefilter {
     plain: Tables,
     /// [`PLAIN`] as a set.
     plain_set: [u64; 4],
+    /// The tables' `judge` for all values.
+    judge: [(u64, u64); SOURCES],
+    /// Each transformation by its bit (see `transform_bit`).
+    by_bit: [Option<Transform>; 64],
 }
 
 /// The bytes of a plain value: ASCII letters and digits, space, `.`, `-`, `_`, `@`.
@@ -169,6 +173,9 @@ struct Tables {
     single: Vec<Vec<(u32, u8)>>,
     single_bytes: [u64; 4],
     chains_of: [Vec<u8>; SOURCES],
+    /// Per source: the transformations of its chains, as bits — of the chains judged up
+    /// to case, and of those judged exactly (see `chain_exact`).
+    judge: [(u64, u64); SOURCES],
 }
 
 /// Per-transaction prefilter state: the candidate rules found so far, and how far each
@@ -380,7 +387,12 @@ impl Prefilter {
                 ..Tables::default()
             },
             plain_set: alphabet::of(PLAIN),
+            judge: [(0, 0); SOURCES],
+            by_bit: [None; 64],
         };
+        for &(_, t) in Transform::ALL {
+            pf.by_bit[usize::from(t as u8 & 63)] = Some(t);
+        }
         let plain_bytes = pf.plain_set;
         let mut plain_literals: Vec<Vec<u8>> = Vec::new();
         let mut plain_index: std::collections::HashMap<Vec<u8>, usize> = Default::default();
@@ -513,6 +525,22 @@ impl Prefilter {
         }
         pf.single_bytes = single_bytes(&pf.single);
         pf.plain.single_bytes = single_bytes(&pf.plain.single);
+        let judge = |chains: &[u8]| {
+            chains.iter().fold((0, 0), |(ci, x), &c| {
+                let bits = pf.chain_bits.get(usize::from(c)).copied().unwrap_or(0);
+                if pf.chain_exact.get(usize::from(c)).copied().unwrap_or(false) {
+                    (ci, x | bits)
+                } else {
+                    (ci | bits, x)
+                }
+            })
+        };
+        let full: Vec<(u64, u64)> = pf.chains_of.iter().map(|c| judge(c)).collect();
+        let plain: Vec<(u64, u64)> = pf.plain.chains_of.iter().map(|c| judge(c)).collect();
+        for (i, (f, p)) in full.into_iter().zip(plain).enumerate() {
+            pf.judge[i] = f;
+            pf.plain.judge[i] = p;
+        }
         pf
     }
 
@@ -589,11 +617,34 @@ impl Prefilter {
         }
         numbers[at] = st.seq;
         let mut raw: u128 = 0;
-        // Which transformations leave the value alone, each judged once per value: up to
-        // ASCII case (the scan ignores case), and exactly, for the chains with a step
-        // that reads case (`hexEncode` of `A` and of `a` differ).
-        let (mut judged, mut unchanged) = (0u64, 0u64);
-        let (mut judged_x, mut unchanged_x) = (0u64, 0u64);
+        // Which transformations leave the value alone, each judged once per value (all
+        // the source's chains use, at once): up to ASCII case (the scan ignores case),
+        // and exactly, for the chains with a step that reads case (`hexEncode` of `A`
+        // and of `a` differ).
+        let (ci_bits, x_bits) = if plain {
+            self.plain.judge[source as usize]
+        } else {
+            self.judge[source as usize]
+        };
+        let judge = |mut bits: u64, exactly: bool| {
+            let mut unchanged = 0u64;
+            while bits != 0 {
+                let i = bits.trailing_zeros();
+                bits &= bits - 1;
+                if let Some(&Some(t)) = self.by_bit.get(i as usize) {
+                    let same = if exactly {
+                        transform::unchanged_exactly(t, value, &has)
+                    } else {
+                        transform::unchanged(t, value, &has)
+                    };
+                    if same {
+                        unchanged |= 1 << i;
+                    }
+                }
+            }
+            unchanged
+        };
+        let (unchanged_ci, unchanged_x) = (judge(ci_bits, false), judge(x_bits, true));
         for &c in chains {
             if let (Some(name), Some(Some(names))) = (header, self.header_names.get(usize::from(c)))
             {
@@ -604,23 +655,7 @@ impl Prefilter {
             let (steps, multi) = &self.chains[usize::from(c)];
             let bits = self.chain_bits[usize::from(c)];
             let exact = self.chain_exact[usize::from(c)];
-            for &t in steps {
-                let bit = transform_bit(t);
-                if exact {
-                    if judged_x & bit == 0 {
-                        judged_x |= bit;
-                        if transform::unchanged_exactly(t, value, &has) {
-                            unchanged_x |= bit;
-                        }
-                    }
-                } else if judged & bit == 0 {
-                    judged |= bit;
-                    if transform::unchanged(t, value, &has) {
-                        unchanged |= bit;
-                    }
-                }
-            }
-            let unchanged = if exact { unchanged_x } else { unchanged };
+            let unchanged = if exact { unchanged_x } else { unchanged_ci };
             if bits & !unchanged == 0 {
                 raw |= 1 << c;
                 continue;
