@@ -210,6 +210,8 @@ pub(crate) struct ScanState {
     marked: Vec<u32>,
     /// The number of the value being scanned.
     seq: u32,
+    /// Per value number: its source.
+    source_of: Vec<u8>,
     /// The distinct results of the value's transformation chains (buffers reused: the
     /// first `n_outputs` are current), with the chains that made each.
     outputs: Vec<(Vec<u8>, u128)>,
@@ -266,6 +268,27 @@ impl ScanState {
         }
     }
 
+    /// The sources (as bits, `1 << source`) of the values that hold a literal of the gated
+    /// rule numbered `gate`: a collection none of them comes from has no value to test.
+    pub(crate) fn hit_sources(&self, gate: u32) -> u32 {
+        let ri = gate as usize;
+        match (self.offsets.get(ri), self.offsets.get(ri + 1)) {
+            (Some(&a), Some(&b)) => self
+                .grouped
+                .get(a as usize..b as usize)
+                .unwrap_or_default()
+                .iter()
+                .fold(0, |bits, &n| {
+                    bits | self
+                        .source_of
+                        .get(n as usize)
+                        .filter(|&&s| u32::from(s) < 32)
+                        .map_or(0, |&s| 1 << s)
+                }),
+            _ => 0,
+        }
+    }
+
     /// Whether the `index`th value of `source` holds a literal of the gated rule numbered
     /// `gate` (see [`Prefilter::gate`]), after the rule's transformation chain.
     pub(crate) fn hit(&self, gate: u32, source: Source, index: u32) -> bool {
@@ -301,6 +324,7 @@ impl ScanState {
             seen,
             marked,
             seq,
+            source_of,
             outputs,
             n_outputs,
         } = self;
@@ -322,6 +346,7 @@ impl ScanState {
         // value's number.)
         marked.clear();
         *seq = 0;
+        source_of.clear();
         *n_outputs = 0;
         outputs.truncate(16);
     }
@@ -616,6 +641,11 @@ impl Prefilter {
             numbers.resize(at + 1, u32::MAX);
         }
         numbers[at] = st.seq;
+        let n = st.seq as usize;
+        if st.source_of.len() <= n {
+            st.source_of.resize(n + 1, u8::MAX);
+        }
+        st.source_of[n] = source as u8;
         let mut raw: u128 = 0;
         // Which transformations leave the value alone, each judged once per value (all
         // the source's chains use, at once): up to ASCII case (the scan ignores case),

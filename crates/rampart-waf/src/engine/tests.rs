@@ -409,6 +409,30 @@ fn chain_heads_reading_only_tx_are_learnt_when_they_do_not_match() {
     }
 }
 
+/// A gated rule lists only the collections its literals were found in; values found
+/// elsewhere, and every value of the others, are decided as without the prefilter.
+#[test]
+fn gated_rules_list_only_collections_their_literals_were_found_in() {
+    let rules = "SecRule REQUEST_HEADERS|ARGS_NAMES|ARGS|REQUEST_COOKIES \"@rx evil\\d\" \"id:1,phase:2,pass,log,t:none,t:lowercase\"\n\
+                 SecRule ARGS|REQUEST_HEADERS \"@rx ^ok$\" \"id:2,phase:2,pass,log,chain\"\n\
+                 SecRule ARGS_NAMES \"@contains bad\" \"t:none\"\n";
+    let rs = ruleset(rules);
+    let plain = ruleset(rules).without_prefilter();
+    let cases: [(&str, &[(&str, &str)], &[u64]); 7] = [
+        ("/?a=fine", &[("X-A", "EVIL1")], &[1]),
+        ("/?a=evil2", &[("X-A", "fine")], &[1]),
+        ("/?evil3=1", &[], &[1]),
+        ("/?a=evil", &[("Cookie", "c=evil4")], &[1]),
+        ("/?a=evil&b=fine", &[("X-A", "evil")], &[]),
+        ("/?bad=ok", &[], &[2]),
+        ("/?bad=no", &[("X-Ok", "ok")], &[2]),
+    ];
+    for (uri, headers, want) in cases {
+        assert_eq!(fired(&run(&rs, uri, headers, "")), want, "{uri} {headers:?}");
+        assert_eq!(fired(&run(&plain, uri, headers, "")), want, "{uri} without");
+    }
+}
+
 /// `multiMatch`: the operator sees the value and every step's result that changed it; a
 /// value no step changes is tested once, as it is.
 #[test]

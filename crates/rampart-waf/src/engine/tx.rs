@@ -1149,7 +1149,15 @@ impl<'r> Transaction<'r> {
         // `setvar`s must not change a value it has yet to test.
         let writes_tx = rule.setvars.iter().any(|sv| sv.collection == "tx");
         let gate = self.rs.prefilter.gate(ci);
+        // The sources the gated rule's hits come from: a collection of stored members
+        // (every value a slot of its source) none of them comes from is not listed.
+        let hit_sources = gate.map(|g| self.scan.hit_sources(g));
         for t in &rule.targets {
+            if let (Some(hs), Some(bits)) = (hit_sources, slot_sources(t.var)) {
+                if hs & bits == 0 {
+                    continue;
+                }
+            }
             vals.clear();
             match (t.tx, &t.tx_members, &t.key) {
                 (Some(id), _, _) => {
@@ -1674,6 +1682,23 @@ fn apply_chain(steps: &[Transform], value: &[u8]) -> Vec<u8> {
         std::mem::swap(&mut cur, &mut out);
     }
     cur
+}
+
+/// For a collection whose every value is a slot of one source ([`Transaction::values`]
+/// lists its stored members as `Val::Slot`s), that source as a bit (`1 << source`).
+fn slot_sources(var: Var) -> Option<u32> {
+    let s = match var {
+        Var::Args | Var::ArgsGet | Var::ArgsPost => Source::ArgValue,
+        Var::ArgsNames | Var::ArgsGetNames | Var::ArgsPostNames => Source::ArgName,
+        Var::RequestHeaders => Source::HeaderValue,
+        Var::RequestHeadersNames => Source::HeaderName,
+        Var::RequestCookies => Source::CookieValue,
+        Var::RequestCookiesNames => Source::CookieName,
+        Var::ResponseHeaders => Source::ResponseHeaderValue,
+        Var::ResponseHeadersNames => Source::ResponseHeaderName,
+        _ => return None,
+    };
+    Some(1 << (s as u32))
 }
 
 pub(super) fn key_matches(sel: &KeySel, key: &[u8], var: Var) -> bool {
