@@ -700,14 +700,23 @@ impl Prefilter {
                 // matter downstream) add nothing to scan until one changes it.
                 raw |= 1 << c;
                 let mut changed = false;
+                // The bytes the current result holds, once it differs from the value.
+                let mut held: Option<ByteSet> = None;
                 for &t in steps {
                     if !changed && unchanged & transform_bit(t) != 0 {
                         continue;
+                    }
+                    if changed {
+                        let h = *held.get_or_insert_with(|| ByteSet::of(&buf));
+                        if transform::unchanged_exactly(t, &buf, &h) {
+                            continue;
+                        }
                     }
                     transform::apply(t, &buf, &mut tmp);
                     std::mem::swap(&mut buf, &mut tmp);
                     if buf != tmp {
                         changed = true;
+                        held = None;
                         st.add_output(&buf, 1 << c);
                     }
                 }
@@ -715,16 +724,34 @@ impl Prefilter {
                 // Steps that leave the value as it is are skipped until one changes it
                 // (judged exactly in a chain that reads case).
                 let mut changed = false;
+                let mut held: Option<ByteSet> = None;
                 for &t in steps {
                     if !changed && unchanged & transform_bit(t) != 0 {
                         continue;
                     }
+                    if changed {
+                        // Once changed, a step is skipped when it leaves the current
+                        // result alone (judged the same way on it).
+                        let h = *held.get_or_insert_with(|| ByteSet::of(&buf));
+                        let same = if exact {
+                            transform::unchanged_exactly(t, &buf, &h)
+                        } else {
+                            transform::unchanged(t, &buf, &h)
+                        };
+                        if same {
+                            continue;
+                        }
+                    }
                     transform::apply(t, &buf, &mut tmp);
-                    changed |= if exact {
+                    let diff = if exact {
                         tmp != buf
                     } else {
                         !tmp.eq_ignore_ascii_case(&buf)
                     };
+                    changed |= diff;
+                    if tmp != buf {
+                        held = None;
+                    }
                     std::mem::swap(&mut buf, &mut tmp);
                 }
                 if !changed {

@@ -418,7 +418,9 @@ fn gated_rules_list_only_collections_their_literals_were_found_in() {
                  SecRule ARGS_NAMES \"@contains bad\" \"t:none\"\n";
     let rs = ruleset(rules);
     let plain = ruleset(rules).without_prefilter();
-    let cases: [(&str, &[(&str, &str)], &[u64]); 7] = [
+    /// A query, its headers and the rules that must fire.
+    type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], &'a [u64]);
+    let cases: [Case<'_>; 7] = [
         ("/?a=fine", &[("X-A", "EVIL1")], &[1]),
         ("/?a=evil2", &[("X-A", "fine")], &[1]),
         ("/?evil3=1", &[], &[1]),
@@ -428,7 +430,11 @@ fn gated_rules_list_only_collections_their_literals_were_found_in() {
         ("/?bad=no", &[("X-Ok", "ok")], &[2]),
     ];
     for (uri, headers, want) in cases {
-        assert_eq!(fired(&run(&rs, uri, headers, "")), want, "{uri} {headers:?}");
+        assert_eq!(
+            fired(&run(&rs, uri, headers, "")),
+            want,
+            "{uri} {headers:?}"
+        );
         assert_eq!(fired(&run(&plain, uri, headers, "")), want, "{uri} without");
     }
 }
