@@ -117,26 +117,22 @@ const MAX_CHAINS: usize = 128;
 /// The compiled prefilter of a ruleset.
 #[derive(Debug)]
 pub(crate) struct Prefilter {
-    ac: Option<AhoCorasick>,
-    /// Per literal: the gated rules owning it (by their gated number), with their dense
-    /// chain number.
-    owners: Vec<Vec<(u32, u8)>>,
-    /// One-byte literals are not in the automaton (they would report a match at most
-    /// positions of some values): per (lower-case) byte, its owners, found through the
-    /// set of bytes a value holds.
-    single: Vec<Vec<(u32, u8)>>,
+    /// The automaton and its tables for every value.
+    full: Tables,
+    /// The same for *plain* values — values whose bytes all lie in [`PLAIN`] — holding
+    /// only the rules that can match such a value at all (after their transformations;
+    /// see [`crate::alphabet`]). Most benign values are plain, and most rules cannot
+    /// match them: a plain value is scanned with fewer chains and a smaller automaton.
+    plain: Tables,
+    /// [`PLAIN`] as a set.
+    plain_set: [u64; 4],
     /// Per gated rule: sets of bytes every match holds one of each (a value lacking one
     /// does not mark the rule, whatever literals it holds).
     needs: Vec<Box<[[u64; 4]]>>,
-    /// The bytes `single` has owners for, in both cases, as a set (intersected with a
-    /// value's bytes to find the ones it holds).
-    single_bytes: [u64; 4],
     /// Per rule: its number among the gated rules, or [`NOT_GATED`]. Scan state is kept
     /// per gated rule (a few hundred), not per rule (a few thousand).
     gated: Vec<u32>,
     n_gated: usize,
-    /// Per source: the dense chains some gated rule reads it through.
-    chains_of: [Vec<u8>; SOURCES],
     /// Per dense chain: the request headers its rules read by name, lower-cased (`None`:
     /// all of them) — a header value is scanned only for the chains that read it.
     header_names: Vec<Option<Vec<Vec<u8>>>>,
@@ -148,16 +144,6 @@ pub(crate) struct Prefilter {
     /// Per dense chain: whether a case-changing step comes before one that reads case
     /// ([`transform::chain_reads_case`]): its steps are skipped only when exactly no-ops.
     chain_exact: Vec<bool>,
-    /// The same tables for *plain* values — values whose bytes all lie in [`PLAIN`] —
-    /// holding only the rules that can match such a value at all (after their
-    /// transformations; see [`crate::alphabet`]). Most benign values are plain, and most
-    /// rules cannot match them: a plain value is scanned with fewer chains and a smaller
-    /// automaton.
-    plain: Tables,
-    /// [`PLAIN`] as a set.
-    plain_set: [u64; 4],
-    /// The tables' `judge` for all values.
-    judge: [(u64, u64); SOURCES],
     /// Each transformation by its bit (see `transform_bit`).
     by_bit: [Option<Transform>; 64],
 }
@@ -165,13 +151,21 @@ pub(crate) struct Prefilter {
 /// The bytes of a plain value: ASCII letters and digits, space, `.`, `-`, `_`, `@`.
 const PLAIN: &[u8] = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 .-_@";
 
-/// An automaton and its owner tables (see [`Prefilter`]'s fields of the same names).
+/// An automaton over gated rules' literals, and the tables that go with it.
 #[derive(Debug, Default)]
 struct Tables {
     ac: Option<AhoCorasick>,
+    /// Per literal: the gated rules owning it (by their gated number), with their dense
+    /// chain number.
     owners: Vec<Vec<(u32, u8)>>,
+    /// One-byte literals are not in the automaton (they would report a match at most
+    /// positions of some values): per (lower-case) byte, its owners, found through the
+    /// set of bytes a value holds.
     single: Vec<Vec<(u32, u8)>>,
+    /// The bytes `single` has owners for, in both cases, as a set (intersected with a
+    /// value's bytes to find the ones it holds).
     single_bytes: [u64; 4],
+    /// Per source: the dense chains some gated rule reads it through.
     chains_of: [Vec<u8>; SOURCES],
     /// Per source: the transformations of its chains, as bits — of the chains judged up
     /// to case, and of those judged exactly (see `chain_exact`).
@@ -359,6 +353,54 @@ impl ScanState {
     }
 }
 
+/// [`Tables`] being built: the literals so far, and each one's index.
+#[derive(Default)]
+struct TablesBuilder {
+    tables: Tables,
+    literals: Vec<Vec<u8>>,
+    index: std::collections::HashMap<Vec<u8>, usize>,
+}
+
+impl TablesBuilder {
+    fn new() -> TablesBuilder {
+        let mut b = TablesBuilder::default();
+        b.tables.single = vec![Vec::new(); 256];
+        b
+    }
+
+    /// Records that a gated rule reads `source` through `chain`.
+    fn read(&mut self, source: Source, chain: u8) {
+        let list = &mut self.tables.chains_of[source as usize];
+        if !list.contains(&chain) {
+            list.push(chain);
+        }
+    }
+
+    /// Adds a literal of the gated rule `rid` (on `chain`).
+    fn literal(&mut self, f: &[u8], rid: u32, chain: u8) {
+        if let [b] = f[..] {
+            self.tables.single[usize::from(b)].push((rid, chain));
+            return;
+        }
+        let next = self.literals.len();
+        let li = *self.index.entry(f.to_vec()).or_insert(next);
+        if li == next {
+            self.literals.push(f.to_vec());
+            self.tables.owners.push(Vec::new());
+        }
+        self.tables.owners[li].push((rid, chain));
+    }
+
+    /// The tables with their automaton; the judging masks are filled by the caller.
+    fn finish(mut self) -> Result<Tables, aho_corasick::BuildError> {
+        if !self.literals.is_empty() {
+            self.tables.ac = Some(automaton(&self.literals)?);
+        }
+        self.tables.single_bytes = single_bytes(&self.tables.single);
+        Ok(self.tables)
+    }
+}
+
 /// The case-insensitive automaton over `literals` (a contiguous NFA: a DFA of CRS's
 /// literals would take hundreds of megabytes).
 fn automaton(literals: &[Vec<u8>]) -> Result<AhoCorasick, aho_corasick::BuildError> {
@@ -395,36 +437,25 @@ impl Prefilter {
     /// others, if reached, run ungated).
     pub(crate) fn build(rules: &[CRule], reach: &[bool]) -> Prefilter {
         let mut pf = Prefilter {
-            ac: None,
-            owners: Vec::new(),
-            single: vec![Vec::new(); 256],
-            single_bytes: [0; 4],
+            full: Tables::default(),
+            plain: Tables::default(),
+            plain_set: alphabet::of(PLAIN),
             gated: vec![NOT_GATED; rules.len()],
             n_gated: 0,
             needs: Vec::new(),
-            chains_of: Default::default(),
             header_names: Vec::new(),
             chains: Vec::new(),
             chain_bits: Vec::new(),
             chain_exact: Vec::new(),
-            plain: Tables {
-                single: vec![Vec::new(); 256],
-                ..Tables::default()
-            },
-            plain_set: alphabet::of(PLAIN),
-            judge: [(0, 0); SOURCES],
             by_bit: [None; 64],
         };
         for &(_, t) in Transform::ALL {
             pf.by_bit[usize::from(t as u8 & 63)] = Some(t);
         }
         let plain_bytes = pf.plain_set;
-        let mut plain_literals: Vec<Vec<u8>> = Vec::new();
-        let mut plain_index: std::collections::HashMap<Vec<u8>, usize> = Default::default();
+        let (mut full, mut plain) = (TablesBuilder::new(), TablesBuilder::new());
         // (rule chain number, multiMatch) → dense
         let mut dense: std::collections::HashMap<(usize, bool), u8> = Default::default();
-        let mut literals: Vec<Vec<u8>> = Vec::new();
-        let mut index: std::collections::HashMap<Vec<u8>, usize> = Default::default();
         for (ri, rule) in rules.iter().enumerate() {
             if rule.targets.is_empty() || !reach.get(ri).copied().unwrap_or(false) {
                 continue;
@@ -487,69 +518,30 @@ impl Prefilter {
                 rule.multi_match,
             ));
             for s in srcs {
-                let list = &mut pf.chains_of[s as usize];
-                if !list.contains(&chain) {
-                    list.push(chain);
-                }
-                let list = &mut pf.plain.chains_of[s as usize];
-                if plain_ok && !list.contains(&chain) {
-                    list.push(chain);
+                full.read(s, chain);
+                if plain_ok {
+                    plain.read(s, chain);
                 }
             }
-            for f in factors {
-                if let [b] = f[..] {
-                    pf.single[usize::from(b)].push((rid, chain));
-                    if plain_ok {
-                        pf.plain.single[usize::from(b)].push((rid, chain));
-                    }
-                    continue;
-                }
+            for f in &factors {
+                full.literal(f, rid, chain);
                 if plain_ok {
-                    let next = plain_literals.len();
-                    let li = *plain_index.entry(f.clone()).or_insert(next);
-                    if li == next {
-                        plain_literals.push(f.clone());
-                        pf.plain.owners.push(Vec::new());
-                    }
-                    pf.plain.owners[li].push((rid, chain));
+                    plain.literal(f, rid, chain);
                 }
-                let next = literals.len();
-                let li = *index.entry(f.clone()).or_insert(next);
-                if li == next {
-                    literals.push(f);
-                    pf.owners.push(Vec::new());
-                }
-                pf.owners[li].push((rid, chain));
             }
         }
-        let automata = if literals.is_empty() {
-            Ok((None, None))
-        } else {
-            automaton(&literals).and_then(|full| {
-                if plain_literals.is_empty() {
-                    Ok((Some(full), None))
-                } else {
-                    automaton(&plain_literals).map(|plain| (Some(full), Some(plain)))
-                }
-            })
-        };
-        match automata {
-            Ok((full, plain)) => {
-                pf.ac = full;
-                pf.plain.ac = plain;
+        match full.finish().and_then(|f| plain.finish().map(|p| (f, p))) {
+            Ok((f, p)) => {
+                pf.full = f;
+                pf.plain = p;
             }
             // No automaton: nothing is gated, every rule runs.
             Err(_) => {
                 pf.gated.iter_mut().for_each(|g| *g = NOT_GATED);
                 pf.n_gated = 0;
                 pf.needs.clear();
-                pf.single.iter_mut().for_each(Vec::clear);
-                pf.owners.clear();
-                pf.plain = Tables::default();
             }
         }
-        pf.single_bytes = single_bytes(&pf.single);
-        pf.plain.single_bytes = single_bytes(&pf.plain.single);
         let judge = |chains: &[u8]| {
             chains.iter().fold((0, 0), |(ci, x), &c| {
                 let bits = pf.chain_bits.get(usize::from(c)).copied().unwrap_or(0);
@@ -560,11 +552,11 @@ impl Prefilter {
                 }
             })
         };
-        let full: Vec<(u64, u64)> = pf.chains_of.iter().map(|c| judge(c)).collect();
-        let plain: Vec<(u64, u64)> = pf.plain.chains_of.iter().map(|c| judge(c)).collect();
-        for (i, (f, p)) in full.into_iter().zip(plain).enumerate() {
-            pf.judge[i] = f;
-            pf.plain.judge[i] = p;
+        for tables in [&mut pf.full, &mut pf.plain] {
+            let judged: Vec<(u64, u64)> = tables.chains_of.iter().map(|c| judge(c)).collect();
+            for (slot, j) in tables.judge.iter_mut().zip(judged) {
+                *slot = j;
+            }
         }
         pf
     }
@@ -587,7 +579,7 @@ impl Prefilter {
 
     /// How many distinct literals the automaton holds.
     pub(crate) fn literal_count(&self) -> usize {
-        self.owners.len()
+        self.full.owners.len()
     }
 
     /// Whether rule `ri` may be skipped: it is gated and no scanned value holds one of
@@ -620,16 +612,13 @@ impl Prefilter {
         value: &[u8],
         header: Option<&[u8]>,
     ) {
-        if self.chains_of[source as usize].is_empty() || value.is_empty() {
+        if self.full.chains_of[source as usize].is_empty() || value.is_empty() {
             return;
         }
         let has = ByteSet::of(value);
         let plain = alphabet::subset(&has.words(), &self.plain_set);
-        let chains = if plain {
-            &self.plain.chains_of[source as usize]
-        } else {
-            &self.chains_of[source as usize]
-        };
+        let tables = if plain { &self.plain } else { &self.full };
+        let chains = &tables.chains_of[source as usize];
         st.seq = st.seq.wrapping_add(1);
         if st.marked.len() != self.n_gated {
             st.marked.clear();
@@ -651,11 +640,7 @@ impl Prefilter {
         // the source's chains use, at once): up to ASCII case (the scan ignores case),
         // and exactly, for the chains with a step that reads case (`hexEncode` of `A`
         // and of `a` differ).
-        let (ci_bits, x_bits) = if plain {
-            self.plain.judge[source as usize]
-        } else {
-            self.judge[source as usize]
-        };
+        let (ci_bits, x_bits) = tables.judge[source as usize];
         let judge = |mut bits: u64, exactly: bool| {
             let mut unchanged = 0u64;
             while bits != 0 {
@@ -764,33 +749,33 @@ impl Prefilter {
             st.tmp = tmp;
         }
         if raw != 0 {
-            self.mark(st, value, Some(&has), raw, plain);
+            self.mark(st, tables, value, Some(&has), raw);
         }
         let outputs = std::mem::take(&mut st.outputs);
         for (bytes, mask) in &outputs[..st.n_outputs] {
-            self.mark(st, bytes, None, *mask, plain);
+            self.mark(st, tables, bytes, None, *mask);
         }
         st.outputs = outputs;
         st.n_outputs = 0;
     }
 
-    /// Marks the rules owning a literal found in `bytes` (`has`: its byte set, if known)
-    /// for the given chains; with `plain`, bytes made from a plain value, which only the
-    /// rules of the plain tables can match.
+    /// Marks the rules owning a literal of `tables` found in `bytes` (`has`: its byte
+    /// set, if known) for the given chains (`tables`: the plain ones for bytes made from a
+    /// plain value, which only their rules can match).
     fn mark(
         &self,
         st: &mut ScanState,
+        tables: &Tables,
         bytes: &[u8],
         has: Option<&ByteSet>,
         chains: u128,
-        plain: bool,
     ) {
-        let (ac, owners, single, single_set) = if plain {
-            let t = &self.plain;
-            (&t.ac, &t.owners, &t.single, &t.single_bytes)
-        } else {
-            (&self.ac, &self.owners, &self.single, &self.single_bytes)
-        };
+        let (ac, owners, single, single_set) = (
+            &tables.ac,
+            &tables.owners,
+            &tables.single,
+            &tables.single_bytes,
+        );
         if st.candidates.is_empty() {
             st.candidates.resize(self.n_gated.div_ceil(64), 0);
         }
