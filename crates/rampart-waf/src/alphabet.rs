@@ -36,9 +36,7 @@ pub(crate) fn add(set: &mut Bytes, c: u8) {
 
 /// The set of the given bytes.
 pub(crate) fn of(bytes: &[u8]) -> Bytes {
-    let mut s = [0; 4];
-    bytes.iter().for_each(|&c| add(&mut s, c));
-    s
+    crate::transform::ByteSet::of(bytes).words()
 }
 
 /// Whether every member of `a` is in `b`.

@@ -422,9 +422,8 @@ fn single_bytes(single: &[Vec<(u32, u8)>]) -> [u64; 4] {
     let mut set = [0u64; 4];
     for b in 0..=255u8 {
         if single.get(usize::from(b)).is_some_and(|o| !o.is_empty()) {
-            for c in [b, b.to_ascii_uppercase()] {
-                set[usize::from(c >> 6)] |= 1 << (c & 63);
-            }
+            alphabet::add(&mut set, b);
+            alphabet::add(&mut set, b.to_ascii_uppercase());
         }
     }
     set
