@@ -14,6 +14,7 @@
 //! - `SecRuleRemoveBy*` and `SecRuleUpdate*` apply to rules wherever they are defined.
 
 mod compile;
+mod literals;
 mod prefilter;
 #[cfg(test)]
 mod tests;

@@ -12,7 +12,7 @@
 //!
 //! - [`engine`]: compiles directives into a [`engine::Ruleset`] and runs
 //!   [`engine::Transaction`]s through it. A literal prefilter (required literals of each
-//!   rule's operator, found with one Aho-Corasick scan per value and transformation chain)
+//!   rule's operator, found with one scan per value and transformation chain)
 //!   skips the rules whose literals no value holds; rules that read only `TX` values have
 //!   their outcomes learnt at load; `TX` names are numbered at load so the request path
 //!   never builds a key. `Ruleset::without_prefilter` turns the first two off so tests can

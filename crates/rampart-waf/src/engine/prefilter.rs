@@ -1,5 +1,5 @@
-//! The prefilter: one Aho-Corasick automaton over the required literals of every rule
-//! that has them (see [`crate::factor`]), scanned once per request value and
+//! The prefilter: one literal finder ([`super::literals`]) over the required literals of
+//! every rule that has them (see [`crate::factor`]), run once per request value and
 //! transformation chain, so that a rule none of whose literals occur in any value it
 //! could see is skipped without collecting its values or running its operator.
 //!
@@ -24,9 +24,8 @@
 //! [`transform::unchanged`] tells so from the set of bytes a value holds; all such chains
 //! share one scan of the raw value. Other chains are applied and scanned one by one.
 
-use aho_corasick::{AhoCorasick, AhoCorasickBuilder, AhoCorasickKind, MatchKind};
-
 use super::compile::CRule;
+use super::literals::Literals;
 use crate::alphabet;
 use crate::seclang::{Transform, Var};
 use crate::transform::{self, ByteSet};
@@ -117,12 +116,12 @@ const MAX_CHAINS: usize = 128;
 /// The compiled prefilter of a ruleset.
 #[derive(Debug)]
 pub(crate) struct Prefilter {
-    /// The automaton and its tables for every value.
+    /// The literal finder and its tables for every value.
     full: Tables,
     /// The same for *plain* values — values whose bytes all lie in [`PLAIN`] — holding
     /// only the rules that can match such a value at all (after their transformations;
     /// see [`crate::alphabet`]). Most benign values are plain, and most rules cannot
-    /// match them: a plain value is scanned with fewer chains and a smaller automaton.
+    /// match them: a plain value is scanned with fewer chains and fewer literals.
     plain: Tables,
     /// [`PLAIN`] as a set.
     plain_set: [u64; 4],
@@ -151,14 +150,14 @@ pub(crate) struct Prefilter {
 /// The bytes of a plain value: ASCII letters and digits, space, `.`, `-`, `_`, `@`.
 const PLAIN: &[u8] = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 .-_@";
 
-/// An automaton over gated rules' literals, and the tables that go with it.
+/// A finder of gated rules' literals, and the tables that go with it.
 #[derive(Debug, Default)]
 struct Tables {
-    ac: Option<AhoCorasick>,
+    lits: Literals,
     /// Per literal: the gated rules owning it (by their gated number), with their dense
     /// chain number.
     owners: Vec<Vec<(u32, u8)>>,
-    /// One-byte literals are not in the automaton (they would report a match at most
+    /// One-byte literals are not in the finder (they would report a match at most
     /// positions of some values): per (lower-case) byte, its owners, found through the
     /// set of bytes a value holds.
     single: Vec<Vec<(u32, u8)>>,
@@ -391,30 +390,12 @@ impl TablesBuilder {
         self.tables.owners[li].push((rid, chain));
     }
 
-    /// The tables with their automaton; the judging masks are filled by the caller.
-    fn finish(mut self) -> Result<Tables, aho_corasick::BuildError> {
-        if !self.literals.is_empty() {
-            self.tables.ac = Some(automaton(&self.literals)?);
-        }
+    /// The tables with their finder; the judging masks are filled by the caller.
+    fn finish(mut self) -> Tables {
+        self.tables.lits = Literals::new(&self.literals);
         self.tables.single_bytes = single_bytes(&self.tables.single);
-        Ok(self.tables)
+        self.tables
     }
-}
-
-/// The case-insensitive automaton over `literals` (a contiguous NFA: a DFA of CRS's
-/// literals would take hundreds of megabytes).
-fn automaton(literals: &[Vec<u8>]) -> Result<AhoCorasick, aho_corasick::BuildError> {
-    AhoCorasickBuilder::new()
-        .ascii_case_insensitive(true)
-        .match_kind(MatchKind::Standard)
-        .kind(Some(AhoCorasickKind::ContiguousNFA))
-        .build(literals)
-        .or_else(|_| {
-            AhoCorasickBuilder::new()
-                .ascii_case_insensitive(true)
-                .match_kind(MatchKind::Standard)
-                .build(literals)
-        })
 }
 
 /// The bytes (both cases) that have single-byte owners, as a set.
@@ -529,18 +510,8 @@ impl Prefilter {
                 }
             }
         }
-        match full.finish().and_then(|f| plain.finish().map(|p| (f, p))) {
-            Ok((f, p)) => {
-                pf.full = f;
-                pf.plain = p;
-            }
-            // No automaton: nothing is gated, every rule runs.
-            Err(_) => {
-                pf.gated.iter_mut().for_each(|g| *g = NOT_GATED);
-                pf.n_gated = 0;
-                pf.needs.clear();
-            }
-        }
+        pf.full = full.finish();
+        pf.plain = plain.finish();
         let judge = |chains: &[u8]| {
             chains.iter().fold((0, 0), |(ci, x), &c| {
                 let bits = pf.chain_bits.get(usize::from(c)).copied().unwrap_or(0);
@@ -576,7 +547,7 @@ impl Prefilter {
         self.n_gated
     }
 
-    /// How many distinct literals the automaton holds.
+    /// How many distinct literals the finder holds.
     pub(crate) fn literal_count(&self) -> usize {
         self.full.owners.len()
     }
@@ -769,8 +740,8 @@ impl Prefilter {
         has: Option<&ByteSet>,
         chains: u128,
     ) {
-        let (ac, owners, single, single_set) = (
-            &tables.ac,
+        let (lits, owners, single, single_set) = (
+            &tables.lits,
             &tables.owners,
             &tables.single,
             &tables.single_bytes,
@@ -820,18 +791,17 @@ impl Prefilter {
                 }
             }
         }
-        if let Some(ac) = ac {
+        if !lits.is_empty() {
             st.seen.clear();
-            for m in ac.find_overlapping_iter(bytes) {
-                let p = m.pattern().as_u32();
+            lits.find(bytes, |p| {
                 if st.seen.contains(&p) {
-                    continue;
+                    return;
                 }
                 st.seen.push(p);
                 if let Some(o) = owners.get(p as usize) {
                     found(o, st);
                 }
-            }
+            });
         }
     }
 }
