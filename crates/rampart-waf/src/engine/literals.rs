@@ -286,7 +286,16 @@ impl Literals {
         };
         let from = start + key_len;
         let left = text.len().saturating_sub(from);
-        let (next, _) = next_four(text, from);
+        let next = match text.get(from..from + 4) {
+            // (The usual case, unrolled: four table loads.)
+            Some(&[a, b, c, d]) => u32::from_be_bytes([
+                LOWER[usize::from(a)],
+                LOWER[usize::from(b)],
+                LOWER[usize::from(c)],
+                LOWER[usize::from(d)],
+            ]),
+            _ => next_four(text, from).0,
+        };
         for e in self.entries.get(a as usize..z as usize).unwrap_or_default() {
             let len = e.len as usize;
             if next & e.mask != e.next || len > left + key_len {

@@ -154,9 +154,15 @@ const PLAIN: &[u8] = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ01234
 #[derive(Debug, Default)]
 struct Tables {
     lits: Literals,
-    /// Per literal: the gated rules owning it (by their gated number), with their dense
-    /// chain number.
-    owners: Vec<Vec<(u32, u8)>>,
+    /// The gated rules owning each literal (by their gated number), with their dense
+    /// chain number: literal `p`'s are `owners[owned[p]..owned[p + 1]]` (one array, so
+    /// that a match reads one place).
+    owners: Vec<(u32, u8)>,
+    owned: Vec<u32>,
+    /// Per literal: its owners' chains, as bits — a literal found in bytes made by other
+    /// chains is dropped on one test (a request body's words hold many literals of the
+    /// argument rules, which do not read the body).
+    owner_chains: Vec<u128>,
     /// One-byte literals are not in the finder (they would report a match at most
     /// positions of some values): per (lower-case) byte, its owners, found through the
     /// set of bytes a value holds.
@@ -196,8 +202,11 @@ pub(crate) struct ScanState {
     pub(crate) scalars: u32,
     buf: Vec<u8>,
     tmp: Vec<u8>,
-    /// Literals already found in the value being scanned.
+    /// Per literal: the number of the [`Prefilter::mark`] call that last found it (so the
+    /// bytes it marks for are looked up once per call, however often it occurs).
     seen: Vec<u32>,
+    /// The number of the current `mark` call (0: none yet).
+    mark_seq: u32,
     /// Per gated rule: the number of the value that last marked it (so a value marks a rule
     /// once, whatever number of its literals it holds).
     marked: Vec<u32>,
@@ -315,6 +324,7 @@ impl ScanState {
             buf,
             tmp,
             seen,
+            mark_seq,
             marked,
             seq,
             source_of,
@@ -334,7 +344,8 @@ impl ScanState {
         *scalars = 0;
         buf.clear();
         tmp.clear();
-        seen.clear();
+        // (Stamps stay valid across transactions; only a wrap of the counter clears them.)
+        let _ = (seen, mark_seq);
         // (Emptied, so the next scan fills it anew: a stale mark could equal a new
         // value's number.)
         marked.clear();
@@ -357,6 +368,8 @@ impl ScanState {
 struct TablesBuilder {
     tables: Tables,
     literals: Vec<Vec<u8>>,
+    /// Per literal: its owners (flattened into the tables at the end).
+    owners: Vec<Vec<(u32, u8)>>,
     index: std::collections::HashMap<Vec<u8>, usize>,
 }
 
@@ -385,14 +398,24 @@ impl TablesBuilder {
         let li = *self.index.entry(f.to_vec()).or_insert(next);
         if li == next {
             self.literals.push(f.to_vec());
-            self.tables.owners.push(Vec::new());
+            self.owners.push(Vec::new());
         }
-        self.tables.owners[li].push((rid, chain));
+        self.owners[li].push((rid, chain));
     }
 
     /// The tables with their finder; the judging masks are filled by the caller.
     fn finish(mut self) -> Tables {
         self.tables.lits = Literals::new(&self.literals);
+        let t = &mut self.tables;
+        t.owned.push(0);
+        for list in &self.owners {
+            t.owners.extend_from_slice(list);
+            t.owned.push(t.owners.len() as u32);
+            t.owner_chains.push(
+                list.iter()
+                    .fold(0, |bits, &(_, c)| bits | 1u128 << (c & 127)),
+            );
+        }
         self.tables.single_bytes = single_bytes(&self.tables.single);
         self.tables
     }
@@ -549,7 +572,7 @@ impl Prefilter {
 
     /// How many distinct literals the finder holds.
     pub(crate) fn literal_count(&self) -> usize {
-        self.full.owners.len()
+        self.full.owner_chains.len()
     }
 
     /// Whether rule `ri` may be skipped: it is gated and no scanned value holds one of
@@ -740,9 +763,9 @@ impl Prefilter {
         has: Option<&ByteSet>,
         chains: u128,
     ) {
-        let (lits, owners, single, single_set) = (
+        let (lits, owner_chains, single, single_set) = (
             &tables.lits,
-            &tables.owners,
+            &tables.owner_chains,
             &tables.single,
             &tables.single_bytes,
         );
@@ -792,13 +815,27 @@ impl Prefilter {
             }
         }
         if !lits.is_empty() {
-            st.seen.clear();
+            st.mark_seq = st.mark_seq.wrapping_add(1);
+            if st.mark_seq == 0 {
+                st.seen.iter_mut().for_each(|s| *s = 0);
+                st.mark_seq = 1;
+            }
+            if st.seen.len() < owner_chains.len() {
+                st.seen.resize(owner_chains.len(), 0);
+            }
+            let stamp = st.mark_seq;
             lits.find(bytes, |p| {
-                if st.seen.contains(&p) {
+                let p = p as usize;
+                if owner_chains.get(p).is_none_or(|&c| c & chains == 0) {
                     return;
                 }
-                st.seen.push(p);
-                if let Some(o) = owners.get(p as usize) {
+                match st.seen.get_mut(p) {
+                    Some(s) if *s == stamp => return,
+                    Some(s) => *s = stamp,
+                    None => {}
+                }
+                let (a, z) = (tables.owned[p] as usize, tables.owned[p + 1] as usize);
+                if let Some(o) = tables.owners.get(a..z) {
                     found(o, st);
                 }
             });
