@@ -150,15 +150,24 @@ fn equals_upper(word: &[u8], key: &[u8]) -> bool {
 
 /// The type libinjection's table gives `key` (compared upper-cased), or `NONE`.
 pub(super) fn lookup(key: &[u8]) -> u8 {
-    // Words longer than the longest entry, or with a NUL, are not in the table.
-    let mut upper = [0u8; TOKEN_SIZE];
-    if key.len() > TOKEN_SIZE || key.contains(&0) {
+    let table = Table::get();
+    // Most words are told absent by their first byte and length alone (`json.items`: no
+    // entry of ten bytes starts with `J`). Words longer than the longest entry, or with a
+    // NUL, are not in the table.
+    let Some(&first) = key.first() else {
+        return NONE;
+    };
+    if key.len() > TOKEN_SIZE
+        || table.lengths[usize::from(first.to_ascii_uppercase())] & (1 << key.len()) == 0
+        || key.contains(&0)
+    {
         return NONE;
     }
+    let mut upper = [0u8; TOKEN_SIZE];
     for (u, k) in upper.iter_mut().zip(key) {
         *u = k.to_ascii_uppercase();
     }
-    Table::get().find(&upper[..key.len()])
+    table.find(&upper[..key.len()])
 }
 
 /// libinjection's table in an open-addressing hash table (built on first use): a lookup
@@ -168,6 +177,9 @@ struct Table {
     /// Per slot: 1 + the index into `SQL_KEYWORDS` (0: empty).
     slots: Vec<u16>,
     mask: usize,
+    /// Per first byte (upper case): the lengths of the entries that start with it, as
+    /// bits (`1 << len`; no entry is longer than [`TOKEN_SIZE`]).
+    lengths: [u64; 256],
 }
 
 impl Table {
@@ -178,8 +190,13 @@ impl Table {
             let mut t = Table {
                 slots: vec![0; size],
                 mask: size - 1,
+                lengths: [0; 256],
             };
             for (i, k) in SQL_KEYWORDS.iter().enumerate() {
+                let w = k.word.as_bytes();
+                if let (Some(&first), true) = (w.first(), w.len() <= TOKEN_SIZE) {
+                    t.lengths[usize::from(first)] |= 1 << w.len();
+                }
                 let mut at = hash(k.word.as_bytes()) & t.mask;
                 while t.slots[at] != 0 {
                     at = (at + 1) & t.mask;
