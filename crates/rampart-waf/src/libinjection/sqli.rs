@@ -151,14 +151,16 @@ fn equals_upper(word: &[u8], key: &[u8]) -> bool {
 /// The type libinjection's table gives `key` (compared upper-cased), or `NONE`.
 pub(super) fn lookup(key: &[u8]) -> u8 {
     let table = Table::get();
-    // Most words are told absent by their first byte and length alone (`json.items`: no
-    // entry of ten bytes starts with `J`). Words longer than the longest entry, or with a
-    // NUL, are not in the table.
-    let Some(&first) = key.first() else {
+    // Most words are told absent by their length and first or last byte alone (no entry
+    // of ten bytes starts with `J` and ends with `S`, as `json.items` would). Words
+    // longer than the longest entry, or with a NUL, are not in the table.
+    let (Some(&first), Some(&last)) = (key.first(), key.last()) else {
         return NONE;
     };
+    let len = 1u64 << (key.len() & 63);
     if key.len() > TOKEN_SIZE
-        || table.lengths[usize::from(first.to_ascii_uppercase())] & (1 << key.len()) == 0
+        || table.starting[usize::from(first.to_ascii_uppercase())] & len == 0
+        || table.ending[usize::from(last.to_ascii_uppercase())] & len == 0
         || key.contains(&0)
     {
         return NONE;
@@ -178,8 +180,10 @@ struct Table {
     slots: Vec<u16>,
     mask: usize,
     /// Per first byte (upper case): the lengths of the entries that start with it, as
-    /// bits (`1 << len`; no entry is longer than [`TOKEN_SIZE`]).
-    lengths: [u64; 256],
+    /// bits (`1 << len`; no entry is longer than [`TOKEN_SIZE`]); and per last byte, of
+    /// the entries that end with it.
+    starting: [u64; 256],
+    ending: [u64; 256],
 }
 
 impl Table {
@@ -190,12 +194,16 @@ impl Table {
             let mut t = Table {
                 slots: vec![0; size],
                 mask: size - 1,
-                lengths: [0; 256],
+                starting: [0; 256],
+                ending: [0; 256],
             };
             for (i, k) in SQL_KEYWORDS.iter().enumerate() {
                 let w = k.word.as_bytes();
-                if let (Some(&first), true) = (w.first(), w.len() <= TOKEN_SIZE) {
-                    t.lengths[usize::from(first)] |= 1 << w.len();
+                if let (Some(&first), Some(&last), true) =
+                    (w.first(), w.last(), w.len() <= TOKEN_SIZE)
+                {
+                    t.starting[usize::from(first)] |= 1 << w.len();
+                    t.ending[usize::from(last)] |= 1 << w.len();
                 }
                 let mut at = hash(k.word.as_bytes()) & t.mask;
                 while t.slots[at] != 0 {
