@@ -174,7 +174,8 @@ pub(super) fn lookup(key: &[u8]) -> u8 {
 
 /// libinjection's table in an open-addressing hash table (built on first use): a lookup
 /// is one hash and, mostly, one comparison — the tokenizer looks up every word, and most
-/// are not in the table.
+/// are not in the table. Before the hash, two bit masks per byte (the lengths of the
+/// entries starting, and ending, with it) turn most absent words away.
 struct Table {
     /// Per slot: 1 + the index into `SQL_KEYWORDS` (0: empty).
     slots: Vec<u16>,
