@@ -55,6 +55,13 @@ pub fn sqli(input: &[u8]) -> Option<Vec<u8>> {
     if input.is_empty() {
         return None;
     }
+    // A value of ASCII digits alone — ids, counts, amounts: a good part of every JSON or
+    // form body — is one number token whatever its digits (no `0x`/`0b` without a letter,
+    // no quotes for the other readings, no comments), so its fingerprint is `1` and the
+    // table decides it alone.
+    if input.iter().all(u8::is_ascii_digit) && !digits_fingerprint_listed() {
+        return None;
+    }
     let (none, single, double) = (sqli::QUOTE_NONE, sqli::QUOTE_SINGLE, sqli::QUOTE_DOUBLE);
     let (ansi, mysql) = (sqli::SQL_ANSI, sqli::SQL_MYSQL);
     let reading = |flags| Reading::of(input, flags);
@@ -88,6 +95,13 @@ pub fn sqli(input: &[u8]) -> Option<Vec<u8>> {
         }
     }
     None
+}
+
+/// Whether libinjection's table lists `1`, the fingerprint of every value of digits alone
+/// (it does not: such values are never SQL injection). Looked up once.
+fn digits_fingerprint_listed() -> bool {
+    static LISTED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *LISTED.get_or_init(|| known_fingerprint(b"1"))
 }
 
 /// One tokenization of the input under one quote context and SQL dialect.

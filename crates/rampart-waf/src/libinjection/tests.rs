@@ -105,3 +105,34 @@ fn latin1_no_break_space_separates_words_as_in_mysql() {
         Some(&b"1UE1c"[..])
     );
 }
+
+#[test]
+fn values_of_digits_alone_read_as_one_number_whatever_their_digits() {
+    // The premise of `sqli`'s shortcut for digits: the full reading gives fingerprint `1`,
+    // no MySQL-comment rereading, and `1` is not in the table.
+    assert!(!digits_fingerprint_listed());
+    let mut values: Vec<Vec<u8>> = ["0", "00", "0123", "7", "42", "1000000", "0000"]
+        .iter()
+        .map(|s| s.as_bytes().to_vec())
+        .collect();
+    for len in 1..80 {
+        values.push(
+            (0..len)
+                .map(|i| b'0' + ((i * 7 + len) % 10) as u8)
+                .collect(),
+        );
+    }
+    for v in &values {
+        let r = Reading::of(v, sqli::QUOTE_NONE | sqli::SQL_ANSI);
+        assert_eq!(
+            r.fingerprint.as_bytes(),
+            b"1",
+            "{:?}",
+            String::from_utf8_lossy(v)
+        );
+        assert!(!r.sqli && !r.mysql_comments);
+        assert_eq!(sqli(v), None);
+    }
+    // A letter, a dot or a sign is not digits alone: those take the full reading.
+    assert_eq!(sqli(b"1 UNION SELECT 1").as_deref(), Some(&b"1UE1"[..]));
+}
