@@ -38,3 +38,5 @@ pub mod macros;
 pub mod operator;
 pub mod seclang;
 pub mod transform;
+#[cfg(test)]
+mod xorshift;

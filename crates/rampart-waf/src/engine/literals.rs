@@ -324,6 +324,7 @@ impl Literals {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::xorshift::Xorshift;
     use aho_corasick::{AhoCorasickBuilder, MatchKind};
 
     /// The ids of every occurrence found by `Literals` and by an overlapping, ASCII
@@ -343,20 +344,6 @@ mod tests {
         ours.sort_unstable();
         theirs.sort_unstable();
         (ours, theirs)
-    }
-
-    /// A small deterministic generator (xorshift).
-    struct Rng(u64);
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            self.0
-        }
-        fn below(&mut self, n: usize) -> usize {
-            (self.next() % n as u64) as usize
-        }
     }
 
     #[test]
@@ -402,7 +389,7 @@ mod tests {
 
     #[test]
     fn finds_what_aho_corasick_finds_on_random_literals_and_texts() {
-        let mut rng = Rng(0x2545_F491_4F6C_DD1D);
+        let mut rng = Xorshift(0x2545_F491_4F6C_DD1D);
         // A small alphabet makes overlaps, shared prefixes and hash collisions common;
         // upper case and bytes above 0x7F test the case folding.
         let alphabet = b"abcABC-_ \xc3\xa9\x00";

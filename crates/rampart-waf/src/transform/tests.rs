@@ -1,4 +1,5 @@
 use super::*;
+use crate::xorshift::Xorshift;
 
 fn t(name: &str, input: &[u8]) -> Vec<u8> {
     let Some(tf) = Transform::from_name(name) else {
@@ -269,26 +270,6 @@ fn case_and_parity() {
     check("parityOdd7bit", &[(b"AC", b"\xc1C")]);
     check("parityZero7bit", &[(b"\xc1C", b"AC")]);
     check("none", &[(b"As Is", b"As Is")]);
-}
-
-/// A small deterministic generator (xorshift), so that a failure reproduces.
-struct Xorshift(u64);
-
-impl Xorshift {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-
-    /// A value of fewer than `max_len` bytes from `alphabet`.
-    fn value(&mut self, alphabet: &[u8], max_len: u64) -> Vec<u8> {
-        let len = (self.next() % max_len) as usize;
-        (0..len)
-            .map(|_| alphabet[(self.next() % alphabet.len() as u64) as usize])
-            .collect()
-    }
 }
 
 /// `unchanged` never claims a transformation leaves a value alone (up to ASCII case)
