@@ -86,6 +86,16 @@ impl FromStr for Cidr {
 }
 
 impl Cidr {
+    /// The network's first address.
+    pub fn addr(&self) -> IpAddr {
+        self.addr
+    }
+
+    /// The prefix length in bits.
+    pub fn prefix(&self) -> u8 {
+        self.prefix
+    }
+
     fn network(&self) -> IpAddr {
         match self.addr {
             IpAddr::V4(a) => {

@@ -1,0 +1,24 @@
+//! # rampart-policy
+//!
+//! The policy layer of Rampart: what an operator writes to say precisely what to stop.
+//! Everything here is pure — no sockets, files or clocks (times are arguments) — so it
+//! is unit-tested, fuzzed and benchmarked without an edge.
+//!
+//! # Layout
+//!
+//! - [`expr`]: the rule expression language: lexer, parser, type checker and evaluator
+//!   over a [`Request`].
+//! - [`request`]: [`Request`], the typed view of a request that expressions read.
+//! - [`set`]: string, integer and address sets that `in` tests against.
+//! - [`list`]: named lists (`$office`) of addresses, strings or integers, and their file
+//!   format.
+#![forbid(unsafe_code)]
+
+pub mod expr;
+pub mod list;
+pub mod request;
+pub mod set;
+
+pub use expr::{Expr, ExprError};
+pub use list::{List, Lists};
+pub use request::{Request, Response};
