@@ -9,6 +9,8 @@
 //!   (serde, `deny_unknown_fields`, spans kept), [`config::compile`] validates it into the
 //!   runtime [`config::Config`]. Every problem becomes a [`config::Diagnostic`] with
 //!   file:line:col, what was expected and a hint.
+//! - [`decision`]: verdicts of every stage and the request's decision (most severe
+//!   enforced verdict; monitor-mode verdicts kept as `would_*`).
 //! - [`pipeline`]: the request view, the [`pipeline::Stage`] trait, verdicts, and the
 //!   stages that need no I/O (site/route resolution, client identity).
 //! - [`h1`]: the HTTP/1 framing guard that validates a client byte stream before the
@@ -24,6 +26,7 @@
 #![forbid(unsafe_code)]
 
 pub mod config;
+pub mod decision;
 pub mod h1;
 pub mod net;
 pub mod pipeline;

@@ -153,6 +153,7 @@ impl std::error::Error for ExprError {}
 pub struct Expr {
     cond: Cond,
     response: bool,
+    reads: u64,
 }
 
 impl Expr {
@@ -165,6 +166,7 @@ impl Expr {
         Ok(Expr {
             cond,
             response: checker.response,
+            reads: checker.reads,
         })
     }
 
@@ -175,6 +177,43 @@ impl Expr {
 
     /// Whether the expression reads response fields (so it can only run on the
     /// response).
+    pub fn reads_response(&self) -> bool {
+        self.response
+    }
+    /// Whether the expression reads `field`.
+    pub fn reads(&self, field: Field) -> bool {
+        self.reads & (1 << field as u64) != 0
+    }
+}
+
+/// A compiled value: a rate-limit key part or a counted value (`cidr(ip.src, 24, 64)`,
+/// `http.request.headers["x-api-key"]`, `http.request.body.args["username"]`).
+#[derive(Debug, Clone)]
+pub struct KeyExpr {
+    term: eval::KeyTerm,
+    response: bool,
+}
+
+impl KeyExpr {
+    /// Compiles `src`, which must be a value (string, integer, address or array).
+    pub fn compile(src: &str, lists: &Lists) -> Result<KeyExpr, ExprError> {
+        let tokens = lexer::tokens(src)?;
+        let tree = parser::parse(tokens)?;
+        let mut checker = check::Checker::new(lists);
+        let term = checker.key(&tree)?;
+        Ok(KeyExpr {
+            term,
+            response: checker.response,
+        })
+    }
+
+    /// Appends the value for `req` to `out` (several values of an array joined by `,`);
+    /// `false` when the request has none.
+    pub fn write(&self, req: &Request<'_>, out: &mut Vec<u8>) -> bool {
+        self.term.write(req, out)
+    }
+
+    /// Whether it reads response fields.
     pub fn reads_response(&self) -> bool {
         self.response
     }

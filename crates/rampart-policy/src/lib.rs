@@ -10,12 +10,18 @@
 //!   over a [`Request`].
 //! - [`request`]: [`Request`], the typed view of a request that expressions read.
 //! - [`set`]: string, integer and address sets that `in` tests against.
+//! - [`ratelimit`]: sliding-window and GCRA arithmetic, graduated thresholds with holds,
+//!   distinct counting, and the bounded in-process store.
+//! - [`policy`]: a site's or route's policy — list uses, limits, custom rules — and its
+//!   evaluation into the request's decision (`rampart_core::decision`).
 //! - [`list`]: named lists (`$office`) of addresses, strings or integers, and their file
 //!   format.
 #![forbid(unsafe_code)]
 
 pub mod expr;
 pub mod list;
+pub mod policy;
+pub mod ratelimit;
 pub mod request;
 pub mod set;
 

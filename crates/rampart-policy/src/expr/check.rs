@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use super::eval::{Addr, Array, Cond, Num, Ord, Text, TextOp};
+use super::eval::{Addr, Array, Cond, KeyTerm, Num, Ord, Text, TextOp};
 use super::fields::{self, Type};
 use super::parser::{CmpOp, Index, Item, Kind, Node, SetExpr};
 use super::{ExprError, Field, Span};
@@ -42,6 +42,8 @@ pub(crate) struct Checker<'l> {
     star: Option<Option<Array>>,
     /// A response field was read.
     pub response: bool,
+    /// The fields read, a bit per [`Field`].
+    pub reads: u64,
 }
 
 impl<'l> Checker<'l> {
@@ -50,6 +52,7 @@ impl<'l> Checker<'l> {
             lists,
             star: None,
             response: false,
+            reads: 0,
         }
     }
 
@@ -58,6 +61,20 @@ impl<'l> Checker<'l> {
         match self.term(n)? {
             Term::Cond(c) => Ok(c),
             other => Err(not_a_condition(n, other.ty())),
+        }
+    }
+
+    /// A rate-limit key part: a value, not a condition.
+    pub(crate) fn key(&mut self, n: &Node) -> Result<KeyTerm, ExprError> {
+        match self.term(n)? {
+            Term::Text(t) => Ok(KeyTerm::Text(t)),
+            Term::Num(x) => Ok(KeyTerm::Num(x)),
+            Term::Addr(a) => Ok(KeyTerm::Addr(a)),
+            Term::Array(a) => Ok(KeyTerm::Array(a)),
+            Term::Map(_) => Err(ExprError::new(n.span, "a map is keyed by one of its names")
+                .expected("`field[\"name\"]`, e.g. `http.request.headers[\"x-api-key\"]`")),
+            Term::Cond(_) => Err(ExprError::new(n.span, "a condition is not a key")
+                .expected("a field or a function of fields, e.g. `cidr(ip.src, 24, 64)`")),
         }
     }
 
@@ -109,7 +126,7 @@ impl<'l> Checker<'l> {
         match name {
             "true" => return Ok(Term::Cond(Cond::Const(true))),
             "false" => return Ok(Term::Cond(Cond::Const(false))),
-            "lower" | "upper" | "url_decode" | "len" | "any" | "all" => {
+            "lower" | "upper" | "url_decode" | "len" | "any" | "all" | "cidr" => {
                 return Err(ExprError::new(span, format!("`{name}` is a function"))
                     .expected(format!("`{name}(…)`")));
             }
@@ -124,6 +141,7 @@ impl<'l> Checker<'l> {
             return Err(e);
         };
         self.response |= def.response;
+        self.reads |= 1 << def.field as u64;
         Ok(match def.ty {
             Type::Bool => Term::Cond(Cond::Field(def.field)),
             Type::Int => Term::Num(Num::Field(def.field)),
@@ -217,6 +235,43 @@ impl<'l> Checker<'l> {
                     _ => Text::UrlDecode(Box::new(t)),
                 }))
             }
+            "cidr" => {
+                let (a, v4, v6) = match args {
+                    [a, v4] => (a, v4, None),
+                    [a, v4, v6] => (a, v4, Some(v6)),
+                    _ => {
+                        return Err(ExprError::new(
+                            span,
+                            format!("`cidr` takes two or three arguments, not {}", args.len()),
+                        )
+                        .expected("`cidr(ip.src, 24)` or `cidr(ip.src, 24, 64)`"));
+                    }
+                };
+                let addr = match self.term(a)? {
+                    Term::Addr(x) => x,
+                    other => {
+                        return Err(ExprError::new(
+                            a.span,
+                            format!("cidr() of {}", other.ty().a()),
+                        )
+                        .expected("an address"));
+                    }
+                };
+                let bits = |n: &Node, max: i64| match n.kind {
+                    Kind::Int(i) if (0..=max).contains(&i) => Ok(i as u8),
+                    _ => Err(ExprError::new(
+                        n.span,
+                        "a prefix length is a number written in the rule",
+                    )
+                    .expected(format!("an integer from 0 to {max}"))),
+                };
+                let v4 = bits(v4, 32)?;
+                let v6 = match v6 {
+                    Some(n) => bits(n, 128)?,
+                    None => 64,
+                };
+                Ok(Term::Addr(Addr::Cidr(Box::new(addr), v4, v6)))
+            }
             "len" => {
                 let a = one("a string or an array")?;
                 match self.term(a)? {
@@ -250,9 +305,9 @@ impl<'l> Checker<'l> {
                 }))
             }
             _ => {
-                let known = ["lower", "upper", "url_decode", "len", "any", "all"];
+                let known = ["lower", "upper", "url_decode", "len", "any", "all", "cidr"];
                 let mut e = ExprError::new(span, format!("unknown function `{name}`"))
-                    .expected("one of lower, upper, url_decode, len, any, all");
+                    .expected("one of lower, upper, url_decode, len, any, all, cidr");
                 if let Some(s) = known.iter().find(|k| fields::distance(name, k) <= 2) {
                     e = e.hint(format!("did you mean `{s}`?"));
                 }

@@ -85,6 +85,8 @@ pub(crate) enum Num {
 pub(crate) enum Addr {
     Lit(IpAddr),
     Src,
+    /// The network of the address at an IPv4 and an IPv6 prefix length.
+    Cidr(Box<Addr>, u8, u8),
 }
 
 /// An array: a field, or a map field at one name.
@@ -147,7 +149,11 @@ impl Cond {
 }
 
 impl Text {
-    fn eval<'s>(&'s self, req: &'s Request<'_>, elem: Option<&'s [u8]>) -> Option<Cow<'s, [u8]>> {
+    pub(crate) fn eval<'s>(
+        &'s self,
+        req: &'s Request<'_>,
+        elem: Option<&'s [u8]>,
+    ) -> Option<Cow<'s, [u8]>> {
         Some(match self {
             Text::Lit(b) => Cow::Borrowed(&**b),
             Text::Field(f) => Cow::Borrowed(req.str_field(*f)),
@@ -178,7 +184,7 @@ impl Text {
 }
 
 impl Num {
-    fn eval(&self, req: &Request<'_>, elem: Option<&[u8]>) -> i64 {
+    pub(crate) fn eval(&self, req: &Request<'_>, elem: Option<&[u8]>) -> i64 {
         match self {
             Num::Lit(i) => *i,
             Num::Field(f) => req.int_field(*f),
@@ -196,10 +202,60 @@ impl Num {
 }
 
 impl Addr {
-    fn eval(&self, req: &Request<'_>) -> IpAddr {
+    pub(crate) fn eval(&self, req: &Request<'_>) -> IpAddr {
         match self {
             Addr::Lit(ip) => *ip,
             Addr::Src => req.client_ip,
+            Addr::Cidr(a, v4, v6) => match rampart_core::net::canonical(a.eval(req)) {
+                IpAddr::V4(ip) => {
+                    let mask = u32::MAX.checked_shl(32 - u32::from(*v4)).unwrap_or(0);
+                    IpAddr::V4((u32::from(ip) & mask).into())
+                }
+                IpAddr::V6(ip) => {
+                    let mask = u128::MAX.checked_shl(128 - u32::from(*v6)).unwrap_or(0);
+                    IpAddr::V6((u128::from(ip) & mask).into())
+                }
+            },
+        }
+    }
+}
+
+/// A term that names a rate-limit key part or a counted value.
+#[derive(Debug, Clone)]
+pub(crate) enum KeyTerm {
+    Text(Text),
+    Num(Num),
+    Addr(Addr),
+    Array(Array),
+}
+
+impl KeyTerm {
+    /// Appends the term's value to `out`; `false` when it has none (an absent header, an
+    /// array with no element).
+    pub(crate) fn write(&self, req: &Request<'_>, out: &mut Vec<u8>) -> bool {
+        use std::io::Write;
+        match self {
+            KeyTerm::Text(t) => match t.eval(req, None) {
+                Some(v) => {
+                    out.extend_from_slice(&v);
+                    true
+                }
+                None => false,
+            },
+            KeyTerm::Num(n) => write!(out, "{}", n.eval(req, None)).is_ok(),
+            KeyTerm::Addr(a) => write!(out, "{}", a.eval(req)).is_ok(),
+            KeyTerm::Array(arr) => {
+                let mut any = false;
+                req.each(arr.field, arr.key.as_ref(), &mut |v| {
+                    if any {
+                        out.push(b',');
+                    }
+                    out.extend_from_slice(v);
+                    any = true;
+                    false
+                });
+                any
+            }
         }
     }
 }

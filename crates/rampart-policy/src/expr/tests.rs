@@ -177,6 +177,12 @@ fn fields_operators_and_functions_evaluate() {
             true,
         ),
         (r#"http.response.code == 0"#, true),
+        (r#"cidr(ip.src, 24) == 198.51.100.0"#, true),
+        (r#"cidr(ip.src, 16, 48) in {198.51.0.0/16}"#, true),
+        (
+            r#"cidr(ip.src, 32) == ip.src and cidr(ip.src, 0) == 0.0.0.0"#,
+            true,
+        ),
     ];
     with_request(|req| {
         for &(src, want) in cases {
@@ -349,6 +355,14 @@ fn bad_expressions_are_located_and_explained() {
         ("http.host in {\"a\"", (1, 18), "not closed"),
         ("1.2.3 == 1", (1, 1), "not a field, a number or an address"),
         ("", (1, 1), "unexpected the end"),
+        ("cidr(ip.src, 33) == ip.src", (1, 14), "from 0 to 32"),
+        ("cidr(ip.src, 24, 129) == ip.src", (1, 18), "from 0 to 128"),
+        (
+            "cidr(http.host, 24) == ip.src",
+            (1, 6),
+            "cidr() of a string",
+        ),
+        ("cidr(ip.src) == ip.src", (1, 1), "two or three arguments"),
     ];
     for &(src, at, words) in cases {
         let e = error(src);
@@ -393,4 +407,42 @@ fn raw_strings_and_escapes() {
             .message
             .contains("not closed")
     );
+}
+
+#[test]
+fn key_expressions_write_values() {
+    let cases: &[(&str, Option<&str>)] = &[
+        ("cidr(ip.src, 24, 64)", Some("198.51.100.0")),
+        ("ip.src", Some("198.51.100.23")),
+        ("ip.src.asn", Some("3320")),
+        (
+            "http.request.headers[\"accept\"]",
+            Some("text/html,application/json"),
+        ),
+        ("http.request.headers[\"x-none\"]", None),
+        ("http.request.cookies[\"session\"]", Some("abc123")),
+        ("http.request.body.args[\"username\"]", Some("alice")),
+        ("lower(http.request.method)", Some("post")),
+        ("http.request.headers[\"accept\"][5]", None),
+        ("tags", Some("waf:sqli,bot")),
+    ];
+    with_request(|req| {
+        for &(src, want) in cases {
+            let k = KeyExpr::compile(src, &lists()).unwrap_or_else(|e| unreachable!("{src}: {e}"));
+            let mut out = b"prefix:".to_vec();
+            let ok = k.write(req, &mut out);
+            let got = ok.then(|| String::from_utf8_lossy(&out["prefix:".len()..]).into_owned());
+            assert_eq!(got.as_deref(), want, "{src}");
+        }
+    });
+    for (src, words) in [
+        ("tls", "a condition is not a key"),
+        ("http.request.headers", "keyed by one of its names"),
+        ("ip.src ==", "needs a value"),
+    ] {
+        match KeyExpr::compile(src, &lists()) {
+            Ok(_) => unreachable!("{src} compiled"),
+            Err(e) => assert!(e.to_string().contains(words), "{src}: {e}"),
+        }
+    }
 }

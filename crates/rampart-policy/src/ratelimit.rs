@@ -1,0 +1,413 @@
+//! Rate-limit arithmetic and the in-process counter store.
+//!
+//! A limit counts requests (or responses) per *key* — composed of request fields such
+//! as the client's /24, an API key header or a session cookie — and compares the count
+//! with up to [`MAX_THRESHOLDS`] graduated thresholds (log → challenge → block for a ban
+//! period). Two algorithms:
+//!
+//! - **Sliding window** (the default): a counter per fixed window plus the previous
+//!   window's, weighted by how much of it still overlaps the sliding window
+//!   (`prev × (1 − elapsed/window) + current`). Two integers per key; accurate to a few
+//!   percent for steady traffic.
+//! - **GCRA** (generic cell rate algorithm): per threshold, a theoretical arrival time;
+//!   a request conforms when it arrives no earlier than `TAT − burst`. Exact, no window
+//!   edges: `limit` requests per `window` with a burst of `limit`.
+//!
+//! A limit can also count *distinct values* of a field per key (more than 5 distinct
+//! usernames per /24 in 10 minutes): each window keeps the hashes of the values seen,
+//! up to one more than the highest threshold.
+//!
+//! [`LocalStore`] keeps the state of one limit in memory: 64 shards, each behind its own
+//! lock (a request holds one shard's lock for a few dozen nanoseconds; there is no
+//! global lock), with a fixed number of slots: when a shard is full, the CLOCK hand
+//! evicts a key that was not used since its last pass — a key's first hit does not
+//! count as a use, so keys seen once (scans, spoofed values) go before keys seen again. Keys are 64-bit SipHash digests
+//! under a per-process random key, so a client cannot choose values that collide.
+//!
+//! Time is an argument (milliseconds on any monotonic scale); nothing here reads a
+//! clock.
+
+use std::collections::HashMap;
+use std::collections::hash_map::RandomState;
+use std::hash::BuildHasher;
+use std::sync::Mutex;
+
+/// Most thresholds one limit may have.
+pub const MAX_THRESHOLDS: usize = 4;
+
+/// How a limit counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Algorithm {
+    /// Sliding window counter.
+    SlidingWindow,
+    /// Generic cell rate algorithm.
+    Gcra,
+}
+
+/// The arithmetic of a limit: algorithm, window and threshold values.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Counting {
+    /// How it counts.
+    pub algorithm: Algorithm,
+    /// The window (ms) a threshold's count is per.
+    pub window_ms: u64,
+    /// Threshold counts, ascending: exceeding `thresholds[i]` in a window is level `i`.
+    pub thresholds: Vec<u32>,
+    /// For each threshold, how long (ms) a key that exceeds it stays at that level
+    /// whatever its count (a ban), or 0.
+    pub hold_ms: Vec<u64>,
+    /// Counting distinct values of a field rather than requests.
+    pub distinct: bool,
+}
+
+/// What a check found.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Outcome {
+    /// The count the thresholds were compared with (requests or distinct values in the
+    /// sliding window; for GCRA, the highest level's requests in its window).
+    pub count: f64,
+    /// The highest threshold exceeded (index), if any.
+    pub level: Option<usize>,
+    /// When the key was already held at a level (banned), until when (ms).
+    pub held_until: Option<u64>,
+}
+
+/// One key's state.
+#[derive(Debug, Clone, Default)]
+struct State {
+    /// Index of the current fixed window (sliding) — or unused (GCRA).
+    window: u64,
+    prev: u32,
+    cur: u32,
+    /// GCRA: theoretical arrival time per threshold (ms).
+    tat: [u64; MAX_THRESHOLDS],
+    /// Held at `held_level` until this time (ms), 0 when not held.
+    held_until: u64,
+    held_level: u8,
+    /// Distinct counting: value hashes of the previous and current windows.
+    distinct: Option<Box<Distinct>>,
+}
+
+#[derive(Debug, Clone, Default)]
+struct Distinct {
+    prev: Vec<u32>,
+    cur: Vec<u32>,
+}
+
+impl Counting {
+    /// Records one hit at `now` (ms) for a key in `state` and compares with the
+    /// thresholds. `value`: for distinct counting, the hash of the counted value.
+    fn hit(&self, st: &mut State, now: u64, value: u32) -> Outcome {
+        let held = (st.held_until > now).then_some(st.held_level as usize);
+        let (count, exceeded) = match (self.algorithm, self.distinct) {
+            (_, true) => self.distinct_hit(st, now, value),
+            (Algorithm::SlidingWindow, false) => self.window_hit(st, now),
+            (Algorithm::Gcra, false) => self.gcra_hit(st, now),
+        };
+        // Exceeding a level that holds starts a hold, unless one at that level or
+        // above runs already (a hold is not extended by the hits it refuses).
+        if let Some(l) = exceeded {
+            let hold = self.hold_ms.get(l).copied().unwrap_or(0);
+            if hold > 0 && held.is_none_or(|h| l > h) {
+                st.held_until = now.saturating_add(hold);
+                st.held_level = l as u8;
+            }
+        }
+        let held_now = (st.held_until > now).then_some(st.held_level as usize);
+        Outcome {
+            count,
+            level: exceeded.max(held_now),
+            held_until: held_now.map(|_| st.held_until),
+        }
+    }
+
+    /// The key's count and level at `now`, without adding to it (a limit that counts
+    /// responses, asked on the request).
+    fn peek(&self, st: &mut State, now: u64) -> Outcome {
+        let count = match (self.algorithm, self.distinct) {
+            (_, true) => {
+                let weight = self.roll(st, now);
+                st.distinct.as_ref().map_or(0.0, |d| {
+                    let older = d.prev.iter().filter(|v| !d.cur.contains(v)).count();
+                    d.cur.len() as f64 + older as f64 * weight
+                })
+            }
+            (Algorithm::SlidingWindow, false) => {
+                let weight = self.roll(st, now);
+                f64::from(st.prev) * weight + f64::from(st.cur)
+            }
+            (Algorithm::Gcra, false) => {
+                let now_us = now.saturating_mul(1000);
+                let limit = u64::from(self.thresholds.first().copied().unwrap_or(1).max(1));
+                let t = (self.window_ms.saturating_mul(1000) / limit).max(1);
+                st.tat[0].saturating_sub(now_us) as f64 / t as f64
+            }
+        };
+        let held = (st.held_until > now).then_some(st.held_level as usize);
+        Outcome {
+            count,
+            level: self.level_of(count).max(held),
+            held_until: held.map(|_| st.held_until),
+        }
+    }
+
+    fn level_of(&self, count: f64) -> Option<usize> {
+        self.thresholds.iter().rposition(|&t| count > f64::from(t))
+    }
+
+    /// Rolls the fixed windows forward to the one holding `now`; returns the weight of
+    /// the previous window.
+    fn roll(&self, st: &mut State, now: u64) -> f64 {
+        let w = self.window_ms.max(1);
+        let index = now / w;
+        if index != st.window {
+            let (prev, cur) = if index == st.window + 1 {
+                (st.cur, 0)
+            } else {
+                (0, 0)
+            };
+            st.prev = prev;
+            st.cur = cur;
+            if let Some(d) = &mut st.distinct {
+                if index == st.window + 1 {
+                    d.prev = std::mem::take(&mut d.cur);
+                } else {
+                    d.prev.clear();
+                    d.cur.clear();
+                }
+            }
+            st.window = index;
+        }
+        let elapsed = (now % w) as f64 / w as f64;
+        1.0 - elapsed
+    }
+
+    fn window_hit(&self, st: &mut State, now: u64) -> (f64, Option<usize>) {
+        let weight = self.roll(st, now);
+        st.cur = st.cur.saturating_add(1);
+        let count = f64::from(st.prev) * weight + f64::from(st.cur);
+        (count, self.level_of(count))
+    }
+
+    fn distinct_hit(&self, st: &mut State, now: u64, value: u32) -> (f64, Option<usize>) {
+        let cap = self.thresholds.last().map_or(0, |&t| t as usize + 1);
+        let weight = self.roll(st, now);
+        let d = st.distinct.get_or_insert_with(Default::default);
+        if !d.cur.contains(&value) && d.cur.len() < cap {
+            d.cur.push(value);
+        }
+        let older = d.prev.iter().filter(|v| !d.cur.contains(v)).count();
+        let count = d.cur.len() as f64 + older as f64 * weight;
+        (count, self.level_of(count))
+    }
+
+    fn gcra_hit(&self, st: &mut State, now: u64) -> (f64, Option<usize>) {
+        // In microseconds, so that 1,000 per second keeps its precision.
+        let now_us = now.saturating_mul(1000);
+        let mut level = None;
+        let mut count = 0.0;
+        for (i, &limit) in self.thresholds.iter().enumerate().take(MAX_THRESHOLDS) {
+            let limit = u64::from(limit.max(1));
+            // Emission interval; `limit` requests may come at once (the burst).
+            let t = (self.window_ms.saturating_mul(1000) / limit).max(1);
+            let tau = t.saturating_mul(limit);
+            let next = st.tat[i].max(now_us).saturating_add(t);
+            if next - now_us > tau {
+                // Not conforming: over this threshold. The arrival time does not move
+                // for a refused request.
+                level = Some(i);
+            } else {
+                st.tat[i] = next;
+            }
+            // Requests in the window as the arrival time says, this one included.
+            if i == 0 || level == Some(i) {
+                count = (next - now_us) as f64 / t as f64;
+            }
+        }
+        (count, level)
+    }
+}
+
+/// Slots per shard at least.
+const MIN_SHARD_SLOTS: usize = 16;
+const SHARDS: usize = 64;
+
+/// The in-process state of one limit.
+pub struct LocalStore {
+    shards: Box<[Mutex<Shard>]>,
+    hasher: RandomState,
+    counting: Counting,
+}
+
+impl std::fmt::Debug for LocalStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LocalStore")
+            .field("shards", &self.shards.len())
+            .field("counting", &self.counting)
+            .finish()
+    }
+}
+
+struct Shard {
+    index: HashMap<u64, u32, BuildU64>,
+    slots: Vec<Slot>,
+    cap: usize,
+    hand: usize,
+    evictions: u64,
+}
+
+struct Slot {
+    key: u64,
+    used: bool,
+    state: State,
+}
+
+impl LocalStore {
+    /// A store for `counting` that holds at most about `capacity` keys.
+    pub fn new(counting: Counting, capacity: usize) -> Self {
+        let per_shard = capacity.div_ceil(SHARDS).max(MIN_SHARD_SLOTS);
+        let shards = (0..SHARDS)
+            .map(|_| {
+                Mutex::new(Shard {
+                    index: HashMap::with_hasher(BuildU64),
+                    slots: Vec::new(),
+                    cap: per_shard,
+                    hand: 0,
+                    evictions: 0,
+                })
+            })
+            .collect();
+        LocalStore {
+            shards,
+            hasher: RandomState::new(),
+            counting,
+        }
+    }
+
+    /// The limit's arithmetic.
+    pub fn counting(&self) -> &Counting {
+        &self.counting
+    }
+
+    /// Records a hit for `key` at `now` (ms); `value` is the counted value for distinct
+    /// counting (ignored otherwise).
+    pub fn hit(&self, key: &[u8], value: &[u8], now: u64) -> Outcome {
+        let h = self.hasher.hash_one(key);
+        let v = if self.counting.distinct {
+            self.hasher.hash_one(value) as u32
+        } else {
+            0
+        };
+        let shard = &self.shards[(h >> 58) as usize % SHARDS];
+        // A poisoned lock only means another thread panicked mid-update of plain
+        // counters: the state is still usable.
+        let mut s = shard.lock().unwrap_or_else(|p| p.into_inner());
+        let (i, fresh) = s.slot(h);
+        let slot = &mut s.slots[i];
+        // A key's first hit does not mark it used: keys seen once (scanners, spoofed
+        // values) are the first evicted, before keys seen again.
+        slot.used |= !fresh;
+        self.counting.hit(&mut slot.state, now, v)
+    }
+
+    /// The count and level of `key` at `now`, without adding to it.
+    pub fn peek(&self, key: &[u8], now: u64) -> Outcome {
+        let h = self.hasher.hash_one(key);
+        let shard = &self.shards[(h >> 58) as usize % SHARDS];
+        let mut s = shard.lock().unwrap_or_else(|p| p.into_inner());
+        match s.index.get(&h) {
+            Some(&i) => {
+                let i = i as usize;
+                self.counting.peek(&mut s.slots[i].state, now)
+            }
+            None => self.counting.peek(&mut State::default(), now),
+        }
+    }
+
+    /// Keys held now.
+    pub fn len(&self) -> usize {
+        self.shards
+            .iter()
+            .map(|s| s.lock().unwrap_or_else(|p| p.into_inner()).index.len())
+            .sum()
+    }
+
+    /// Whether no key is held.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Keys evicted to make room, since the start.
+    pub fn evictions(&self) -> u64 {
+        self.shards
+            .iter()
+            .map(|s| s.lock().unwrap_or_else(|p| p.into_inner()).evictions)
+            .sum()
+    }
+}
+
+impl Shard {
+    /// The slot of `key`, made (evicting another if full) if absent; whether it was.
+    fn slot(&mut self, key: u64) -> (usize, bool) {
+        if let Some(&i) = self.index.get(&key) {
+            return (i as usize, false);
+        }
+        if self.slots.len() < self.cap {
+            self.slots.push(Slot {
+                key,
+                used: false,
+                state: State::default(),
+            });
+            let i = self.slots.len() - 1;
+            self.index.insert(key, i as u32);
+            return (i, true);
+        }
+        // CLOCK: pass over used slots, clearing their bit, until one was not used.
+        loop {
+            let i = self.hand;
+            self.hand = (self.hand + 1) % self.slots.len();
+            let slot = &mut self.slots[i];
+            if slot.used {
+                slot.used = false;
+                continue;
+            }
+            self.index.remove(&slot.key);
+            slot.key = key;
+            slot.state = State::default();
+            self.index.insert(key, i as u32);
+            self.evictions += 1;
+            return (i, true);
+        }
+    }
+}
+
+/// The index's keys are already SipHash digests: hashing them again would waste time.
+#[derive(Debug, Clone, Copy, Default)]
+struct BuildU64;
+
+impl BuildHasher for BuildU64 {
+    type Hasher = U64Hasher;
+    fn build_hasher(&self) -> U64Hasher {
+        U64Hasher(0)
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+struct U64Hasher(u64);
+
+impl std::hash::Hasher for U64Hasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+    fn write_u64(&mut self, v: u64) {
+        self.0 = v;
+    }
+}
+
+#[cfg(test)]
+mod tests;
