@@ -9,6 +9,7 @@
 pub mod compile;
 pub mod diagnostic;
 pub mod model;
+pub mod policy;
 pub mod raw;
 pub mod units;
 
@@ -18,6 +19,7 @@ mod tests;
 pub use compile::compile;
 pub use diagnostic::{Diagnostic, Diagnostics, SourceFile, Span};
 pub use model::*;
+pub use policy::{ListDef, PolicySpec};
 
 /// Parses and validates a configuration held in memory.
 ///

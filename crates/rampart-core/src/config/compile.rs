@@ -14,13 +14,13 @@ use super::units::{parse_duration, parse_size};
 use super::*;
 use crate::net::{Cidr, CidrSet};
 
-struct Ctx<'a> {
+pub(super) struct Ctx<'a> {
     src: &'a SourceFile,
     diags: Diagnostics,
 }
 
 impl Ctx<'_> {
-    fn err(
+    pub(super) fn err(
         &mut self,
         span: impl Into<Span>,
         message: impl Into<String>,
@@ -90,7 +90,13 @@ impl Ctx<'_> {
         }
     }
 
-    fn int(&mut self, v: &Option<Sp<i64>>, what: &str, min: i64, max: i64) -> Option<i64> {
+    pub(super) fn int(
+        &mut self,
+        v: &Option<Sp<i64>>,
+        what: &str,
+        min: i64,
+        max: i64,
+    ) -> Option<i64> {
         let v = v.as_ref()?;
         let n = *v.get_ref();
         if n < min || n > max {
@@ -970,6 +976,7 @@ pub fn compile(src: &SourceFile, raw: raw::RawConfig) -> Result<Config, Diagnost
     }
 
     // [[site]]
+    let lists = super::policy::lists(&mut ctx, &raw.lists);
     let mut sites = Vec::new();
     let mut site_ids = HashSet::new();
     let mut routing = vec![HostTable::default(); listeners.len()];
@@ -1097,10 +1104,13 @@ pub fn compile(src: &SourceFile, raw: raw::RawConfig) -> Result<Config, Diagnost
                     }
                 }
                 let waf = waf_policy(&mut ctx, site_waf, r.waf.as_ref());
+                let policy =
+                    super::policy::policy(&mut ctx, &lists, s.policy.as_ref(), r.policy.as_ref());
                 routes.push(Route {
                     prefix: prefix.clone(),
                     pool: p,
                     waf,
+                    policy,
                 });
             }
         }
@@ -1132,6 +1142,7 @@ pub fn compile(src: &SourceFile, raw: raw::RawConfig) -> Result<Config, Diagnost
             pools,
             sites,
             routing,
+            lists,
         })
     } else {
         ctx.diags.sort();

@@ -5,6 +5,7 @@
 //! edge will still do I/O with a value (files, host names) so that its errors can point at
 //! the key too.
 
+use super::policy::{ListDef, PolicySpec};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -30,6 +31,8 @@ pub struct Config {
     pub sites: Vec<Site>,
     /// Host → site lookup per listener (index into `listeners`).
     pub routing: Vec<HostTable>,
+    /// Named lists (`[[list]]`), in file order.
+    pub lists: Vec<ListDef>,
 }
 
 /// Index of a tenant in [`Config::tenants`].
@@ -317,6 +320,9 @@ pub struct Route {
     /// The WAF policy in force on this route (the site's, with the route's overrides), or
     /// `None` without a WAF.
     pub waf: Option<Arc<WafPolicy>>,
+    /// Lists, limits and custom rules in force on this route (the site's, then the
+    /// route's), or `None` without any.
+    pub policy: Option<Arc<PolicySpec>>,
 }
 
 /// What the WAF does with a request whose anomaly score reaches the threshold.

@@ -46,6 +46,9 @@ pub struct RawConfig {
     /// Sites: host names on listeners, routed to pools.
     #[serde(default, rename = "site")]
     pub sites: Vec<RawSite>,
+    /// Named lists of addresses, countries, ASNs or strings, for policies.
+    #[serde(default, rename = "list")]
+    pub lists: Vec<RawList>,
 }
 
 /// `[edge]`
@@ -251,6 +254,8 @@ pub struct RawSite {
     pub routes: Vec<RawRoute>,
     /// WAF policy of every route of the site (a route may override it).
     pub waf: Option<RawWaf>,
+    /// Lists, limits and custom rules of every route of the site.
+    pub policy: Option<RawPolicy>,
 }
 
 /// `[[site.route]]`
@@ -263,6 +268,8 @@ pub struct RawRoute {
     pub pool: Sp<String>,
     /// WAF settings of this route, over the site's.
     pub waf: Option<RawWaf>,
+    /// Lists, limits and rules added to the site's for this route.
+    pub policy: Option<RawPolicy>,
 }
 
 /// `[site.waf]`, `[site.route.waf]`: the OWASP CRS (or any SecLang ruleset) on a site.
@@ -308,4 +315,128 @@ pub struct RawWafExclude {
     pub target: Option<Sp<String>>,
     /// Only for request paths starting with this.
     pub path: Option<Sp<String>>,
+}
+
+/// `[[list]]`: a named list that policies test with `in $name` and list uses.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawList {
+    /// The name expressions use after `$`.
+    pub name: Sp<String>,
+    /// `ip`, `country`, `asn` or `string`.
+    pub kind: Sp<String>,
+    /// A file with one entry per line (`#` comments), relative to this file.
+    pub file: Option<Sp<String>>,
+    /// Entries written here.
+    pub entries: Option<Sp<Vec<Sp<String>>>>,
+}
+
+/// `[site.policy]`, `[site.route.policy]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPolicy {
+    /// Onboarding: every verdict of this policy is recorded as `would_*` only.
+    pub monitor: Option<Sp<bool>>,
+    /// Lists used to allow, deny or bypass inspection.
+    #[serde(default, rename = "list")]
+    pub lists: Vec<RawListUse>,
+    /// Rate limits.
+    #[serde(default, rename = "limit")]
+    pub limits: Vec<RawLimit>,
+    /// Custom rules.
+    #[serde(default, rename = "rule")]
+    pub rules: Vec<RawRule>,
+}
+
+/// `[[site.policy.list]]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawListUse {
+    /// A `[[list]]` name.
+    pub list: Sp<String>,
+    /// `allow`, `deny` or `bypass`.
+    #[serde(rename = "use")]
+    pub use_: Sp<String>,
+    /// `enforce` (default) or `monitor`.
+    pub mode: Option<Sp<String>>,
+}
+
+/// `[[site.policy.limit]]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLimit {
+    /// Unique within the policy; rules name it in `limit = "…"`.
+    pub name: Sp<String>,
+    /// `enforce` (default) or `monitor`.
+    pub mode: Option<Sp<String>>,
+    /// Which requests count (an expression); absent: all, or those rules feed to it.
+    pub filter: Option<Sp<String>>,
+    /// Count responses matching this expression instead of requests.
+    pub responses: Option<Sp<String>>,
+    /// Key parts (expressions of values), e.g. `["cidr(ip.src, 24, 64)"]`.
+    pub key: Sp<Vec<Sp<String>>>,
+    /// Count distinct values of this expression per key instead of requests.
+    pub distinct: Option<Sp<String>>,
+    /// `sliding_window` (default) or `gcra`.
+    pub algorithm: Option<Sp<String>>,
+    /// The window thresholds count over, e.g. `"10s"`.
+    pub window: Sp<String>,
+    /// Graduated thresholds, ascending.
+    #[serde(default, rename = "threshold")]
+    pub thresholds: Vec<RawThreshold>,
+    /// `local` (default) or `redis`.
+    pub backend: Option<Sp<String>>,
+    /// `open` (default) or `closed`: what happens when the backend cannot answer.
+    pub on_failure: Option<Sp<String>>,
+    /// Most keys kept in process.
+    pub max_keys: Option<Sp<i64>>,
+}
+
+/// `[[site.policy.limit.threshold]]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawThreshold {
+    /// The count above which this level applies.
+    pub above: Sp<i64>,
+    /// `log`, `challenge` or `block`.
+    pub action: Sp<String>,
+    /// Status of a block (default 429).
+    pub status: Option<Sp<i64>>,
+    /// How long a key stays at this level once over it (a ban), e.g. `"10m"`.
+    pub hold: Option<Sp<String>>,
+}
+
+/// `[[site.policy.rule]]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRule {
+    /// Unique within the policy.
+    pub id: Sp<String>,
+    /// Lower runs first (default 1000).
+    pub priority: Option<Sp<i64>>,
+    /// The condition.
+    pub expression: Sp<String>,
+    /// `allow`, `block`, `challenge`, `log`, `tag`, `rate_limit`, `redirect`,
+    /// `set_header` or `remove_header`.
+    pub action: Sp<String>,
+    /// Status of `block` (default 403) or `redirect` (default 302).
+    pub status: Option<Sp<i64>>,
+    /// The tag of `tag`.
+    pub tag: Option<Sp<String>>,
+    /// The limit `rate_limit` feeds.
+    pub limit: Option<Sp<String>>,
+    /// The `Location` of `redirect`.
+    pub location: Option<Sp<String>>,
+    /// The header of `set_header` / `remove_header`.
+    pub header: Option<Sp<String>>,
+    /// The value of `set_header`.
+    pub value: Option<Sp<String>>,
+    /// `enforce` (default) or `monitor`.
+    pub mode: Option<Sp<String>>,
+    /// When the rule stops applying (a TOML date-time with offset).
+    pub expires: Option<Sp<toml::value::Datetime>>,
+    /// What the rule is for.
+    pub description: Option<Sp<String>>,
+    /// The change ticket it was made under.
+    pub ticket: Option<Sp<String>>,
 }

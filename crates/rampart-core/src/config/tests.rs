@@ -514,3 +514,191 @@ fn ports_are_stripped_from_hosts_like_before() {
         }
     }
 }
+
+/// A site with lists, and policy sections `site_policy` (and, after its `/api` route,
+/// `route_policy`).
+fn policy_site(site_policy: &str, route_policy: &str) -> String {
+    format!(
+        "[[list]]\nname = \"office\"\nkind = \"ip\"\nentries = [\"198.51.100.0/24\"]\n\
+         [[list]]\nname = \"eu\"\nkind = \"country\"\nfile = \"lists/eu.txt\"\n\
+         [[list]]\nname = \"agents\"\nkind = \"string\"\nentries = [\"curl\"]\n\
+         [[tenant]]\nid = \"t\"\n[[listener]]\nname = \"web\"\nbind = \"127.0.0.1:8080\"\n\
+         [[pool]]\nid = \"p\"\ntenant = \"t\"\nservers = [\"127.0.0.1:9000\"]\n\
+         [[site]]\nid = \"s\"\ntenant = \"t\"\nhosts = [\"*\"]\n\
+         [[site.route]]\npath = \"/\"\npool = \"p\"\n\
+         [[site.route]]\npath = \"/api\"\npool = \"p\"\n{route_policy}\n{site_policy}\n"
+    )
+}
+
+const SITE_POLICY: &str = r#"
+[site.policy]
+monitor = true
+[[site.policy.list]]
+list = "office"
+use = "allow"
+[[site.policy.limit]]
+name = "login"
+filter = 'http.request.method == "POST" and http.request.uri.path == "/login"'
+key = ["cidr(ip.src, 24, 64)"]
+window = "10s"
+[[site.policy.limit.threshold]]
+above = 10
+action = "log"
+[[site.policy.limit.threshold]]
+above = 50
+action = "block"
+status = 429
+hold = "10m"
+[[site.policy.limit]]
+name = "per-key"
+key = ['http.request.headers["x-api-key"]']
+window = "1m"
+algorithm = "gcra"
+backend = "redis"
+on_failure = "closed"
+threshold = [{ above = 100, action = "block" }]
+[[site.policy.rule]]
+id = "no-admin"
+priority = 10
+expression = 'http.request.uri.path starts_with "/admin"'
+action = "block"
+expires = 2026-12-31T23:59:59Z
+ticket = "CHG-1"
+[[site.policy.rule]]
+id = "feed"
+expression = 'http.request.uri.path starts_with "/api/"'
+action = "rate_limit"
+limit = "per-key"
+"#;
+
+#[test]
+fn policies_compile_and_routes_add_to_the_site() {
+    let route = "[site.route.policy]\nmonitor = false\n[[site.route.policy.rule]]\nid = \"hdr\"\nexpression = \"true\"\naction = \"set_header\"\nheader = \"X-Tier\"\nvalue = \"gold\"\n";
+    let cfg = load(&policy_site(SITE_POLICY, route)).unwrap_or_else(|d| unreachable!("{d}"));
+    assert_eq!(cfg.lists.len(), 3);
+    assert!(
+        matches!(&cfg.lists[1].source, policy::ListSource::File(f) if f.text == "lists/eu.txt")
+    );
+    let routes = &cfg.sites[0].routes;
+    let api = routes
+        .iter()
+        .find(|r| r.prefix == "/api")
+        .and_then(|r| r.policy.clone());
+    let root = routes
+        .iter()
+        .find(|r| r.prefix == "/")
+        .and_then(|r| r.policy.clone());
+    let (Some(api), Some(root)) = (api, root) else {
+        unreachable!("policies missing")
+    };
+    assert!(
+        root.monitor && !api.monitor,
+        "the route's monitor switch wins"
+    );
+    assert_eq!(root.rules.len(), 2);
+    assert_eq!(api.rules.len(), 3);
+    assert_eq!(
+        api.rules[2].action,
+        policy::RuleActionSpec::SetHeader {
+            name: "x-tier".into(),
+            value: "gold".into()
+        }
+    );
+    let login = &root.limits[0];
+    assert_eq!(
+        (
+            login.window.as_secs(),
+            login.thresholds.len(),
+            login.fed_only
+        ),
+        (10, 2, false)
+    );
+    assert_eq!(login.thresholds[1].action, policy::LevelAction::Block(429));
+    assert_eq!(login.thresholds[1].hold.as_secs(), 600);
+    let per_key = &root.limits[1];
+    assert!(per_key.redis && per_key.fail_closed && per_key.fed_only);
+    assert_eq!(per_key.algorithm, policy::AlgorithmSpec::Gcra);
+    assert_eq!(root.rules[0].expires_at, Some(1_798_761_599));
+    assert_eq!(root.rules[1].action, policy::RuleActionSpec::RateLimit(1));
+    assert_eq!(root.rules[0].priority, 10);
+    assert_eq!(root.rules[1].priority, 1000);
+    // The expression is kept with where it was written.
+    let e = &root.rules[0].expression;
+    assert_eq!(
+        &policy_site(SITE_POLICY, route)[e.span.start..e.span.end],
+        "'http.request.uri.path starts_with \"/admin\"'"
+    );
+    // Without any policy section, no route has one.
+    let cfg = load(&policy_site("", "")).unwrap_or_else(|d| unreachable!("{d}"));
+    assert!(cfg.sites[0].routes.iter().all(|r| r.policy.is_none()));
+}
+
+#[test]
+fn bad_policies_are_located_with_what_was_expected() {
+    let rule = |extra: &str| {
+        format!("[site.policy]\n[[site.policy.rule]]\nid = \"r\"\nexpression = \"true\"\n{extra}\n")
+    };
+    let limit = |extra: &str| {
+        format!("[site.policy]\n[[site.policy.limit]]\nname = \"l\"\nkey = [\"ip.src\"]\n{extra}\n")
+    };
+    let cases: Vec<(String, &str, &str)> = vec![
+        (rule("action = \"explode\""), "unknown action `explode`", "rate_limit"),
+        (rule("action = \"tag\""), "needs `tag`", ""),
+        (rule("action = \"block\"\ntag = \"x\""), "`tag` does not apply", ""),
+        (rule("action = \"block\"\nstatus = 200"), "status 200 is not allowed", "400 to 599"),
+        (rule("action = \"redirect\"\nlocation = \"/x\"\nstatus = 304"), "status 304", "301, 302"),
+        (rule("action = \"rate_limit\"\nlimit = \"nope\""), "no limit named `nope`", ""),
+        (rule("action = \"set_header\"\nheader = \"bad header\""), "invalid header name", ""),
+        (rule("action = \"set_header\"\nheader = \"host\"\nvalue = \"x\""), "managed by the edge", ""),
+        (rule("action = \"log\"\nexpires = 2026-12-31"), "needs a date, a time and an offset", ""),
+        (rule("action = \"log\"\nmode = \"loud\""), "unknown mode `loud`", "monitor"),
+        (rule("action = \"log\"\npriority = 99999999"), "priority = 99999999 is out of range", ""),
+        (format!("{}[[site.policy.rule]]\nid = \"r\"\nexpression = \"true\"\naction = \"log\"\n", rule("action = \"log\"")), "duplicate rule `r`", ""),
+        (limit("window = \"10s\""), "has 0 thresholds", "one to four"),
+        (limit("window = \"10x\"\nthreshold = [{ above = 1, action = \"log\" }]"), "invalid window", ""),
+        (limit("window = \"0s\"\nthreshold = [{ above = 1, action = \"log\" }]"), "from 1 s to 24 h", ""),
+        (limit("window = \"10s\"\nthreshold = [{ above = 5, action = \"log\" }, { above = 5, action = \"block\" }]"), "out of order", ""),
+        (limit("window = \"10s\"\nthreshold = [{ above = 5, action = \"ban\" }]"), "unknown threshold action", ""),
+        (limit("window = \"10s\"\nthreshold = [{ above = 5, action = \"log\", status = 403 }]"), "`status` only applies", ""),
+        (limit("window = \"10s\"\nalgorithm = \"gcra\"\ndistinct = \"ip.src\"\nthreshold = [{ above = 5, action = \"log\" }]"), "distinct counting uses the sliding window", ""),
+        (limit("window = \"10s\"\nbackend = \"memcached\"\nthreshold = [{ above = 5, action = \"log\" }]"), "unknown backend", ""),
+        ("[site.policy]\n[[site.policy.limit]]\nname = \"l\"\nkey = []\nwindow = \"1s\"\nthreshold = [{ above = 5, action = \"log\" }]\n".into(), "a limit needs a key", ""),
+        ("[site.policy]\n[[site.policy.list]]\nlist = \"nope\"\nuse = \"allow\"\n".into(), "no list named `nope`", ""),
+        ("[site.policy]\n[[site.policy.list]]\nlist = \"office\"\nuse = \"permit\"\n".into(), "unknown list use", ""),
+        ("[site.policy]\n[[site.policy.list]]\nlist = \"agents\"\nuse = \"deny\"\n".into(), "holds strings", ""),
+    ];
+    for (section, message, expected) in cases {
+        let text = policy_site(&section, "");
+        let errs = errors(&text);
+        let e = errs
+            .iter()
+            .find(|e| e.message.contains(message))
+            .unwrap_or_else(|| unreachable!("{section}\n=> {errs:?}"));
+        assert!(
+            e.expected.as_deref().unwrap_or("").contains(expected),
+            "{e:?}"
+        );
+        assert!(e.line > 15, "{e:?} points into the policy section");
+    }
+    let bad_lists = "[[list]]\nname = \"x y\"\nkind = \"ip\"\nentries = []\n[[list]]\nname = \"k\"\nkind = \"color\"\nentries = []\n[[list]]\nname = \"n\"\nkind = \"ip\"\n";
+    let errs = errors(&format!("{bad_lists}{}", policy_site("", "")));
+    let messages: Vec<&str> = errs.iter().map(|e| e.message.as_str()).collect();
+    assert!(
+        messages
+            .iter()
+            .any(|m| m.contains("invalid list name `x y`")),
+        "{messages:?}"
+    );
+    assert!(
+        messages
+            .iter()
+            .any(|m| m.contains("unknown list kind `color`")),
+        "{messages:?}"
+    );
+    assert!(
+        messages
+            .iter()
+            .any(|m| m.contains("list `n` has no entries")),
+        "{messages:?}"
+    );
+}
