@@ -14,10 +14,14 @@
 //!   distinct counting, and the bounded in-process store.
 //! - [`policy`]: a site's or route's policy — list uses, limits, custom rules — and its
 //!   evaluation into the request's decision (`rampart_core::decision`).
+//! - [`build`]: the validated configuration (`rampart_core::config::PolicySpec`) →
+//!   runtime [`policy::Policy`] and [`Lists`], with expression errors located in the
+//!   configuration file.
 //! - [`list`]: named lists (`$office`) of addresses, strings or integers, and their file
 //!   format.
 #![forbid(unsafe_code)]
 
+pub mod build;
 pub mod expr;
 pub mod list;
 pub mod policy;

@@ -21,30 +21,7 @@ use rampart_core::net::Cidr;
 
 use crate::set::{IntSet, IpItem, IpSet, StrSet};
 
-/// What a list holds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ListKind {
-    /// Addresses, networks and address ranges.
-    Ip,
-    /// ISO 3166-1 alpha-2 country codes (compared upper case).
-    Country,
-    /// Autonomous system numbers (`AS` prefix optional).
-    Asn,
-    /// Any strings (one per line, taken as written).
-    Str,
-}
-
-impl ListKind {
-    /// The name used in configuration (`kind = "ip"`).
-    pub fn name(self) -> &'static str {
-        match self {
-            ListKind::Ip => "ip",
-            ListKind::Country => "country",
-            ListKind::Asn => "asn",
-            ListKind::Str => "string",
-        }
-    }
-}
+pub use rampart_core::config::policy::ListKind;
 
 /// A loaded list.
 #[derive(Debug, Clone)]

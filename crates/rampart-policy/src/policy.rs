@@ -88,27 +88,7 @@ pub struct Rule {
     pub action: RuleAction,
 }
 
-/// How a list is used.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ListUse {
-    /// Let matching requests through, skipping everything after.
-    Allow,
-    /// Block matching requests.
-    Deny,
-    /// Skip inspection (WAF, bot checks) for matching requests.
-    Bypass,
-}
-
-impl ListUse {
-    /// `allow`, `deny` or `bypass`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ListUse::Allow => "allow",
-            ListUse::Deny => "deny",
-            ListUse::Bypass => "bypass",
-        }
-    }
-}
+pub use rampart_core::config::policy::ListUseKind as ListUse;
 
 /// A list used for allow, deny or bypass.
 #[derive(Debug, Clone)]

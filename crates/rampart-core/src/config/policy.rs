@@ -48,6 +48,18 @@ pub enum ListKind {
     Str,
 }
 
+impl ListKind {
+    /// The name used in configuration (`kind = "ip"`).
+    pub fn name(self) -> &'static str {
+        match self {
+            ListKind::Ip => "ip",
+            ListKind::Country => "country",
+            ListKind::Asn => "asn",
+            ListKind::Str => "string",
+        }
+    }
+}
+
 /// Where a list's entries come from.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum ListSource {
@@ -79,6 +91,17 @@ pub enum ListUseKind {
     Deny,
     /// Skip inspection for them.
     Bypass,
+}
+
+impl ListUseKind {
+    /// `allow`, `deny` or `bypass`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ListUseKind::Allow => "allow",
+            ListUseKind::Deny => "deny",
+            ListUseKind::Bypass => "bypass",
+        }
+    }
 }
 
 /// `[[site.policy.list]]`
