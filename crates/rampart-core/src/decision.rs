@@ -32,6 +32,9 @@ impl Mode {
 /// What a verdict asks for, from least to most severe.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
+    /// A change to the request (a tag, a header) that is part of the trace but not, by
+    /// itself, a reason for a security event.
+    Modify,
     /// Record only.
     Log,
     /// Let the request through and skip the inspection stages after this one.
@@ -60,7 +63,7 @@ impl Action {
     /// Rank for "most severe": block > challenge > redirect > allow > log.
     pub fn severity(&self) -> u8 {
         match self {
-            Action::Log => 0,
+            Action::Modify | Action::Log => 0,
             Action::Allow => 1,
             Action::Redirect { .. } => 2,
             Action::Challenge => 3,
@@ -70,12 +73,19 @@ impl Action {
 
     /// Whether the action ends the request's evaluation (everything but `log`).
     pub fn is_terminal(&self) -> bool {
-        !matches!(self, Action::Log)
+        !matches!(self, Action::Log | Action::Modify)
     }
 
-    /// Short name: `log`, `allow`, `redirect`, `challenge`, `block`.
+    /// Whether a verdict with this action is worth a security event by itself (all but
+    /// [`Action::Modify`]).
+    pub fn is_notable(&self) -> bool {
+        !matches!(self, Action::Modify)
+    }
+
+    /// Short name: `modify`, `log`, `allow`, `redirect`, `challenge`, `block`.
     pub fn name(&self) -> &'static str {
         match self {
+            Action::Modify => "modify",
             Action::Log => "log",
             Action::Allow => "allow",
             Action::Redirect { .. } => "redirect",
@@ -87,6 +97,7 @@ impl Action {
     /// The name of this action taken in monitor mode (`would_block`).
     pub fn would(&self) -> &'static str {
         match self {
+            Action::Modify => "would_modify",
             Action::Log => "log",
             Action::Allow => "would_allow",
             Action::Redirect { .. } => "would_redirect",
@@ -174,6 +185,11 @@ impl Decision {
     /// Whether nothing matched.
     pub fn is_empty(&self) -> bool {
         self.verdicts.is_empty()
+    }
+
+    /// Whether some verdict is worth a security event ([`Action::is_notable`]).
+    pub fn is_notable(&self) -> bool {
+        self.verdicts.iter().any(|v| v.action.is_notable())
     }
 
     /// The most severe enforced verdict (the first of equal severity), if any.

@@ -192,6 +192,8 @@ pub struct Reply {
     pub reason: Cow<'static, str>,
     /// Close the connection after this response (framing can no longer be trusted).
     pub close: bool,
+    /// A redirect's target (`Location`), when the reply is a redirect.
+    pub location: Option<http::HeaderValue>,
 }
 
 impl Reply {
@@ -201,6 +203,7 @@ impl Reply {
             status,
             reason: reason.into(),
             close: false,
+            location: None,
         }
     }
 
@@ -210,9 +213,15 @@ impl Reply {
             status,
             reason: reason.into(),
             close: true,
+            location: None,
         }
     }
 }
+
+/// Present in a request's state when a stage decided the request skips inspection (a
+/// `bypass` list matched, or an `allow` rule): the WAF and bot checks then do not run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SkipInspection;
 
 /// What a stage decided.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -57,6 +57,8 @@ pub struct Generation {
     pub security_log: AccessLog,
     /// The WAF rulesets of the routes.
     pub waf: Arc<crate::waf::WafSet>,
+    /// The policies (lists, limits, rules) of the routes, with their counters.
+    pub policies: Arc<crate::policy::PolicySet>,
     /// Metrics registry.
     pub metrics: Arc<Metrics>,
 }
@@ -114,11 +116,31 @@ impl Generation {
             _ => open_access_log(&source, &config.edge.security_log, metrics, "security_log")?,
         };
         let waf = Arc::new(crate::waf::WafSet::build(&source, &config)?);
+        let policies = Arc::new(crate::policy::PolicySet::build(
+            &source,
+            &config,
+            previous.map(|g| &*g.policies),
+        )?);
         let mut stages = Pipeline::standard(crate::runtime::new_request_id).into_stages();
+        let policy_metrics = crate::policy::PolicyMetrics::new(metrics, &config);
+        if !policies.is_empty() {
+            stages.push(Box::new(crate::policy::PolicyStage::new(
+                policies.clone(),
+                security_log.clone(),
+                policy_metrics.clone(),
+            )));
+        }
         if !waf.is_empty() {
             stages.push(Box::new(crate::waf::WafStage::new(
                 waf.clone(),
                 security_log.clone(),
+            )));
+        }
+        if !policies.is_empty() {
+            stages.push(Box::new(crate::policy::PolicyBodyStage::new(
+                policies.clone(),
+                security_log.clone(),
+                policy_metrics,
             )));
         }
         stages.extend(extra_stages());
@@ -187,6 +209,7 @@ impl Generation {
             access_log,
             security_log,
             waf,
+            policies,
             metrics: metrics.clone(),
         })
     }

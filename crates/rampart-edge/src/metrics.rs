@@ -367,6 +367,9 @@ pub struct Metrics {
     pub generation: Family<Gauge>,
     /// `rampart_access_log_dropped_total`: lines dropped because the writer fell behind.
     pub access_log_dropped: Family<Counter>,
+    /// `rampart_policy_verdicts_total{tenant,site,source,outcome}`: verdicts of lists,
+    /// limits and custom rules (`outcome`: `block`, `would_block`, `challenge`, …).
+    pub policy_verdicts: Family<Counter>,
 }
 
 impl Default for Metrics {
@@ -491,6 +494,13 @@ impl Metrics {
                 &[],
                 Gauge::default,
             ),
+            policy_verdicts: Family::new(
+                "rampart_policy_verdicts_total",
+                "Verdicts of lists, rate limits and custom rules, by outcome.",
+                "counter",
+                &["tenant", "site", "source", "outcome"],
+                Counter::default,
+            ),
             access_log_dropped: Family::new(
                 "rampart_access_log_dropped_total",
                 "Access-log lines dropped because the writer fell behind.",
@@ -521,6 +531,7 @@ impl Metrics {
         self.reloads.render(&mut out);
         self.generation.render(&mut out);
         self.access_log_dropped.render(&mut out);
+        self.policy_verdicts.render(&mut out);
         out
     }
 }

@@ -994,6 +994,9 @@ fn edge_reply(
     let mut resp = Response::new(RespBody::page(page));
     *resp.status_mut() = reply.status;
     errorpage::headers(resp.headers_mut(), ctype, done.rid());
+    if let Some(location) = reply.location {
+        resp.headers_mut().insert(header::LOCATION, location);
+    }
     if reply.close {
         resp.headers_mut()
             .insert(header::CONNECTION, HeaderValue::from_static("close"));

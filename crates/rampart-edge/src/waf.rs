@@ -22,21 +22,24 @@
 //!   variable names, the matched data masked ([`mask`]), scores, mode and action.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::SystemTime;
 
 use http::StatusCode;
 use rampart_core::config::{
     Config, Diagnostic, Diagnostics, SourceFile, WafExclude, WafMode, WafPolicy, WafRuleSel,
 };
-use rampart_core::pipeline::{Flow, RawTarget, Reply, RequestView, Stage};
+use rampart_core::pipeline::{Flow, RawTarget, Reply, RequestView, SkipInspection, Stage};
 use rampart_waf::engine::{RequestInfo, Ruleset, Transaction};
 use rampart_waf::seclang::{self, MemFs, OverlayFs};
 use serde_json::{Map, Value};
 
+use std::borrow::Cow;
+
+use rampart_core::decision::{Action, Mode, Source, Verdict};
+
 use crate::accesslog::AccessLog;
+use crate::event::SecurityEvent;
 
 /// The compiled WAF of a route.
 #[derive(Debug)]
@@ -359,34 +362,64 @@ impl WafStage {
     }
 }
 
-/// What the stage keeps for a request between its hooks; writes the event when dropped.
-struct WafState {
-    tx: Transaction<'static>,
+/// What the WAF keeps for a request between its hooks, inside the request's
+/// [`SecurityEvent`] (which runs phase 5 and writes the event when dropped).
+pub(crate) struct WafState {
+    pub(crate) tx: Transaction<'static>,
     waf: Arc<RouteWaf>,
-    event: EventBase,
-    events: AccessLog,
     /// The request was blocked (enforce) or would have been (monitor).
     decided: Option<(u64, u16)>,
     /// Phase 4 waits for the response body prefix.
     body_wanted: bool,
-    response_status: Option<u16>,
 }
 
-/// Request facts for the event, taken when the request arrives.
-/// Most requests match nothing and never write an event: what is kept here is shared or
-/// cheap to clone (two small strings are copied).
-struct EventBase {
-    start: SystemTime,
-    tenant: Option<Arc<str>>,
-    site: Arc<str>,
-    route: Option<Arc<str>>,
-    request_id: String,
-    method: http::Method,
-    uri: http::Uri,
-    host: String,
-    source: SocketAddr,
-    client_ip: std::net::IpAddr,
-    destination_port: u16,
+/// The WAF's state of a request, if the WAF ran on it.
+fn state_mut(req: &mut RequestView) -> Option<&mut SecurityEvent> {
+    req.state
+        .get_mut::<SecurityEvent>()
+        .filter(|e| e.waf.is_some())
+}
+
+/// Runs the WAF's decision and records it in the event's decision.
+fn decide(ev: &mut SecurityEvent) -> Flow {
+    let Some(w) = ev.waf.as_mut() else {
+        return Flow::Continue;
+    };
+    let Some((rule, status)) = w.decide() else {
+        return Flow::Continue;
+    };
+    let mode = match w.waf.policy.mode {
+        WafMode::Enforce => Mode::Enforce,
+        WafMode::Monitor => Mode::Monitor,
+    };
+    ev.decision.push(Verdict {
+        source: Source::Waf,
+        id: Cow::Owned(rule.to_string()),
+        action: Action::Block { status, page: None },
+        mode,
+        reason: format!("anomaly score reached the threshold (rule {rule})"),
+    });
+    match mode {
+        Mode::Monitor => Flow::Continue,
+        Mode::Enforce => Flow::Respond(Reply::new(
+            StatusCode::from_u16(status).unwrap_or(StatusCode::FORBIDDEN),
+            "the request was blocked by the web application firewall",
+        )),
+    }
+}
+
+/// The WAF's inbound anomaly score of the request (0 when the WAF did not run).
+pub(crate) fn inbound_score(req: &RequestView) -> i64 {
+    req.state
+        .get::<SecurityEvent>()
+        .and_then(|e| e.waf.as_ref())
+        .map_or(0, |w| {
+            w.score(&[
+                "blocking_inbound_anomaly_score",
+                "inbound_anomaly_score",
+                "anomaly_score",
+            ])
+        })
 }
 
 impl Stage for WafStage {
@@ -432,38 +465,22 @@ impl Stage for WafStage {
         for (name, value) in &head.headers {
             tx.add_request_header(name.as_str().as_bytes(), value.as_bytes());
         }
-        let site_cfg = &cfg.sites[site];
-        let event = EventBase {
-            start: SystemTime::now(),
-            tenant: cfg.tenants.get(site_cfg.tenant).map(|t| t.id.clone()),
-            site: site_cfg.id.clone(),
-            route: self
-                .set
-                .prefixes
-                .get(site)
-                .and_then(|p| p.get(route))
-                .cloned(),
-            request_id: req.request_id.clone(),
-            method: head.method.clone(),
-            uri: head.uri.clone(),
-            host: req.host.clone(),
-            source: req.conn.peer,
-            client_ip: req.client_ip,
-            destination_port: req.conn.local.port(),
-        };
         tx.process_request_headers();
-        let mut state = WafState {
+        let state = WafState {
             tx,
             waf: waf.clone(),
-            event,
-            events: self.events.clone(),
             decided: None,
             body_wanted: false,
-            response_status: None,
         };
-        let flow = state.decide();
-        req.state.insert(state);
-        flow
+        let route_name = self
+            .set
+            .prefixes
+            .get(site)
+            .and_then(|p| p.get(route))
+            .cloned();
+        let ev = SecurityEvent::of(req, cfg, &self.events, route_name);
+        ev.waf = Some(state);
+        decide(ev)
     }
 
     fn body_prefix_wanted(&self, _cfg: &Config, req: &RequestView) -> usize {
@@ -483,12 +500,14 @@ impl Stage for WafStage {
         prefix: &[u8],
         _complete: bool,
     ) -> Flow {
-        let Some(state) = req.state.get_mut::<WafState>() else {
+        let Some(ev) = state_mut(req) else {
             return Flow::Continue;
         };
         // (A blocked request never gets here; in monitor mode every phase runs.)
-        state.tx.process_request_body(prefix);
-        state.decide()
+        if let Some(w) = ev.waf.as_mut() {
+            w.tx.process_request_body(prefix);
+        }
+        decide(ev)
     }
 
     fn inspects_responses(&self) -> bool {
@@ -496,12 +515,14 @@ impl Stage for WafStage {
     }
 
     fn applies_to(&self, _cfg: &Config, req: &RequestView) -> bool {
-        self.route_of(req).is_some()
+        self.route_of(req).is_some() && req.state.get::<SkipInspection>().is_none()
     }
 
     fn inspects_response_of(&self, _cfg: &Config, req: &RequestView) -> bool {
         // Only requests the WAF evaluated carry its state.
-        req.state.get::<WafState>().is_some()
+        req.state
+            .get::<SecurityEvent>()
+            .is_some_and(|e| e.waf.is_some())
     }
 
     fn on_response(
@@ -510,10 +531,10 @@ impl Stage for WafStage {
         req: &mut RequestView,
         resp: &mut http::response::Parts,
     ) -> Flow {
-        let Some(state) = req.state.get_mut::<WafState>() else {
+        let Some(ev) = state_mut(req) else {
             return Flow::Continue;
         };
-        state.response_status = Some(resp.status.as_u16());
+        ev.response_status = Some(resp.status.as_u16());
         let headers: Vec<(Vec<u8>, Vec<u8>)> = resp
             .headers
             .iter()
@@ -524,23 +545,26 @@ impl Stage for WafStage {
             http::Version::HTTP_10 => "HTTP/1.0",
             _ => "HTTP/1.1",
         };
-        state
-            .tx
-            .process_response_headers(resp.status.as_u16(), protocol, &headers);
-        let flow = state.decide();
+        if let Some(w) = ev.waf.as_mut() {
+            w.tx.process_response_headers(resp.status.as_u16(), protocol, &headers);
+        }
+        let flow = decide(ev);
+        let Some(w) = ev.waf.as_mut() else {
+            return flow;
+        };
         if matches!(flow, Flow::Continue)
-            && state.waf.policy.response_body_limit > 0
-            && state.tx.response_body_inspected()
+            && w.waf.policy.response_body_limit > 0
+            && w.tx.response_body_inspected()
         {
             // Phase 4 runs when the edge has read the body prefix.
-            state.body_wanted = true;
+            w.body_wanted = true;
             return flow;
         }
         // No body to inspect: phase 4 on the head alone, so that CRS's outbound anomaly
         // evaluation sees what phase 3 found.
-        state.tx.process_response_body(b"");
+        w.tx.process_response_body(b"");
         match flow {
-            Flow::Continue => state.decide(),
+            Flow::Continue => decide(ev),
             respond => respond,
         }
     }
@@ -554,7 +578,13 @@ impl Stage for WafStage {
         // The state lives in the view, which this hook only reads: the decision was
         // taken in `on_response` (`body_wanted`), the limit is the route's.
         match self.route_of(req) {
-            Some(w) if req.state.get::<WafState>().is_some_and(|st| st.body_wanted) => {
+            Some(w)
+                if req
+                    .state
+                    .get::<SecurityEvent>()
+                    .and_then(|e| e.waf.as_ref())
+                    .is_some_and(|st| st.body_wanted) =>
+            {
                 usize::try_from(w.policy.response_body_limit).unwrap_or(usize::MAX)
             }
             _ => 0,
@@ -568,85 +598,66 @@ impl Stage for WafStage {
         prefix: &[u8],
         _complete: bool,
     ) -> Flow {
-        let Some(state) = req.state.get_mut::<WafState>() else {
+        let Some(ev) = state_mut(req) else {
             return Flow::Continue;
         };
-        if !std::mem::take(&mut state.body_wanted) {
+        let Some(w) = ev.waf.as_mut() else {
+            return Flow::Continue;
+        };
+        if !std::mem::take(&mut w.body_wanted) {
             return Flow::Continue;
         }
-        state.tx.process_response_body(prefix);
-        state.decide()
+        w.tx.process_response_body(prefix);
+        decide(ev)
     }
 }
 
 impl WafState {
-    /// Blocks (enforce) or records a would-block (monitor) once the engine asks for it.
-    fn decide(&mut self) -> Flow {
+    /// The engine's intervention (or, in monitor mode, the one it would make), the first
+    /// time it asks for one: the deciding rule and the status.
+    fn decide(&mut self) -> Option<(u64, u16)> {
         if self.decided.is_some() {
             // Monitor mode: noted once, the request goes on.
-            return Flow::Continue;
+            return None;
         }
-        let Some(i) = self.tx.intervention().or(self.tx.would_intervene()) else {
-            return Flow::Continue;
-        };
+        let i = self.tx.intervention().or(self.tx.would_intervene())?;
         let status = if i.status >= 400 && i.status < 600 {
             i.status
         } else {
             403
         };
         self.decided = Some((i.rule_id, status));
-        match self.waf.policy.mode {
-            WafMode::Monitor => Flow::Continue,
-            WafMode::Enforce => Flow::Respond(Reply::new(
-                StatusCode::from_u16(status).unwrap_or(StatusCode::FORBIDDEN),
-                "the request was blocked by the web application firewall",
-            )),
-        }
+        self.decided
     }
 
-    fn event(&self) -> Option<String> {
+    /// Whether any rule matched.
+    pub(crate) fn matched(&self) -> bool {
+        !self.tx.matched_rules().is_empty()
+    }
+
+    /// A CRS score by the first of `names` the transaction has.
+    fn score(&self, names: &[&str]) -> i64 {
+        names
+            .iter()
+            .find_map(|n| {
+                std::str::from_utf8(self.tx.tx_var(n)?)
+                    .ok()?
+                    .trim()
+                    .parse::<i64>()
+                    .ok()
+            })
+            .unwrap_or(0)
+    }
+
+    /// Adds the WAF's part to an event: mode, level, scores, the deciding rule, and
+    /// every matched rule (nothing when no rule matched).
+    pub(crate) fn fill_event(&self, m: &mut Map<String, Value>) {
         let matched = self.tx.matched_rules();
         if matched.is_empty() {
-            return None;
+            return;
         }
-        let e = &self.event;
         let mode = self.waf.policy.mode;
-        let action = match (self.decided, mode) {
-            (Some(_), WafMode::Enforce) => "block",
-            (Some(_), WafMode::Monitor) => "would_block",
-            (None, _) => "log",
-        };
-        let mut m = Map::new();
         let s = |v: &str| Value::String(v.to_owned());
-        m.insert("@timestamp".into(), s(&crate::accesslog::rfc3339(e.start)));
-        m.insert("event.dataset".into(), s("rampart.security"));
-        m.insert("event.kind".into(), s("alert"));
-        m.insert(
-            "event.category".into(),
-            Value::Array(vec![s("web"), s("intrusion_detection")]),
-        );
-        m.insert("event.action".into(), s(action));
-        m.insert("event.module".into(), s("waf"));
-        m.insert(
-            "organization.id".into(),
-            s(e.tenant.as_deref().unwrap_or("")),
-        );
-        m.insert("rampart.site".into(), s(&e.site));
-        m.insert("rampart.route".into(), s(e.route.as_deref().unwrap_or("")));
-        m.insert("http.request.id".into(), s(&e.request_id));
-        m.insert("http.request.method".into(), s(e.method.as_str()));
-        m.insert("url.domain".into(), s(&e.host));
-        m.insert("url.path".into(), s(&mask::text(e.uri.path())));
-        if let Some(q) = e.uri.query() {
-            m.insert("url.query".into(), s(&mask::query(q)));
-        }
-        m.insert("source.ip".into(), s(&e.source.ip().to_string()));
-        m.insert("source.port".into(), Value::from(e.source.port()));
-        m.insert("client.ip".into(), s(&e.client_ip.to_string()));
-        m.insert("destination.port".into(), Value::from(e.destination_port));
-        if let Some(st) = self.response_status {
-            m.insert("http.response.status_code".into(), Value::from(st));
-        }
         if let Some((rule, status)) = self.decided {
             m.insert("rampart.waf.decided_by".into(), Value::from(rule));
             m.insert("rampart.waf.block_status".into(), Value::from(status));
@@ -663,18 +674,7 @@ impl WafState {
             Value::from(self.waf.policy.paranoia_level),
         );
         // CRS v4 names first, then CRS 3.3's.
-        let score = |names: &[&str]| {
-            names
-                .iter()
-                .find_map(|n| {
-                    std::str::from_utf8(self.tx.tx_var(n)?)
-                        .ok()?
-                        .trim()
-                        .parse::<i64>()
-                        .ok()
-                })
-                .unwrap_or(0)
-        };
+        let score = |names: &[&str]| self.score(names);
         m.insert(
             "rampart.waf.inbound_score".into(),
             Value::from(score(&[
@@ -721,19 +721,6 @@ impl WafState {
             })
             .collect();
         m.insert("rule".into(), Value::Array(rules));
-        Some(Value::Object(m).to_string())
-    }
-}
-
-impl Drop for WafState {
-    fn drop(&mut self) {
-        // Phase 5 and the event, however the request ended.
-        self.tx.process_logging();
-        if self.events.enabled() {
-            if let Some(line) = self.event() {
-                self.events.write_line(line);
-            }
-        }
     }
 }
 

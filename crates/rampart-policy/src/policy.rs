@@ -12,8 +12,8 @@
 //!    matches — or that a rule with a `rate_limit` action matches: such a rule feeds its
 //!    limit in this phase, before the other rules, whatever its priority among them.
 //! 3. [`Policy::rules`] at [`RulePhase::BeforeWaf`]: the rules that read neither the WAF
-//!    score nor the response, by priority.
-//! 4. After the WAF: the rules that read `waf.score`.
+//!    score, the body nor the response, by priority.
+//! 4. After the WAF, on the body: the rules that read `waf.score` or body arguments.
 //! 5. On the response: the rules that read response fields, and limits that count
 //!    responses.
 //!
@@ -162,7 +162,8 @@ pub struct Limit {
 pub enum RulePhase {
     /// On the request, before the WAF.
     BeforeWaf,
-    /// On the request, after the WAF (rules that read `waf.score`).
+    /// On the request body, after the WAF (rules that read `waf.score` or the body's
+    /// arguments).
     AfterWaf,
     /// On the response (rules that read response fields).
     Response,
@@ -248,7 +249,10 @@ impl Policy {
     pub fn phase_of(rule: &Rule) -> RulePhase {
         if rule.expr.reads_response() {
             RulePhase::Response
-        } else if rule.expr.reads(Field::WafScore) {
+        } else if rule.expr.reads(Field::WafScore)
+            || rule.expr.reads(Field::BodyArgs)
+            || rule.expr.reads(Field::BodyArgNames)
+        {
             RulePhase::AfterWaf
         } else {
             RulePhase::BeforeWaf
@@ -376,8 +380,8 @@ impl Policy {
                         String::from_utf8_lossy(&check.key),
                         c.thresholds.get(level).copied().unwrap_or(0),
                     );
-                    if o.held_until.is_some() {
-                        reason.push_str("; held");
+                    if let Some(ms) = o.held_for {
+                        reason.push_str(&format!("; held {} s more", ms.div_ceil(1000)));
                     }
                     (action.clone(), reason)
                 }
@@ -463,21 +467,21 @@ impl Policy {
                         req.add_tag(t.clone());
                     }
                     reason = format!("tag {t}: {reason}");
-                    Action::Log
+                    Action::Modify
                 }
                 RuleAction::SetHeader(n, v) => {
                     if enforce {
                         fx.set_headers.push((n.clone(), v.clone()));
                     }
                     reason = format!("set header {n}: {reason}");
-                    Action::Log
+                    Action::Modify
                 }
                 RuleAction::RemoveHeader(n) => {
                     if enforce {
                         fx.remove_headers.push(n.clone());
                     }
                     reason = format!("remove header {n}: {reason}");
-                    Action::Log
+                    Action::Modify
                 }
                 RuleAction::RateLimit(_) => continue,
             };
@@ -498,7 +502,7 @@ impl Policy {
 /// The in-process backend: one [`LocalStore`] per limit of a policy.
 #[derive(Debug)]
 pub struct LocalCounters {
-    stores: Vec<LocalStore>,
+    stores: Vec<Arc<LocalStore>>,
 }
 
 impl LocalCounters {
@@ -508,9 +512,15 @@ impl LocalCounters {
             stores: policy
                 .limits
                 .iter()
-                .map(|l| LocalStore::new(l.counting.clone(), l.max_keys))
+                .map(|l| Arc::new(LocalStore::new(l.counting.clone(), l.max_keys)))
                 .collect(),
         }
+    }
+
+    /// Counters over given stores (`stores[i]` for limit `i`), e.g. kept from the
+    /// previous configuration so that counts and holds survive a reload.
+    pub fn with_stores(stores: Vec<Arc<LocalStore>>) -> Self {
+        LocalCounters { stores }
     }
 
     /// Answers `checks` at `now` (ms, monotonic) into `out`.
@@ -526,7 +536,7 @@ impl LocalCounters {
     }
 
     /// The store of limit `i`.
-    pub fn store(&self, i: usize) -> Option<&LocalStore> {
+    pub fn store(&self, i: usize) -> Option<&Arc<LocalStore>> {
         self.stores.get(i)
     }
 }

@@ -68,8 +68,8 @@ pub struct Outcome {
     pub count: f64,
     /// The highest threshold exceeded (index), if any.
     pub level: Option<usize>,
-    /// When the key was already held at a level (banned), until when (ms).
-    pub held_until: Option<u64>,
+    /// When the key is held at its level (banned), for how much longer (ms).
+    pub held_for: Option<u64>,
 }
 
 /// One key's state.
@@ -117,7 +117,7 @@ impl Counting {
         Outcome {
             count,
             level: exceeded.max(held_now),
-            held_until: held_now.map(|_| st.held_until),
+            held_for: held_now.map(|_| st.held_until - now),
         }
     }
 
@@ -147,7 +147,7 @@ impl Counting {
         Outcome {
             count,
             level: self.level_of(count).max(held),
-            held_until: held.map(|_| st.held_until),
+            held_for: held.map(|_| st.held_until - now),
         }
     }
 

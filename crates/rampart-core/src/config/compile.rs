@@ -1104,8 +1104,13 @@ pub fn compile(src: &SourceFile, raw: raw::RawConfig) -> Result<Config, Diagnost
                     }
                 }
                 let waf = waf_policy(&mut ctx, site_waf, r.waf.as_ref());
-                let policy =
-                    super::policy::policy(&mut ctx, &lists, s.policy.as_ref(), r.policy.as_ref());
+                let policy = super::policy::policy(
+                    &mut ctx,
+                    &lists,
+                    s.policy.as_ref(),
+                    r.policy.as_ref(),
+                    Some(prefix.as_str()),
+                );
                 routes.push(Route {
                     prefix: prefix.clone(),
                     pool: p,

@@ -177,6 +177,9 @@ pub struct LimitSpec {
     pub max_keys: usize,
     /// Only rules feed it (a rule names it and it has no filter of its own).
     pub fed_only: bool,
+    /// Where it is defined: `None` for the site (one count for all its routes), or the
+    /// route's path prefix.
+    pub scope: Option<String>,
     /// Where it is defined.
     pub span: Span,
 }
@@ -366,12 +369,13 @@ fn status(
     }
 }
 
-/// Validates a route's policy: the site's parts, then the route's.
+/// Validates a route's policy: the site's parts, then the route's (at `route_path`).
 pub(super) fn policy(
     ctx: &mut Ctx<'_>,
     lists: &[ListDef],
     site: Option<&raw::RawPolicy>,
     route: Option<&raw::RawPolicy>,
+    route_path: Option<&str>,
 ) -> Option<Arc<PolicySpec>> {
     if site.is_none() && route.is_none() {
         return None;
@@ -430,9 +434,14 @@ pub(super) fn policy(
     }
     // Limits first: rules refer to them by name.
     let mut limit_index: HashMap<String, usize> = HashMap::new();
-    for p in &layers {
+    let route_prefix = route.and(route_path);
+    for (layer, p) in layers.iter().enumerate() {
         for l in &p.limits {
-            if let Some(limit) = limit(ctx, l) {
+            if let Some(mut limit) = limit(ctx, l) {
+                // The route's own limits are the last layer.
+                if route.is_some() && layer == layers.len() - 1 {
+                    limit.scope = route_prefix.map(str::to_owned);
+                }
                 if limit_index
                     .insert(limit.name.to_string(), spec.limits.len())
                     .is_some()
@@ -670,6 +679,7 @@ fn limit(ctx: &mut Ctx<'_>, l: &raw::RawLimit) -> Option<LimitSpec> {
         fail_closed,
         max_keys,
         fed_only: false,
+        scope: None,
         span: l.name.span().into(),
     })
 }

@@ -219,9 +219,9 @@ fn rules_run_by_priority_until_one_ends_the_evaluation() {
     assert_eq!(
         outcomes(&d),
         [
-            "rule:hdr:log",
+            "rule:hdr:modify",
             "rule:m:would_block",
-            "rule:tagger:log",
+            "rule:tagger:modify",
             "rule:by-tag:block"
         ]
     );
@@ -233,9 +233,9 @@ fn rules_run_by_priority_until_one_ends_the_evaluation() {
     assert_eq!(
         outcomes(&d),
         [
-            "rule:hdr:log",
+            "rule:hdr:modify",
             "rule:m:would_block",
-            "rule:tagger:log",
+            "rule:tagger:modify",
             "rule:late:log"
         ]
     );
@@ -273,7 +273,7 @@ fn onboarding_turns_every_verdict_into_would() {
             "list:bad:would_block",
             "limit:all:would_block",
             "rule:r:would_block",
-            "rule:tag:log"
+            "rule:tag:would_modify"
         ]
     );
     assert_eq!(d.final_verdict(), None, "nothing is enforced");

@@ -73,12 +73,12 @@ fn graduated_levels_and_holds() {
     assert_eq!(got[10..], [Some(1); 2]);
     // 30 s later one request is still held at level 1, until 10 + 60 s.
     let o = store.hit(b"k", b"", 30_000);
-    assert_eq!((o.level, o.held_until), (Some(1), Some(60_010)));
+    assert_eq!((o.level, o.held_for), (Some(1), Some(30_010)));
     // The hold is not extended by the requests it refuses.
     let o = store.hit(b"k", b"", 60_009);
-    assert_eq!((o.level, o.held_until), (Some(1), Some(60_010)));
+    assert_eq!((o.level, o.held_for), (Some(1), Some(1)));
     let o = store.hit(b"k", b"", 60_011);
-    assert_eq!((o.level, o.held_until), (None, None));
+    assert_eq!((o.level, o.held_for), (None, None));
 }
 
 #[test]

@@ -1,0 +1,442 @@
+//! Policies in the edge, over real sockets: lists, custom rules with every action, rate
+//! limits per address prefix (clients on distinct 127.x.y.z addresses), responses
+//! counted, monitor mode, security events that explain the decision, counters that
+//! survive a reload, and a bad policy refused at reload while the running one serves.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod support;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use support::*;
+
+fn config(origin: SocketAddr, dir: &TempDir, policy: &str) -> String {
+    basic_config(
+        &[origin],
+        "",
+        &format!("security_log = \"{}\"", dir.path("security.log")),
+    ) + policy
+        + "\n[[list]]\nname = \"office\"\nkind = \"ip\"\nentries = [\"127.0.9.0/24\"]\n"
+}
+
+/// The security events written so far (waits until `n` are there).
+async fn events(dir: &TempDir, n: usize) -> Vec<serde_json::Value> {
+    let path = dir.path("security.log");
+    let read = || -> Vec<serde_json::Value> {
+        std::fs::read_to_string(&path)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    };
+    eventually(Duration::from_secs(10), || read().len() >= n).await;
+    read()
+}
+
+/// A request from `src` (a loopback address); returns status, head and body.
+async fn send(
+    addr: SocketAddr,
+    src: &str,
+    method: &str,
+    path: &str,
+    extra: &str,
+    body: &str,
+) -> (u16, String, String) {
+    let req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: shop.test\r\n{extra}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    split(&raw_from(Some(src), addr, req.as_bytes(), Duration::from_secs(10)).await)
+}
+
+const RULES: &str = r#"
+[site.policy]
+[[site.policy.list]]
+list = "office"
+use = "allow"
+[[site.policy.rule]]
+id = "no-admin"
+priority = 10
+expression = 'http.request.uri.path starts_with "/admin"'
+action = "block"
+description = "admin only from the office"
+ticket = "CHG-7"
+[[site.policy.rule]]
+id = "old-shop"
+expression = 'http.request.uri.path == "/old"'
+action = "redirect"
+location = "/new"
+status = 301
+[[site.policy.rule]]
+id = "tier"
+priority = 1
+expression = 'http.request.headers["x-api-key"][0] == "gold-key"'
+action = "set_header"
+header = "x-client-tier"
+value = "gold"
+[[site.policy.rule]]
+id = "strip"
+priority = 2
+expression = 'true'
+action = "remove_header"
+header = "x-debug"
+[[site.policy.rule]]
+id = "curl"
+priority = 3
+expression = 'lower(http.user_agent) contains "curl"'
+action = "tag"
+tag = "tool"
+[[site.policy.rule]]
+id = "tools-no-export"
+priority = 20
+expression = 'any(tags[*] == "tool") and http.request.uri.path == "/export"'
+action = "challenge"
+[[site.policy.rule]]
+id = "json-role"
+expression = 'http.request.body.args["user.role"][0] == "admin"'
+action = "block"
+status = 422
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rules_block_redirect_tag_challenge_and_change_headers() {
+    let o = Origin::start("o").await;
+    let dir = TempDir::new("policy-rules");
+    let e = TestEdge::start(
+        dir,
+        &config(o.addr, &TempDir::new("policy-rules-log"), RULES),
+    )
+    .await;
+    let addr = e.addr("web");
+
+    let (status, head, body) = send(addr, "127.0.1.1", "GET", "/admin/users", "", "").await;
+    assert_eq!(status, 403, "{head}");
+    let id = head
+        .lines()
+        .find_map(|l| l.strip_prefix("x-request-id: "))
+        .unwrap()
+        .trim()
+        .to_owned();
+    assert!(body.contains(&id), "the block page shows the request id");
+    // From the office (an allow list) the same request passes.
+    let (status, _, _) = send(addr, "127.0.9.9", "GET", "/admin/users", "", "").await;
+    assert_eq!(status, 200);
+
+    let (status, head, _) = send(addr, "127.0.1.1", "GET", "/old", "", "").await;
+    assert_eq!(status, 301);
+    assert!(head.contains("location: /new"), "{head}");
+
+    let (status, _, _) = send(
+        addr,
+        "127.0.1.1",
+        "GET",
+        "/export",
+        "User-Agent: curl/8.5\r\n",
+        "",
+    )
+    .await;
+    assert_eq!(status, 403, "a tagged tool is challenged on /export");
+    let (status, _, _) = send(
+        addr,
+        "127.0.1.1",
+        "GET",
+        "/export",
+        "User-Agent: Mozilla/5.0\r\n",
+        "",
+    )
+    .await;
+    assert_eq!(status, 200);
+
+    let (status, _, _) = send(
+        addr,
+        "127.0.1.1",
+        "GET",
+        "/api/x",
+        "X-Api-Key: gold-key\r\nX-Debug: 1\r\n",
+        "",
+    )
+    .await;
+    assert_eq!(status, 200);
+    let seen = o.seen().into_iter().find(|s| s.path == "/api/x").unwrap();
+    assert_eq!(seen.headers.get("x-client-tier").unwrap(), "gold");
+    assert!(
+        seen.headers.get("x-debug").is_none(),
+        "removed before forwarding"
+    );
+
+    // A rule on a JSON body argument runs on the body.
+    let json = r#"{"user":{"name":"eve","role":"admin"}}"#;
+    let (status, _, _) = send(
+        addr,
+        "127.0.1.1",
+        "POST",
+        "/signup",
+        "Content-Type: application/json\r\n",
+        json,
+    )
+    .await;
+    assert_eq!(status, 422);
+    let json = r#"{"user":{"name":"bob","role":"viewer"}}"#;
+    let (status, _, _) = send(
+        addr,
+        "127.0.1.1",
+        "POST",
+        "/signup",
+        "Content-Type: application/json\r\n",
+        json,
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert!(
+        o.seen().iter().any(|s| s.body == json.as_bytes()),
+        "the body is forwarded whole"
+    );
+    assert!(!o.seen().iter().any(|s| {
+        s.path.starts_with("/admin")
+            && s.headers
+                .get("x-forwarded-for")
+                .is_some_and(|v| v == "127.0.1.1")
+    }));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_explain_the_decision() {
+    let o = Origin::start("o").await;
+    let log = TempDir::new("policy-events-log");
+    let e = TestEdge::start(TempDir::new("policy-events"), &config(o.addr, &log, RULES)).await;
+    let addr = e.addr("web");
+    send(
+        addr,
+        "127.0.1.1",
+        "GET",
+        "/admin/x?password=hunter2",
+        "User-Agent: curl/8\r\n",
+        "",
+    )
+    .await;
+    let ev = events(&log, 1).await;
+    let ev = &ev[0];
+    assert_eq!(ev["event.action"], "block");
+    assert_eq!(ev["event.module"], "policy");
+    assert_eq!(ev["client.ip"], "127.0.1.1");
+    assert_eq!(ev["tags"], serde_json::json!(["tool"]));
+    let d = ev["rampart.decision"].as_array().unwrap();
+    let ids: Vec<&str> = d.iter().map(|v| v["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, ["strip", "curl", "no-admin"], "every verdict in order");
+    assert_eq!(d[1]["outcome"], "modify");
+    assert_eq!(
+        d[1]["reason"],
+        "tag tool: lower(http.user_agent) contains \"curl\""
+    );
+    assert_eq!(d[2]["outcome"], "block");
+    assert_eq!(d[2]["mode"], "enforce");
+    assert_eq!(d[2]["reason"], "admin only from the office [CHG-7]");
+    // A request that only had its headers changed writes no event.
+    send(addr, "127.0.1.1", "GET", "/plain", "", "").await;
+    send(addr, "127.0.1.1", "GET", "/admin/y", "", "").await;
+    let all = events(&log, 2).await;
+    assert_eq!(all.len(), 2, "{all:?}");
+    assert_eq!(all[1]["url.path"], "/admin/y");
+    assert!(!ev.to_string().contains("hunter2"), "the query is masked");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_login_limit_per_prefix_blocks_the_prefix_only_and_survives_a_reload() {
+    let o = Origin::start("o").await;
+    let log = TempDir::new("policy-limit-log");
+    let policy = r#"
+[site.policy]
+[[site.policy.limit]]
+name = "login"
+filter = 'http.request.method == "POST" and http.request.uri.path == "/login"'
+key = ["cidr(ip.src, 24, 64)"]
+window = "60s"
+[[site.policy.limit.threshold]]
+above = 3
+action = "log"
+[[site.policy.limit.threshold]]
+above = 6
+action = "block"
+hold = "10m"
+"#;
+    let cfg = config(o.addr, &log, policy);
+    let e = TestEdge::start(TempDir::new("policy-limit"), &cfg).await;
+    let addr = e.addr("web");
+    let mut got = Vec::new();
+    // Eight clients of one /24, one request each.
+    for i in 1..=8 {
+        let (status, _, _) = send(addr, &format!("127.0.3.{i}"), "POST", "/login", "", "u=a").await;
+        got.push(status);
+    }
+    assert_eq!(got, [200, 200, 200, 200, 200, 200, 429, 429]);
+    // Another /24, and other paths, are not affected.
+    assert_eq!(
+        send(addr, "127.0.4.1", "POST", "/login", "", "u=a").await.0,
+        200
+    );
+    assert_eq!(send(addr, "127.0.3.1", "GET", "/", "", "").await.0, 200);
+
+    // A reload that leaves the limit as it is keeps the count and the hold.
+    let generation = e.rewrite(&(cfg.clone() + "\n# touched\n")).await.unwrap();
+    assert!(generation >= 2);
+    assert_eq!(
+        send(addr, "127.0.3.200", "POST", "/login", "", "u=a")
+            .await
+            .0,
+        429
+    );
+
+    let ev = events(&log, 6).await;
+    let outcomes: Vec<String> = ev
+        .iter()
+        .map(|e| {
+            format!(
+                "{}:{}",
+                e["client.ip"].as_str().unwrap(),
+                e["event.action"].as_str().unwrap()
+            )
+        })
+        .collect();
+    assert!(
+        outcomes.contains(&"127.0.3.4:log".to_owned()),
+        "{outcomes:?}"
+    );
+    assert!(
+        outcomes.contains(&"127.0.3.7:block".to_owned()),
+        "{outcomes:?}"
+    );
+    let reason =
+        ev.iter().find(|e| e["event.action"] == "block").unwrap()["rampart.decision"][0]["reason"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+    assert_eq!(
+        reason,
+        "7 requests in 60 s for key 127.0.3.0 (threshold 6); held 600 s more"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn responses_can_be_counted_and_monitor_mode_only_records() {
+    let o = Origin::start("o").await;
+    let log = TempDir::new("policy-resp-log");
+    let policy = r#"
+[site.policy]
+[[site.policy.limit]]
+name = "failures"
+filter = 'http.request.uri.path starts_with "/status/"'
+responses = 'http.response.code == 401'
+key = ["ip.src"]
+window = "60s"
+threshold = [{ above = 2, action = "block", status = 403 }]
+[[site.policy.rule]]
+id = "errors"
+expression = 'http.response.code >= 500'
+action = "log"
+"#;
+    let e = TestEdge::start(TempDir::new("policy-resp"), &config(o.addr, &log, policy)).await;
+    let addr = e.addr("web");
+    let mut got = Vec::new();
+    for path in [
+        "/status/401",
+        "/status/200",
+        "/status/401",
+        "/status/200",
+        "/status/401",
+    ] {
+        got.push(send(addr, "127.0.5.1", "GET", path, "", "").await.0);
+    }
+    assert_eq!(got, [401, 200, 401, 200, 401]);
+    // Three 401s counted: the next request of the address is refused before the origin.
+    let hits = o.hits.load(std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(
+        send(addr, "127.0.5.1", "GET", "/status/200", "", "")
+            .await
+            .0,
+        403
+    );
+    assert_eq!(o.hits.load(std::sync::atomic::Ordering::SeqCst), hits);
+    assert_eq!(
+        send(addr, "127.0.5.2", "GET", "/status/200", "", "")
+            .await
+            .0,
+        200
+    );
+    // A response rule logs.
+    assert_eq!(
+        send(addr, "127.0.5.3", "GET", "/status/503", "", "")
+            .await
+            .0,
+        503
+    );
+    let ev = events(&log, 2).await;
+    assert!(
+        ev.iter()
+            .any(|e| e["rampart.decision"][0]["id"] == "errors"
+                && e["http.response.status_code"] == 503),
+        "{ev:?}"
+    );
+
+    // The same policy on an onboarding site: everything passes, events say would_block.
+    let log2 = TempDir::new("policy-monitor-log");
+    let monitored = policy.replace("[site.policy]\n", "[site.policy]\nmonitor = true\n");
+    let e2 = TestEdge::start(
+        TempDir::new("policy-monitor"),
+        &config(o.addr, &log2, &monitored),
+    )
+    .await;
+    let addr2 = e2.addr("web");
+    for _ in 0..3 {
+        send(addr2, "127.0.6.1", "GET", "/status/401", "", "").await;
+    }
+    assert_eq!(
+        send(addr2, "127.0.6.1", "GET", "/status/200", "", "")
+            .await
+            .0,
+        200
+    );
+    let ev = events(&log2, 1).await;
+    assert!(
+        ev.iter()
+            .any(|e| e["event.action"] == "would_block"
+                && e["rampart.decision"][0]["mode"] == "monitor"),
+        "{ev:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_policy_is_refused_at_reload_and_the_running_one_keeps_serving() {
+    let o = Origin::start("o").await;
+    let log = TempDir::new("policy-reload-log");
+    let cfg = config(o.addr, &log, RULES);
+    let e = TestEdge::start(TempDir::new("policy-reload"), &cfg).await;
+    let addr = e.addr("web");
+    let bad = cfg.replace(
+        "expression = 'http.request.uri.path starts_with \"/admin\"'",
+        "expression = 'http.request.uri.pth starts_with \"/admin\"'",
+    );
+    assert_ne!(bad, cfg);
+    let err = e.rewrite(&bad).await.unwrap_err().to_string();
+    assert!(
+        err.contains("unknown field `http.request.uri.pth`"),
+        "{err}"
+    );
+    assert!(
+        err.contains("did you mean `http.request.uri.path`"),
+        "{err}"
+    );
+    assert!(err.contains("rampart.toml:"), "located in the file: {err}");
+    let missing = cfg.replace(
+        "entries = [\"127.0.9.0/24\"]",
+        "file = \"no-such-list.txt\"",
+    );
+    let err = e.rewrite(&missing).await.unwrap_err().to_string();
+    assert!(err.contains("cannot read list `office`"), "{err}");
+    // The running policy still blocks and passes as before.
+    assert_eq!(
+        send(addr, "127.0.1.1", "GET", "/admin", "", "").await.0,
+        403
+    );
+    assert_eq!(send(addr, "127.0.1.1", "GET", "/", "", "").await.0, 200);
+}
