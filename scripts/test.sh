@@ -48,6 +48,19 @@ if [ ! -e /usr/lib/x86_64-linux-gnu/libmodsecurity.so.3 ] || ! command -v python
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends libmodsecurity3 python3 >/dev/null
 fi
 
+# Redis: the shared rate-limit counters' tests start their own redis-server processes
+# (crates/rampart/tests/redis_cluster.rs).
+if ! command -v redis-server >/dev/null; then
+    say "installing Debian's redis-server (for the shared rate-limit tests)"
+    SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends redis-server >/dev/null
+    # The package starts a system-wide server where it can; the tests use their own.
+    if command -v systemctl >/dev/null && systemctl is-active --quiet redis-server 2>/dev/null; then
+        $SUDO systemctl stop redis-server || true
+    fi
+fi
+
 # --- gates ----------------------------------------------------------------------------
 say "rustfmt"
 cargo fmt --all -- --check

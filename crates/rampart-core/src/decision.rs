@@ -32,9 +32,9 @@ impl Mode {
 /// What a verdict asks for, from least to most severe.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
-    /// A change to the request (a tag, a header) that is part of the trace but not, by
-    /// itself, a reason for a security event.
-    Modify,
+    /// A remark in the trace — a tag or header a rule set, a counter backend failing
+    /// open — that is not, by itself, a reason for a security event.
+    Note,
     /// Record only.
     Log,
     /// Let the request through and skip the inspection stages after this one.
@@ -63,7 +63,7 @@ impl Action {
     /// Rank for "most severe": block > challenge > redirect > allow > log.
     pub fn severity(&self) -> u8 {
         match self {
-            Action::Modify | Action::Log => 0,
+            Action::Note | Action::Log => 0,
             Action::Allow => 1,
             Action::Redirect { .. } => 2,
             Action::Challenge => 3,
@@ -73,19 +73,19 @@ impl Action {
 
     /// Whether the action ends the request's evaluation (everything but `log`).
     pub fn is_terminal(&self) -> bool {
-        !matches!(self, Action::Log | Action::Modify)
+        !matches!(self, Action::Log | Action::Note)
     }
 
     /// Whether a verdict with this action is worth a security event by itself (all but
-    /// [`Action::Modify`]).
+    /// [`Action::Note`]).
     pub fn is_notable(&self) -> bool {
-        !matches!(self, Action::Modify)
+        !matches!(self, Action::Note)
     }
 
-    /// Short name: `modify`, `log`, `allow`, `redirect`, `challenge`, `block`.
+    /// Short name: `note`, `log`, `allow`, `redirect`, `challenge`, `block`.
     pub fn name(&self) -> &'static str {
         match self {
-            Action::Modify => "modify",
+            Action::Note => "note",
             Action::Log => "log",
             Action::Allow => "allow",
             Action::Redirect { .. } => "redirect",
@@ -97,7 +97,7 @@ impl Action {
     /// The name of this action taken in monitor mode (`would_block`).
     pub fn would(&self) -> &'static str {
         match self {
-            Action::Modify => "would_modify",
+            Action::Note => "would_note",
             Action::Log => "log",
             Action::Allow => "would_allow",
             Action::Redirect { .. } => "would_redirect",

@@ -59,6 +59,8 @@ pub struct Generation {
     pub waf: Arc<crate::waf::WafSet>,
     /// The policies (lists, limits, rules) of the routes, with their counters.
     pub policies: Arc<crate::policy::PolicySet>,
+    /// The Redis server of shared counters.
+    pub redis: Option<crate::redis::Redis>,
     /// Metrics registry.
     pub metrics: Arc<Metrics>,
 }
@@ -116,10 +118,20 @@ impl Generation {
             _ => open_access_log(&source, &config.edge.security_log, metrics, "security_log")?,
         };
         let waf = Arc::new(crate::waf::WafSet::build(&source, &config)?);
+        // The Redis client is kept across reloads while its settings do not change.
+        let redis = config.redis.as_ref().map(|settings| {
+            previous
+                .and_then(|g| g.redis.clone())
+                .filter(|r| r.settings() == settings)
+                .unwrap_or_else(|| {
+                    crate::redis::Redis::new(settings.clone(), metrics, security_log.clone())
+                })
+        });
         let policies = Arc::new(crate::policy::PolicySet::build(
             &source,
             &config,
             previous.map(|g| &*g.policies),
+            redis.clone(),
         )?);
         let mut stages = Pipeline::standard(crate::runtime::new_request_id).into_stages();
         let policy_metrics = crate::policy::PolicyMetrics::new(metrics, &config);
@@ -210,6 +222,7 @@ impl Generation {
             security_log,
             waf,
             policies,
+            redis,
             metrics: metrics.clone(),
         })
     }

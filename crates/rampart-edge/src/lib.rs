@@ -41,6 +41,7 @@ pub mod listener;
 pub mod metrics;
 pub mod policy;
 pub mod proxy;
+pub mod redis;
 pub mod runtime;
 pub mod server;
 mod spans;

@@ -370,6 +370,11 @@ pub struct Metrics {
     /// `rampart_policy_verdicts_total{tenant,site,source,outcome}`: verdicts of lists,
     /// limits and custom rules (`outcome`: `block`, `would_block`, `challenge`, …).
     pub policy_verdicts: Family<Counter>,
+    /// `rampart_redis_up`: 1 while the shared-counter Redis answers, else 0.
+    pub redis_up: Family<Gauge>,
+    /// `rampart_redis_errors_total{kind}`: failed Redis checks and connections
+    /// (`connect`, `timeout`, `reply`, `io`).
+    pub redis_errors: Family<Counter>,
 }
 
 impl Default for Metrics {
@@ -494,6 +499,20 @@ impl Metrics {
                 &[],
                 Gauge::default,
             ),
+            redis_up: Family::new(
+                "rampart_redis_up",
+                "Whether the Redis server of shared counters answers (1) or not (0).",
+                "gauge",
+                &[],
+                Gauge::default,
+            ),
+            redis_errors: Family::new(
+                "rampart_redis_errors_total",
+                "Failed Redis checks and connections, by kind.",
+                "counter",
+                &["kind"],
+                Counter::default,
+            ),
             policy_verdicts: Family::new(
                 "rampart_policy_verdicts_total",
                 "Verdicts of lists, rate limits and custom rules, by outcome.",
@@ -532,6 +551,8 @@ impl Metrics {
         self.generation.render(&mut out);
         self.access_log_dropped.render(&mut out);
         self.policy_verdicts.render(&mut out);
+        self.redis_up.render(&mut out);
+        self.redis_errors.render(&mut out);
         out
     }
 }

@@ -30,11 +30,13 @@ use rampart_core::decision::{Action, Decision, Mode, Source};
 use rampart_core::pipeline::{Flow, RawTarget, Reply, RequestView, SkipInspection, Stage};
 use rampart_policy::policy::{Check, Effects, LimitResult, LocalCounters, Policy, RulePhase};
 use rampart_policy::ratelimit::LocalStore;
+use rampart_policy::ratelimit::Outcome;
 use rampart_policy::{Lists, Request, Response};
 
 use crate::accesslog::AccessLog;
 use crate::event::SecurityEvent;
 use crate::metrics::Counter;
+use crate::redis::Redis;
 
 /// Body bytes the body stage reads for rules on body arguments when the route has no
 /// WAF (which sets its own limit).
@@ -49,6 +51,65 @@ pub struct RoutePolicy {
     body_rules: bool,
     /// Some rule reads the response, or some limit counts responses.
     response: bool,
+    /// For each limit kept in Redis: its key prefix and its cache of keys over it.
+    remote: Vec<Option<RemoteLimit>>,
+}
+
+/// A limit whose counters live in Redis.
+struct RemoteLimit {
+    /// `{key_prefix}:rl:{site}:{scope}:{limit}:`
+    prefix: Vec<u8>,
+    /// Keys known to be over the limit, answered here until then.
+    over: OverCache,
+}
+
+/// Keys over their limit, by key: until when (ms, this process's clock) and what Redis
+/// said. Requests of such a key are answered without a round trip — during an attack
+/// that is most of them. Bounded: a full shard forgets what expired, then everything.
+struct OverCache {
+    shards: Box<[OverShard]>,
+}
+
+/// One shard of an [`OverCache`]: key → (until, outcome).
+type OverShard = std::sync::Mutex<HashMap<Vec<u8>, (u64, Outcome)>>;
+
+/// Entries per shard of an [`OverCache`].
+const OVER_CACHE_SHARD: usize = 4096;
+
+impl OverCache {
+    fn new() -> Self {
+        OverCache {
+            shards: (0..16)
+                .map(|_| std::sync::Mutex::new(HashMap::new()))
+                .collect(),
+        }
+    }
+
+    fn shard(&self, key: &[u8]) -> &OverShard {
+        let i = rampart_policy::ratelimit::stable_hash(key) as usize % self.shards.len();
+        &self.shards[i]
+    }
+
+    fn get(&self, key: &[u8], now: u64) -> Option<Outcome> {
+        let map = self.shard(key).lock().unwrap_or_else(|p| p.into_inner());
+        map.get(key)
+            .filter(|(until, _)| *until > now)
+            .map(|(until, o)| Outcome {
+                held_for: o.held_for.map(|_| until - now),
+                ..*o
+            })
+    }
+
+    fn put(&self, key: &[u8], until: u64, o: Outcome, now: u64) {
+        let mut map = self.shard(key).lock().unwrap_or_else(|p| p.into_inner());
+        if map.len() >= OVER_CACHE_SHARD {
+            map.retain(|_, (u, _)| *u > now);
+            if map.len() >= OVER_CACHE_SHARD {
+                map.clear();
+            }
+        }
+        map.insert(key.to_vec(), (until, o));
+    }
 }
 
 impl std::fmt::Debug for RoutePolicy {
@@ -70,6 +131,8 @@ pub struct PolicySet {
     prefixes: Vec<Vec<Arc<str>>>,
     stores: HashMap<StoreKey, Arc<LocalStore>>,
     any_response: bool,
+    /// The Redis server of the limits kept there.
+    redis: Option<Redis>,
 }
 
 impl PolicySet {
@@ -79,6 +142,7 @@ impl PolicySet {
         src: &SourceFile,
         config: &Config,
         previous: Option<&PolicySet>,
+        redis: Option<Redis>,
     ) -> Result<PolicySet, Diagnostics> {
         let mut read = |path: &str| -> Result<String, String> {
             let full = crate::tls::resolve(src, path);
@@ -86,7 +150,10 @@ impl PolicySet {
         };
         let lists: Lists =
             rampart_policy::build::lists(&config.lists, &mut read, src).map_err(to_diags)?;
-        let mut set = PolicySet::default();
+        let mut set = PolicySet {
+            redis,
+            ..PolicySet::default()
+        };
         let mut diags = Diagnostics::default();
         let mut compiled: HashMap<
             (usize, Arc<rampart_core::config::PolicySpec>),
@@ -143,11 +210,32 @@ impl PolicySet {
                             .any(|r| Policy::phase_of(r) == RulePhase::Response)
                             || policy.limits.iter().any(|l| l.responses.is_some());
                         set.any_response |= response;
+                        let prefix = config
+                            .redis
+                            .as_ref()
+                            .map_or("rampart", |r| r.key_prefix.as_str());
+                        let remote = spec
+                            .limits
+                            .iter()
+                            .map(|ls| {
+                                ls.redis.then(|| RemoteLimit {
+                                    prefix: format!(
+                                        "{prefix}:rl:{}:{}:{}:",
+                                        site.id,
+                                        ls.scope.as_deref().unwrap_or("*"),
+                                        ls.name
+                                    )
+                                    .into_bytes(),
+                                    over: OverCache::new(),
+                                })
+                            })
+                            .collect();
                         let rp = Arc::new(RoutePolicy {
                             policy,
                             counters: LocalCounters::with_stores(stores),
                             body_rules,
                             response,
+                            remote,
                         });
                         compiled.insert((si, spec.clone()), rp.clone());
                         routes.push(Some(rp));
@@ -307,6 +395,7 @@ impl PolicyMetrics {
 }
 
 /// What both policy stages hold.
+#[derive(Clone)]
 struct Shared {
     set: Arc<PolicySet>,
     events: AccessLog,
@@ -423,7 +512,7 @@ fn flow_of(d: &Decision, from: usize) -> Flow {
             r.location = http::HeaderValue::from_str(location).ok();
             Flow::Respond(r)
         }
-        Action::Allow | Action::Log | Action::Modify => Flow::Continue,
+        Action::Allow | Action::Log | Action::Note => Flow::Continue,
     }
 }
 
@@ -443,6 +532,7 @@ impl Stage for PolicyStage {
         let p = &rp.policy;
         let mut d = Decision::new();
         let mut fx = Effects::default();
+        let mut waiting: Vec<Check> = Vec::new();
         let tags;
         {
             let target = target_of(req);
@@ -462,9 +552,28 @@ impl Stage for PolicyStage {
                 let mut checks: Vec<Check> = Vec::new();
                 p.limit_checks(&r, false, unix_now(), &mut checks);
                 if !checks.is_empty() {
+                    let now = now_ms();
+                    // Local limits are answered now; Redis ones from the cache of keys
+                    // over their limit, or after the round trip (`resolve_remote`).
+                    let (remote, local): (Vec<Check>, Vec<Check>) = checks
+                        .into_iter()
+                        .partition(|c| rp.remote.get(c.limit).is_some_and(Option::is_some));
                     let mut results: Vec<LimitResult> = Vec::new();
-                    rp.counters.run(&checks, now_ms(), &mut results);
-                    p.apply_limits(&checks, &results, &mut d);
+                    rp.counters.run(&local, now, &mut results);
+                    let mut answered = local;
+                    for c in remote {
+                        let cached = rp.remote[c.limit]
+                            .as_ref()
+                            .and_then(|rl| rl.over.get(&c.key, now));
+                        match cached {
+                            Some(o) => {
+                                results.push(LimitResult::Counted(o));
+                                answered.push(c);
+                            }
+                            None => waiting.push(c),
+                        }
+                    }
+                    p.apply_limits(&answered, &results, &mut d);
                 }
             }
             if !d.is_settled() {
@@ -487,7 +596,7 @@ impl Stage for PolicyStage {
                 saved,
             });
         }
-        conclude(
+        let flow = conclude(
             req,
             cfg,
             &self.shared,
@@ -497,7 +606,18 @@ impl Stage for PolicyStage {
                 tags,
                 response_status: None,
             },
-        )
+        );
+        if !waiting.is_empty() && matches!(flow, Flow::Continue) {
+            if let Some(redis) = self.set.redis.clone() {
+                req.state.insert(RemoteChecks {
+                    rp,
+                    checks: waiting,
+                    redis,
+                    shared: self.shared.clone(),
+                });
+            }
+        }
+        flow
     }
 
     fn inspects_responses(&self) -> bool {
@@ -710,4 +830,94 @@ fn body_args(headers: &HeaderMap, body: &[u8]) -> Vec<(Vec<u8>, Vec<u8>)> {
             .collect();
     }
     Vec::new()
+}
+
+/// Checks of limits kept in Redis that a request waits for, stored by
+/// [`PolicyStage::on_request`] and answered by [`resolve_remote`].
+struct RemoteChecks {
+    rp: Arc<RoutePolicy>,
+    checks: Vec<Check>,
+    redis: Redis,
+    shared: Shared,
+}
+
+/// How long a key over its limit (without a hold) is answered from the cache.
+const OVER_TTL_MS: u64 = 1000;
+
+/// Runs the request's Redis checks (one pipelined round trip for all of them), applies
+/// their verdicts and answers as the decision says. Called by the proxy after the
+/// request stages, before the body is read.
+pub async fn resolve_remote(req: &mut RequestView, cfg: &Config) -> Flow {
+    let Some(rc) = req.state.take::<RemoteChecks>() else {
+        return Flow::Continue;
+    };
+    let RemoteChecks {
+        rp,
+        checks,
+        redis,
+        shared,
+    } = rc;
+    let jobs = checks
+        .iter()
+        .map(|c| {
+            let limit = &rp.policy.limits[c.limit];
+            let mut key = rp.remote[c.limit]
+                .as_ref()
+                .map_or_else(Vec::new, |r| r.prefix.clone());
+            if c.key.len() > 200 {
+                // Long keys (a header value) are shortened to a hash, the same everywhere.
+                key.extend_from_slice(
+                    format!("#{:016x}", rampart_policy::ratelimit::stable_hash(&c.key)).as_bytes(),
+                );
+            } else {
+                key.extend_from_slice(&c.key);
+            }
+            let value = limit
+                .distinct
+                .is_some()
+                .then(|| rampart_policy::ratelimit::stable_hash(&c.value));
+            (key, limit.counting.redis_args(c.count, value))
+        })
+        .collect();
+    let replies = redis.check_all(jobs).await;
+    let now = now_ms();
+    let results: Vec<LimitResult> = checks
+        .iter()
+        .zip(replies)
+        .map(|(c, reply)| {
+            match reply
+                .as_deref()
+                .and_then(rampart_policy::ratelimit::redis_outcome)
+            {
+                Some(o) => {
+                    let limit = &rp.policy.limits[c.limit];
+                    let blocks = o
+                        .level
+                        .and_then(|l| limit.actions.get(l))
+                        .is_some_and(|a| a.severity() >= 3);
+                    if let (true, Some(rl)) = (blocks, rp.remote[c.limit].as_ref()) {
+                        let ttl = o
+                            .held_for
+                            .unwrap_or_else(|| OVER_TTL_MS.min(limit.counting.window_ms / 10));
+                        rl.over.put(&c.key, now + ttl, o, now);
+                    }
+                    LimitResult::Counted(o)
+                }
+                None => LimitResult::Unavailable,
+            }
+        })
+        .collect();
+    let mut d = Decision::new();
+    rp.policy.apply_limits(&checks, &results, &mut d);
+    conclude(
+        req,
+        cfg,
+        &shared,
+        Evaluated {
+            d,
+            fx: Effects::default(),
+            tags: Vec::new(),
+            response_status: None,
+        },
+    )
 }

@@ -334,6 +334,10 @@ pub async fn serve(
     if let Flow::Respond(reply) = flow {
         return edge_reply(&g, done, accept.as_ref(), reply);
     }
+    // Limits kept in Redis: one pipelined round trip for the request's checks.
+    if let Flow::Respond(reply) = crate::policy::resolve_remote(&mut view, &g.config).await {
+        return edge_reply(&g, done, accept.as_ref(), reply);
+    }
     let (Some(site), Some(route)) = (view.site, view.route) else {
         return edge_reply(
             &g,

@@ -224,7 +224,7 @@ async fn events_explain_the_decision() {
     let d = ev["rampart.decision"].as_array().unwrap();
     let ids: Vec<&str> = d.iter().map(|v| v["id"].as_str().unwrap()).collect();
     assert_eq!(ids, ["strip", "curl", "no-admin"], "every verdict in order");
-    assert_eq!(d[1]["outcome"], "modify");
+    assert_eq!(d[1]["outcome"], "note");
     assert_eq!(
         d[1]["reason"],
         "tag tool: lower(http.user_agent) contains \"curl\""

@@ -386,8 +386,9 @@ impl Policy {
                     (action.clone(), reason)
                 }
                 LimitResult::Unavailable => match limit.fail {
+                    // The outage has its own metric and event; requests are not events.
                     FailMode::Open => (
-                        Action::Log,
+                        Action::Note,
                         "counter backend unavailable: failing open".to_owned(),
                     ),
                     FailMode::Closed => {
@@ -467,21 +468,21 @@ impl Policy {
                         req.add_tag(t.clone());
                     }
                     reason = format!("tag {t}: {reason}");
-                    Action::Modify
+                    Action::Note
                 }
                 RuleAction::SetHeader(n, v) => {
                     if enforce {
                         fx.set_headers.push((n.clone(), v.clone()));
                     }
                     reason = format!("set header {n}: {reason}");
-                    Action::Modify
+                    Action::Note
                 }
                 RuleAction::RemoveHeader(n) => {
                     if enforce {
                         fx.remove_headers.push(n.clone());
                     }
                     reason = format!("remove header {n}: {reason}");
-                    Action::Modify
+                    Action::Note
                 }
                 RuleAction::RateLimit(_) => continue,
             };

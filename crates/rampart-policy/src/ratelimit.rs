@@ -228,6 +228,70 @@ impl Counting {
     }
 }
 
+/// The Lua script that performs one check in Redis with the same arithmetic as
+/// [`Counting`] (sliding window or GCRA, thresholds, holds, distinct values), on the
+/// Redis server's clock so that every edge agrees. Run it with `EVALSHA`/`EVAL`, one key,
+/// and the arguments of [`Counting::redis_args`]; read its reply with [`redis_outcome`].
+pub const REDIS_SCRIPT: &str = include_str!("ratelimit/check.lua");
+
+impl Counting {
+    /// The script's `ARGV` for one check: count or only read, and for distinct counting
+    /// the hash of the value ([`stable_hash`], so that every edge writes the same).
+    pub fn redis_args(&self, count: bool, value: Option<u64>) -> Vec<Vec<u8>> {
+        let n = self.thresholds.len().min(MAX_THRESHOLDS);
+        let mut out = Vec::with_capacity(5 + 2 * n);
+        out.push(if count { b"1".to_vec() } else { b"0".to_vec() });
+        out.push(match self.algorithm {
+            Algorithm::SlidingWindow => b"0".to_vec(),
+            Algorithm::Gcra => b"1".to_vec(),
+        });
+        out.push(self.window_ms.max(1).to_string().into_bytes());
+        out.push(match (self.distinct, value) {
+            (true, Some(h)) => format!("{h:016x}").into_bytes(),
+            _ => Vec::new(),
+        });
+        out.push(n.to_string().into_bytes());
+        for t in self.thresholds.iter().take(n) {
+            out.push(t.to_string().into_bytes());
+        }
+        for i in 0..n {
+            out.push(
+                self.hold_ms
+                    .get(i)
+                    .copied()
+                    .unwrap_or(0)
+                    .to_string()
+                    .into_bytes(),
+            );
+        }
+        out
+    }
+}
+
+/// The script's reply (`{count × 1000, level, held for}`) as an [`Outcome`]; `None` for
+/// a reply of another shape.
+pub fn redis_outcome(reply: &[i64]) -> Option<Outcome> {
+    let [count, level, held] = *reply else {
+        return None;
+    };
+    Some(Outcome {
+        count: count as f64 / 1000.0,
+        level: usize::try_from(level).ok(),
+        held_for: u64::try_from(held).ok(),
+    })
+}
+
+/// A 64-bit FNV-1a hash: the same on every edge and every build, for values shared
+/// through Redis (distinct counting, shortened keys).
+pub fn stable_hash(bytes: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in bytes {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h
+}
+
 /// Slots per shard at least.
 const MIN_SHARD_SLOTS: usize = 16;
 const SHARDS: usize = 64;

@@ -977,6 +977,37 @@ pub fn compile(src: &SourceFile, raw: raw::RawConfig) -> Result<Config, Diagnost
 
     // [[site]]
     let lists = super::policy::lists(&mut ctx, &raw.lists);
+    let redis = raw.redis.as_ref().map(|r| {
+        if let Err(why) = parse_host_port(r.address.get_ref()) {
+            ctx.err(
+                r.address.span(),
+                format!("invalid Redis address: {why}"),
+                Some("host:port, e.g. \"127.0.0.1:6379\""),
+                None,
+            );
+        }
+        let prefix = r
+            .key_prefix
+            .as_ref()
+            .map_or("rampart".to_owned(), |p| p.get_ref().clone());
+        if prefix.is_empty() || prefix.len() > 64 || prefix.bytes().any(|b| !b.is_ascii_graphic()) {
+            if let Some(p) = &r.key_prefix {
+                ctx.err(
+                    p.span(),
+                    "invalid key prefix",
+                    Some("1 to 64 printable characters without spaces"),
+                    None,
+                );
+            }
+        }
+        RedisSettings {
+            address: r.address.get_ref().clone(),
+            timeout: ctx.duration(&r.timeout, "Redis timeout", Duration::from_millis(50)),
+            password: r.password.as_ref().map(|p| p.get_ref().clone()),
+            database: ctx.int(&r.database, "database", 0, 1023).unwrap_or(0) as u32,
+            key_prefix: prefix,
+        }
+    });
     let mut sites = Vec::new();
     let mut site_ids = HashSet::new();
     let mut routing = vec![HostTable::default(); listeners.len()];
@@ -1110,6 +1141,7 @@ pub fn compile(src: &SourceFile, raw: raw::RawConfig) -> Result<Config, Diagnost
                     s.policy.as_ref(),
                     r.policy.as_ref(),
                     Some(prefix.as_str()),
+                    redis.is_some(),
                 );
                 routes.push(Route {
                     prefix: prefix.clone(),
@@ -1148,6 +1180,7 @@ pub fn compile(src: &SourceFile, raw: raw::RawConfig) -> Result<Config, Diagnost
             sites,
             routing,
             lists,
+            redis,
         })
     } else {
         ctx.diags.sort();

@@ -33,6 +33,23 @@ pub struct Config {
     pub routing: Vec<HostTable>,
     /// Named lists (`[[list]]`), in file order.
     pub lists: Vec<ListDef>,
+    /// The Redis server for shared counters, if configured.
+    pub redis: Option<RedisSettings>,
+}
+
+/// `[redis]`: where counters shared by a cluster of edges live.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RedisSettings {
+    /// `host:port` as written.
+    pub address: String,
+    /// Longest wait for an answer.
+    pub timeout: Duration,
+    /// `AUTH` password.
+    pub password: Option<String>,
+    /// `SELECT` database.
+    pub database: u32,
+    /// Key prefix.
+    pub key_prefix: String,
 }
 
 /// Index of a tenant in [`Config::tenants`].

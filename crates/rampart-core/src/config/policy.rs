@@ -376,6 +376,7 @@ pub(super) fn policy(
     site: Option<&raw::RawPolicy>,
     route: Option<&raw::RawPolicy>,
     route_path: Option<&str>,
+    have_redis: bool,
 ) -> Option<Arc<PolicySpec>> {
     if site.is_none() && route.is_none() {
         return None;
@@ -438,6 +439,19 @@ pub(super) fn policy(
     for (layer, p) in layers.iter().enumerate() {
         for l in &p.limits {
             if let Some(mut limit) = limit(ctx, l) {
+                if limit.redis && !have_redis {
+                    let span = l.backend.as_ref().map_or(l.name.span(), |b| b.span());
+                    ctx.err(
+                        span,
+                        format!(
+                            "limit `{}` keeps its counters in Redis, but no [redis] is configured",
+                            limit.name
+                        ),
+                        Some("a [redis] section with address = \"host:port\""),
+                        Some("or backend = \"local\" for counters in this edge only"),
+                    );
+                    continue;
+                }
                 // The route's own limits are the last layer.
                 if route.is_some() && layer == layers.len() - 1 {
                     limit.scope = route_prefix.map(str::to_owned);

@@ -49,6 +49,24 @@ pub struct RawConfig {
     /// Named lists of addresses, countries, ASNs or strings, for policies.
     #[serde(default, rename = "list")]
     pub lists: Vec<RawList>,
+    /// The Redis server that holds counters shared by a cluster of edges.
+    pub redis: Option<RawRedis>,
+}
+
+/// `[redis]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRedis {
+    /// `host:port` of the server.
+    pub address: Sp<String>,
+    /// How long a check may wait for its answer before the limit's `on_failure` applies.
+    pub timeout: Option<Sp<String>>,
+    /// Password (`AUTH`), if the server asks for one.
+    pub password: Option<Sp<String>>,
+    /// Database number (`SELECT`).
+    pub database: Option<Sp<i64>>,
+    /// Prefix of every key Rampart writes.
+    pub key_prefix: Option<Sp<String>>,
 }
 
 /// `[edge]`

@@ -574,7 +574,20 @@ limit = "per-key"
 #[test]
 fn policies_compile_and_routes_add_to_the_site() {
     let route = "[site.route.policy]\nmonitor = false\n[[site.route.policy.rule]]\nid = \"hdr\"\nexpression = \"true\"\naction = \"set_header\"\nheader = \"X-Tier\"\nvalue = \"gold\"\n";
-    let cfg = load(&policy_site(SITE_POLICY, route)).unwrap_or_else(|d| unreachable!("{d}"));
+    let text = format!(
+        "[redis]\naddress = \"127.0.0.1:6379\"\ntimeout = \"20ms\"\n{}",
+        policy_site(SITE_POLICY, route)
+    );
+    let cfg = load(&text).unwrap_or_else(|d| unreachable!("{d}"));
+    let redis = cfg.redis.clone().unwrap_or_else(|| unreachable!("[redis]"));
+    assert_eq!(
+        (
+            redis.address.as_str(),
+            redis.timeout.as_millis(),
+            redis.key_prefix.as_str()
+        ),
+        ("127.0.0.1:6379", 20, "rampart")
+    );
     assert_eq!(cfg.lists.len(), 3);
     assert!(
         matches!(&cfg.lists[1].source, policy::ListSource::File(f) if f.text == "lists/eu.txt")
@@ -625,8 +638,29 @@ fn policies_compile_and_routes_add_to_the_site() {
     // The expression is kept with where it was written.
     let e = &root.rules[0].expression;
     assert_eq!(
-        &policy_site(SITE_POLICY, route)[e.span.start..e.span.end],
+        &text[e.span.start..e.span.end],
         "'http.request.uri.path starts_with \"/admin\"'"
+    );
+    // Without [redis], a Redis limit is refused where its backend is named.
+    let errs = errors(&policy_site(SITE_POLICY, route));
+    assert!(
+        errs.iter()
+            .any(|e| e.message.contains("no [redis] is configured") && e.col == 11),
+        "{errs:?}"
+    );
+    let errs = errors(&format!(
+        "[redis]\naddress = \"redis\"\nkey_prefix = \"a b\"\n{}",
+        policy_site("", "")
+    ));
+    assert!(
+        errs.iter()
+            .any(|e| e.message.contains("invalid Redis address")),
+        "{errs:?}"
+    );
+    assert!(
+        errs.iter()
+            .any(|e| e.message.contains("invalid key prefix")),
+        "{errs:?}"
     );
     // Without any policy section, no route has one.
     let cfg = load(&policy_site("", "")).unwrap_or_else(|d| unreachable!("{d}"));

@@ -219,9 +219,9 @@ fn rules_run_by_priority_until_one_ends_the_evaluation() {
     assert_eq!(
         outcomes(&d),
         [
-            "rule:hdr:modify",
+            "rule:hdr:note",
             "rule:m:would_block",
-            "rule:tagger:modify",
+            "rule:tagger:note",
             "rule:by-tag:block"
         ]
     );
@@ -233,9 +233,9 @@ fn rules_run_by_priority_until_one_ends_the_evaluation() {
     assert_eq!(
         outcomes(&d),
         [
-            "rule:hdr:modify",
+            "rule:hdr:note",
             "rule:m:would_block",
-            "rule:tagger:modify",
+            "rule:tagger:note",
             "rule:late:log"
         ]
     );
@@ -273,7 +273,7 @@ fn onboarding_turns_every_verdict_into_would() {
             "list:bad:would_block",
             "limit:all:would_block",
             "rule:r:would_block",
-            "rule:tag:would_modify"
+            "rule:tag:would_note"
         ]
     );
     assert_eq!(d.final_verdict(), None, "nothing is enforced");
@@ -496,7 +496,7 @@ fn an_unavailable_backend_fails_open_or_closed() {
     let results = vec![LimitResult::Unavailable; checks.len()];
     let mut d = Decision::new();
     policy.apply_limits(&checks, &results, &mut d);
-    assert_eq!(outcomes(&d), ["limit:open:log", "limit:closed:block"]);
+    assert_eq!(outcomes(&d), ["limit:open:note", "limit:closed:block"]);
     assert!(d.verdicts()[0].reason.contains("failing open"));
 }
 
