@@ -26,6 +26,8 @@ impl Drop for Server {
     }
 }
 
+// Waits for the child's port before the test's runtime does anything.
+#[allow(clippy::disallowed_methods)]
 fn server() -> (Server, u16) {
     let port = TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -121,13 +123,16 @@ fn levels(o: &[Outcome]) -> Vec<Option<usize>> {
     o.iter().map(|o| o.level).collect()
 }
 
+/// A name, a limit's arithmetic and its hits.
+type Case = (&'static str, Counting, Vec<(bool, &'static str)>);
+
 #[tokio::test(flavor = "current_thread")]
 async fn the_script_answers_like_the_in_process_arithmetic() {
     let (_server, port) = server();
     let r = client(port);
     let req = (true, "");
     let peek = (false, "");
-    let cases: Vec<(&str, Counting, Vec<(bool, &str)>)> = vec![
+    let cases: Vec<Case> = vec![
         (
             "sliding",
             counting(Algorithm::SlidingWindow, 3_600_000, &[3, 5], &[0, 0], false),
