@@ -76,10 +76,11 @@ impl Action {
         !matches!(self, Action::Log | Action::Note)
     }
 
-    /// Whether a verdict with this action is worth a security event by itself (all but
-    /// [`Action::Note`]).
+    /// Whether a verdict with this action is worth a security event by itself: not a
+    /// [`Action::Note`], and not [`Action::Allow`] (allowed traffic is counted in
+    /// metrics, not logged request by request).
     pub fn is_notable(&self) -> bool {
-        !matches!(self, Action::Note)
+        !matches!(self, Action::Note | Action::Allow)
     }
 
     /// Short name: `note`, `log`, `allow`, `redirect`, `challenge`, `block`.
@@ -232,7 +233,7 @@ impl fmt::Display for Decision {
         for (i, v) in self.verdicts.iter().enumerate() {
             writeln!(
                 f,
-                "{:>2}. {} {:<24} {:<16} [{}] {}",
+                "{:>2}. {:<5} {:<24} {:<16} [{}] {}",
                 i + 1,
                 v.source.as_str(),
                 v.id,

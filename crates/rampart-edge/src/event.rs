@@ -50,6 +50,8 @@ pub struct SecurityEvent {
     pub response_status: Option<u16>,
     /// Tags rules added.
     pub tags: Vec<Arc<str>>,
+    /// The client's country code and ASN (0: unknown), when looked up.
+    pub geo: Option<(Option<[u8; 2]>, u32)>,
 }
 
 impl SecurityEvent {
@@ -85,6 +87,7 @@ impl SecurityEvent {
                 waf: None,
                 response_status: None,
                 tags: Vec::new(),
+                geo: None,
             });
         }
         match req.state.get_mut::<SecurityEvent>() {
@@ -143,6 +146,17 @@ impl SecurityEvent {
         m.insert("source.port".into(), Value::from(e.source.port()));
         m.insert("client.ip".into(), s(&e.client_ip.to_string()));
         m.insert("destination.port".into(), Value::from(e.destination_port));
+        if let Some((country, asn)) = self.geo {
+            if let Some(c) = country {
+                m.insert(
+                    "source.geo.country_iso_code".into(),
+                    s(&String::from_utf8_lossy(&c)),
+                );
+            }
+            if asn != 0 {
+                m.insert("source.as.number".into(), Value::from(asn));
+            }
+        }
         if let Some(st) = self.response_status {
             m.insert("http.response.status_code".into(), Value::from(st));
         }

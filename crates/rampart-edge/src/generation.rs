@@ -127,11 +127,16 @@ impl Generation {
                     crate::redis::Redis::new(settings.clone(), metrics, security_log.clone())
                 })
         });
+        let geo = match &config.geo {
+            Some(g) => Some(Arc::new(crate::geo::Geo::load(&source, g)?)),
+            None => None,
+        };
         let policies = Arc::new(crate::policy::PolicySet::build(
             &source,
             &config,
             previous.map(|g| &*g.policies),
             redis.clone(),
+            geo,
         )?);
         let mut stages = Pipeline::standard(crate::runtime::new_request_id).into_stages();
         let policy_metrics = crate::policy::PolicyMetrics::new(metrics, &config);

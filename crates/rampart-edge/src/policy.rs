@@ -35,6 +35,7 @@ use rampart_policy::{Lists, Request, Response};
 
 use crate::accesslog::AccessLog;
 use crate::event::SecurityEvent;
+use crate::geo::Geo;
 use crate::metrics::Counter;
 use crate::redis::Redis;
 
@@ -133,6 +134,8 @@ pub struct PolicySet {
     any_response: bool,
     /// The Redis server of the limits kept there.
     redis: Option<Redis>,
+    /// Country and ASN databases.
+    geo: Option<Arc<Geo>>,
 }
 
 impl PolicySet {
@@ -143,6 +146,7 @@ impl PolicySet {
         config: &Config,
         previous: Option<&PolicySet>,
         redis: Option<Redis>,
+        geo: Option<Arc<Geo>>,
     ) -> Result<PolicySet, Diagnostics> {
         let mut read = |path: &str| -> Result<String, String> {
             let full = crate::tls::resolve(src, path);
@@ -152,6 +156,7 @@ impl PolicySet {
             rampart_policy::build::lists(&config.lists, &mut read, src).map_err(to_diags)?;
         let mut set = PolicySet {
             redis,
+            geo,
             ..PolicySet::default()
         };
         let mut diags = Diagnostics::default();
@@ -408,6 +413,8 @@ struct Evaluated {
     fx: Effects,
     tags: Vec<Arc<str>>,
     response_status: Option<u16>,
+    /// The client's country and ASN, when looked up.
+    geo: Option<(Option<[u8; 2]>, u32)>,
 }
 
 /// Lists, limits and the rules before the WAF; response rules and response counting.
@@ -442,6 +449,7 @@ fn conclude(req: &mut RequestView, cfg: &Config, sh: &Shared, out: Evaluated) ->
         fx,
         tags,
         response_status,
+        geo,
     } = out;
     let from = 0;
     for (n, v) in &fx.set_headers {
@@ -473,6 +481,9 @@ fn conclude(req: &mut RequestView, cfg: &Config, sh: &Shared, out: Evaluated) ->
     ev.tags.extend(tags);
     if response_status.is_some() {
         ev.response_status = response_status;
+    }
+    if geo.is_some() {
+        ev.geo = geo;
     }
     let flow = flow_of(&d, from);
     for v in d.verdicts().iter().skip(from) {
@@ -533,6 +544,12 @@ impl Stage for PolicyStage {
         let mut d = Decision::new();
         let mut fx = Effects::default();
         let mut waiting: Vec<Check> = Vec::new();
+        let geo = self
+            .set
+            .geo
+            .as_ref()
+            .map(|g| (g.country(req.client_ip), g.asn(req.client_ip)));
+        let country = geo.and_then(|g| g.0);
         let tags;
         {
             let target = target_of(req);
@@ -547,6 +564,12 @@ impl Stage for PolicyStage {
             r.port = req.conn.local.port();
             r.version = version_of(req.head.version);
             r.tags = &req.tags;
+            if let Some((_, asn)) = geo {
+                r.asn = asn;
+            }
+            if let Some(c) = &country {
+                r.country = std::str::from_utf8(c).unwrap_or("");
+            }
             p.acl(&r, &mut d, &mut fx);
             if !d.is_settled() {
                 let mut checks: Vec<Check> = Vec::new();
@@ -605,6 +628,7 @@ impl Stage for PolicyStage {
                 fx,
                 tags,
                 response_status: None,
+                geo,
             },
         );
         if !waiting.is_empty() && matches!(flow, Flow::Continue) {
@@ -648,6 +672,12 @@ impl Stage for PolicyStage {
         };
         let mut d = Decision::new();
         let mut fx = Effects::default();
+        let geo = self
+            .set
+            .geo
+            .as_ref()
+            .map(|g| (g.country(req.client_ip), g.asn(req.client_ip)));
+        let country = geo.and_then(|g| g.0);
         let tags;
         {
             let mut r = Request::new(
@@ -661,6 +691,12 @@ impl Stage for PolicyStage {
             r.port = saved.port;
             r.version = saved.version;
             r.tags = &req.tags;
+            if let Some((_, asn)) = geo {
+                r.asn = asn;
+            }
+            if let Some(c) = &country {
+                r.country = std::str::from_utf8(c).unwrap_or("");
+            }
             r.waf_score = crate::waf::inbound_score(req);
             r.response = Some(Response {
                 status: resp.status.as_u16(),
@@ -689,6 +725,7 @@ impl Stage for PolicyStage {
                 fx,
                 tags,
                 response_status: status,
+                geo: None,
             },
         )
     }
@@ -757,6 +794,12 @@ impl Stage for PolicyBodyStage {
         let args = body_args(&req.head.headers, prefix);
         let mut d = Decision::new();
         let mut fx = Effects::default();
+        let geo = self
+            .set
+            .geo
+            .as_ref()
+            .map(|g| (g.country(req.client_ip), g.asn(req.client_ip)));
+        let country = geo.and_then(|g| g.0);
         let tags;
         {
             let target = target_of(req);
@@ -771,6 +814,12 @@ impl Stage for PolicyBodyStage {
             r.port = req.conn.local.port();
             r.version = version_of(req.head.version);
             r.tags = &req.tags;
+            if let Some((_, asn)) = geo {
+                r.asn = asn;
+            }
+            if let Some(c) = &country {
+                r.country = std::str::from_utf8(c).unwrap_or("");
+            }
             r.waf_score = crate::waf::inbound_score(req);
             r.body_args = Some(&args);
             rp.policy
@@ -786,6 +835,7 @@ impl Stage for PolicyBodyStage {
                 fx,
                 tags,
                 response_status: None,
+                geo: None,
             },
         )
     }
@@ -793,7 +843,7 @@ impl Stage for PolicyBodyStage {
 
 /// A body's arguments: urlencoded pairs, or JSON flattened (`a.b`, `list.0`-style names
 /// as ModSecurity makes them, without its `json.` prefix).
-fn body_args(headers: &HeaderMap, body: &[u8]) -> Vec<(Vec<u8>, Vec<u8>)> {
+pub(crate) fn body_args(headers: &HeaderMap, body: &[u8]) -> Vec<(Vec<u8>, Vec<u8>)> {
     let ctype = headers
         .get(http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -918,6 +968,7 @@ pub async fn resolve_remote(req: &mut RequestView, cfg: &Config) -> Flow {
             fx: Effects::default(),
             tags: Vec::new(),
             response_status: None,
+            geo: None,
         },
     )
 }

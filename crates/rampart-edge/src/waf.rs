@@ -408,6 +408,35 @@ fn decide(ev: &mut SecurityEvent) -> Flow {
     }
 }
 
+/// A transaction of `waf` for a request, its head given (phase 1 not yet run).
+pub fn start_transaction(
+    waf: &RouteWaf,
+    info: RequestInfo,
+    method: &str,
+    target: &str,
+    version: http::Version,
+    host: &str,
+    headers: &http::HeaderMap,
+) -> Transaction<'static> {
+    let mut tx = Transaction::shared(waf.rules.clone(), info);
+    let version = match version {
+        http::Version::HTTP_09 => "0.9",
+        http::Version::HTTP_10 => "1.0",
+        http::Version::HTTP_2 => "2.0",
+        http::Version::HTTP_3 => "3.0",
+        _ => "1.1",
+    };
+    tx.set_monitor(waf.policy.mode == WafMode::Monitor);
+    tx.set_request_line(method.as_bytes(), target.as_bytes(), version);
+    if !headers.contains_key(http::header::HOST) && !host.is_empty() {
+        tx.add_request_header(b"Host", host.as_bytes());
+    }
+    for (name, value) in headers {
+        tx.add_request_header(name.as_str().as_bytes(), value.as_bytes());
+    }
+    tx
+}
+
 /// The WAF's inbound anomaly score of the request (0 when the WAF did not run).
 pub(crate) fn inbound_score(req: &RequestView) -> i64 {
     req.state
@@ -432,16 +461,6 @@ impl Stage for WafStage {
             return Flow::Continue;
         };
         let head = &req.head;
-        let mut tx = Transaction::shared(
-            waf.rules.clone(),
-            RequestInfo {
-                remote_addr: req.client_ip.to_string(),
-                remote_port: req.conn.peer.port(),
-                server_addr: req.conn.local.ip().to_string(),
-                server_port: req.conn.local.port(),
-                unique_id: req.request_id.clone(),
-            },
-        );
         // The target as received when the edge had to encode it for the URI.
         let target = match head.extensions.get::<RawTarget>() {
             Some(raw) => String::from_utf8_lossy(&raw.0).into_owned(),
@@ -450,21 +469,21 @@ impl Stage for WafStage {
                 _ => head.uri.to_string(),
             },
         };
-        let version = match head.version {
-            http::Version::HTTP_09 => "0.9",
-            http::Version::HTTP_10 => "1.0",
-            http::Version::HTTP_2 => "2.0",
-            http::Version::HTTP_3 => "3.0",
-            _ => "1.1",
-        };
-        tx.set_monitor(waf.policy.mode == WafMode::Monitor);
-        tx.set_request_line(head.method.as_str().as_bytes(), target.as_bytes(), version);
-        if !head.headers.contains_key(http::header::HOST) && !req.host.is_empty() {
-            tx.add_request_header(b"Host", req.host.as_bytes());
-        }
-        for (name, value) in &head.headers {
-            tx.add_request_header(name.as_str().as_bytes(), value.as_bytes());
-        }
+        let mut tx = start_transaction(
+            waf,
+            RequestInfo {
+                remote_addr: req.client_ip.to_string(),
+                remote_port: req.conn.peer.port(),
+                server_addr: req.conn.local.ip().to_string(),
+                server_port: req.conn.local.port(),
+                unique_id: req.request_id.clone(),
+            },
+            head.method.as_str(),
+            &target,
+            head.version,
+            &req.host,
+            &head.headers,
+        );
         tx.process_request_headers();
         let state = WafState {
             tx,

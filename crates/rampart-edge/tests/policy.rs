@@ -440,3 +440,102 @@ async fn a_bad_policy_is_refused_at_reload_and_the_running_one_keeps_serving() {
     );
     assert_eq!(send(addr, "127.0.1.1", "GET", "/", "", "").await.0, 200);
 }
+
+/// Writes a country and an ASN database (MaxMind format) into `dir`.
+fn geo_databases(dir: &TempDir) {
+    use rampart_policy::geo::{Writer, asn_record, country_record};
+    let ip = |s: &str| s.parse::<std::net::IpAddr>().unwrap();
+    let mut c = Writer::new("Test-Country");
+    c.insert(ip("127.0.30.0"), 24, country_record("DE"))
+        .unwrap();
+    c.insert(ip("127.0.31.0"), 24, country_record("US"))
+        .unwrap();
+    c.insert(ip("127.0.31.128"), 25, country_record("CA"))
+        .unwrap();
+    std::fs::write(dir.path("country.mmdb"), c.finish()).unwrap();
+    let mut a = Writer::new("Test-ASN");
+    a.insert_range(
+        ip("127.0.30.0"),
+        ip("127.0.30.255"),
+        asn_record(64500, "Example Hosting"),
+    )
+    .unwrap();
+    std::fs::write(dir.path("asn.mmdb"), a.finish()).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn country_and_asn_come_from_maxmind_databases() {
+    let o = Origin::start("o").await;
+    let dir = TempDir::new("policy-geo");
+    geo_databases(&dir);
+    let log = TempDir::new("policy-geo-log");
+    let policy = r#"
+[geo]
+country = ["country.mmdb"]
+asn = ["asn.mmdb"]
+[[list]]
+name = "embargo"
+kind = "country"
+entries = ["US"]
+[[site]]
+id = "geo"
+tenant = "acme"
+hosts = ["geo.test"]
+route = [{ path = "/", pool = "web" }]
+[site.policy]
+[[site.policy.list]]
+list = "embargo"
+use = "deny"
+[[site.policy.rule]]
+id = "hosting"
+expression = 'ip.src.asn == 64500 and http.request.uri.path == "/login"'
+action = "block"
+status = 451
+"#;
+    let cfg = basic_config(
+        &[o.addr],
+        "",
+        &format!("security_log = \"{}\"", log.path("security.log")),
+    );
+    // [geo] and [[list]] are top-level tables: put them before the [[site]] of the base.
+    let (head, sites) = cfg.split_at(cfg.find("[[site]]").unwrap());
+    let (geo_and_lists, site) = policy.split_at(policy.find("[[site]]").unwrap());
+    let text = format!("{head}{geo_and_lists}{sites}{site}");
+    let e = TestEdge::start(dir, &text).await;
+    let addr = e.addr("web");
+    let get = |src: &'static str, path: &'static str| async move {
+        let req = format!("GET {path} HTTP/1.1\r\nHost: geo.test\r\nConnection: close\r\n\r\n");
+        split(&raw_from(Some(src), addr, req.as_bytes(), Duration::from_secs(10)).await).0
+    };
+    assert_eq!(get("127.0.31.1", "/").await, 403, "US is denied");
+    assert_eq!(get("127.0.31.200", "/").await, 200, "a /25 inside it is CA");
+    assert_eq!(get("127.0.30.1", "/").await, 200, "DE passes");
+    assert_eq!(
+        get("127.0.30.1", "/login").await,
+        451,
+        "AS 64500 may not log in"
+    );
+    assert_eq!(
+        get("127.0.32.1", "/login").await,
+        200,
+        "unknown: no country, ASN 0"
+    );
+    let ev = events(&log, 2).await;
+    let us = ev.iter().find(|e| e["client.ip"] == "127.0.31.1").unwrap();
+    assert_eq!(us["source.geo.country_iso_code"], "US");
+    assert_eq!(us["rampart.decision"][0]["source"], "list");
+    let hosting = ev.iter().find(|e| e["client.ip"] == "127.0.30.1").unwrap();
+    assert_eq!(hosting["source.as.number"], 64500);
+    assert_eq!(hosting["source.geo.country_iso_code"], "DE");
+
+    // A database that is not one is refused at reload, located; the running one serves.
+    std::fs::write(e.dir.path("asn.mmdb"), b"not a database").unwrap();
+    let err = e
+        .rewrite(&(text.clone() + "\n"))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("cannot use the ASN database"), "{err}");
+    assert!(err.contains("rampart.toml:"), "{err}");
+    assert_eq!(get("127.0.31.1", "/").await, 403);
+}

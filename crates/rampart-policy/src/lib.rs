@@ -17,12 +17,15 @@
 //! - [`build`]: the validated configuration (`rampart_core::config::PolicySpec`) →
 //!   runtime [`policy::Policy`] and [`Lists`], with expression errors located in the
 //!   configuration file.
+//! - [`geo`]: writing MaxMind DB files (test databases with exact answers, and the
+//!   ASN database built from the free CSV tables).
 //! - [`list`]: named lists (`$office`) of addresses, strings or integers, and their file
 //!   format.
 #![forbid(unsafe_code)]
 
 pub mod build;
 pub mod expr;
+pub mod geo;
 pub mod list;
 pub mod policy;
 pub mod ratelimit;

@@ -275,7 +275,7 @@ impl Policy {
                     status: 403,
                     page: None,
                 },
-                ListUse::Bypass => Action::Log,
+                ListUse::Bypass => Action::Note,
             };
             if acl.action == ListUse::Bypass && mode == Mode::Enforce {
                 fx.bypass_inspection = true;

@@ -8,6 +8,13 @@
 //!   `rules/` directory), printing every problem and every rule that cannot run;
 //! - `rampart waf test --crs DIR`: run CRS's regression suite in-process and print
 //!   per-file failures and `N passed, M failed`.
+//! - `rampart explain -c FILE [REQUEST]`: the decision the edge would take for a raw HTTP
+//!   request (a file, or standard input), with every verdict in order;
+//! - `rampart report EVENTS`: per day, how many requests each rule, limit and list
+//!   blocked or would have blocked, with examples (the onboarding report);
+//! - `rampart policy fields`: the fields and functions rule expressions can use;
+//! - `rampart geo asn-mmdb --csv FILE… -o OUT`: an ASN database in MaxMind format from
+//!   the free CSV tables.
 
 use std::io::{Read, Write};
 use std::path::PathBuf;
@@ -69,6 +76,59 @@ enum Command {
         #[command(subcommand)]
         command: WafCommand,
     },
+    /// Print the decision the edge would take for a raw HTTP request, with its trace.
+    Explain {
+        /// Configuration file.
+        #[arg(short, long)]
+        config: PathBuf,
+        /// The request as sent (head and body); standard input when absent.
+        request: Option<PathBuf>,
+        /// The client's address.
+        #[arg(long, default_value = "192.0.2.1")]
+        client_ip: std::net::IpAddr,
+        /// The listener it arrives on (default: the first HTTP listener).
+        #[arg(long)]
+        listener: Option<String>,
+        /// Also run the response rules, as if the origin answered with this status.
+        #[arg(long)]
+        response_status: Option<u16>,
+    },
+    /// The onboarding report: per day, requests each rule, limit and list blocked or
+    /// would have blocked, from a security log.
+    Report {
+        /// The security log (JSON lines); standard input when absent.
+        events: Option<PathBuf>,
+    },
+    /// Policies: the reference of rule expressions.
+    Policy {
+        #[command(subcommand)]
+        command: PolicyCommand,
+    },
+    /// Geo databases.
+    Geo {
+        #[command(subcommand)]
+        command: GeoCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum PolicyCommand {
+    /// List the fields and functions of rule expressions.
+    Fields,
+}
+
+#[derive(Subcommand)]
+enum GeoCommand {
+    /// Build an ASN database (MaxMind format) from CSV tables of
+    /// `first,last,asn,organisation` rows (as the `@ip-location-db/asn` package ships).
+    AsnMmdb {
+        /// CSV tables (IPv4 and IPv6).
+        #[arg(long, required = true)]
+        csv: Vec<PathBuf>,
+        /// The database to write.
+        #[arg(short, long)]
+        out: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -122,6 +182,26 @@ fn main() -> ExitCode {
                     exclusions,
                 },
         } => waf_test(&crs, filter.as_deref(), exclusions.as_deref()),
+        Command::Explain {
+            config,
+            request,
+            client_ip,
+            listener,
+            response_status,
+        } => explain(
+            &config,
+            request.as_deref(),
+            client_ip,
+            listener,
+            response_status,
+        ),
+        Command::Report { events } => report_events(events.as_deref()),
+        Command::Policy {
+            command: PolicyCommand::Fields,
+        } => policy_fields(),
+        Command::Geo {
+            command: GeoCommand::AsnMmdb { csv, out },
+        } => asn_mmdb(&csv, &out),
     };
     match result {
         Ok(code) => code,
@@ -344,4 +424,108 @@ fn waf_test(
     } else {
         ExitCode::FAILURE
     })
+}
+
+fn explain(
+    config: &std::path::Path,
+    request: Option<&std::path::Path>,
+    client_ip: std::net::IpAddr,
+    listener: Option<String>,
+    response_status: Option<u16>,
+) -> anyhow::Result<ExitCode> {
+    let text = std::fs::read_to_string(config)
+        .with_context(|| format!("cannot read {}", config.display()))?;
+    let src = rampart_core::config::SourceFile::new(config.display().to_string(), text);
+    let cfg = match rampart_core::config::load_str(&src) {
+        Ok(c) => c,
+        Err(d) => {
+            eprintln!("{d}");
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    let mut raw = Vec::new();
+    match request {
+        Some(p) => {
+            raw = std::fs::read(p).with_context(|| format!("cannot read {}", p.display()))?
+        }
+        None => {
+            std::io::stdin().read_to_end(&mut raw)?;
+        }
+    }
+    // A request typed or saved with bare LF line ends is read as if sent with CRLF.
+    if !raw.windows(2).any(|w| w == b"\r\n") {
+        let mut fixed = Vec::with_capacity(raw.len() + 32);
+        for &b in &raw {
+            if b == b'\n' {
+                fixed.push(b'\r');
+            }
+            fixed.push(b);
+        }
+        raw = fixed;
+    }
+    let input = rampart_edge::explain::Input {
+        raw,
+        client_ip,
+        listener,
+        response_status,
+    };
+    match rampart_edge::explain::explain(&src, &cfg, &input) {
+        Ok(trace) => {
+            print!("{trace}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}
+
+fn report_events(events: Option<&std::path::Path>) -> anyhow::Result<ExitCode> {
+    let report = match events {
+        Some(p) => {
+            let f =
+                std::fs::File::open(p).with_context(|| format!("cannot read {}", p.display()))?;
+            rampart_edge::report::read(std::io::BufReader::new(f))?
+        }
+        None => rampart_edge::report::read(std::io::stdin().lock())?,
+    };
+    println!("{report}");
+    Ok(ExitCode::SUCCESS)
+}
+
+fn policy_fields() -> anyhow::Result<ExitCode> {
+    use rampart_policy::expr::{FIELDS, FUNCTIONS};
+    println!("fields:");
+    for f in FIELDS {
+        let when = if f.response { " (response)" } else { "" };
+        println!("  {:<30} {:<24} {}{when}", f.name, f.ty.name(), f.doc);
+    }
+    println!("functions:");
+    for f in FUNCTIONS {
+        println!("  {:<46} {}", f.signature, f.doc);
+    }
+    println!(
+        "operators: == != < <= > >= (eq ne lt le gt ge), contains, starts_with, ends_with, matches (~), in {{set}} / in $list; and (&&), or (||), not (!)"
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn asn_mmdb(csv: &[PathBuf], out: &std::path::Path) -> anyhow::Result<ExitCode> {
+    let mut w = rampart_policy::geo::Writer::new("GeoLite2-ASN");
+    for p in csv {
+        let text =
+            std::fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display()))?;
+        match rampart_policy::geo::add_asn_csv(&mut w, &text) {
+            Ok(rows) => eprintln!("{}: {rows} rows", p.display()),
+            Err(e) => {
+                eprintln!("{}:{}: {}", p.display(), e.line, e.message);
+                return Ok(ExitCode::FAILURE);
+            }
+        }
+    }
+    let bytes = w.finish();
+    std::fs::write(out, &bytes).with_context(|| format!("cannot write {}", out.display()))?;
+    eprintln!("wrote {} ({} bytes)", out.display(), bytes.len());
+    Ok(ExitCode::SUCCESS)
 }

@@ -977,6 +977,20 @@ pub fn compile(src: &SourceFile, raw: raw::RawConfig) -> Result<Config, Diagnost
 
     // [[site]]
     let lists = super::policy::lists(&mut ctx, &raw.lists);
+    let geo = raw.geo.as_ref().map(|g| {
+        let located = |v: &Vec<Sp<String>>| {
+            v.iter()
+                .map(|p| super::policy::Located {
+                    text: p.get_ref().clone(),
+                    span: p.span().into(),
+                })
+                .collect()
+        };
+        GeoSettings {
+            country: located(&g.country),
+            asn: located(&g.asn),
+        }
+    });
     let redis = raw.redis.as_ref().map(|r| {
         if let Err(why) = parse_host_port(r.address.get_ref()) {
             ctx.err(
@@ -1181,6 +1195,7 @@ pub fn compile(src: &SourceFile, raw: raw::RawConfig) -> Result<Config, Diagnost
             routing,
             lists,
             redis,
+            geo,
         })
     } else {
         ctx.diags.sort();

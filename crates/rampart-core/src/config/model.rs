@@ -35,6 +35,17 @@ pub struct Config {
     pub lists: Vec<ListDef>,
     /// The Redis server for shared counters, if configured.
     pub redis: Option<RedisSettings>,
+    /// Country and ASN databases (paths as written, with where), if configured.
+    pub geo: Option<GeoSettings>,
+}
+
+/// `[geo]`: MaxMind-format databases the edge reads at load.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GeoSettings {
+    /// Country databases, asked in order.
+    pub country: Vec<super::policy::Located>,
+    /// ASN databases, asked in order.
+    pub asn: Vec<super::policy::Located>,
 }
 
 /// `[redis]`: where counters shared by a cluster of edges live.

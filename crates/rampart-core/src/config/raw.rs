@@ -51,6 +51,21 @@ pub struct RawConfig {
     pub lists: Vec<RawList>,
     /// The Redis server that holds counters shared by a cluster of edges.
     pub redis: Option<RawRedis>,
+    /// Country and ASN databases (MaxMind format).
+    pub geo: Option<RawGeo>,
+}
+
+/// `[geo]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawGeo {
+    /// Country databases (MaxMind DB files, GeoLite2-Country or ip-location-db layout),
+    /// asked in order until one knows the address.
+    #[serde(default)]
+    pub country: Vec<Sp<String>>,
+    /// ASN databases (GeoLite2-ASN layout), asked in order.
+    #[serde(default)]
+    pub asn: Vec<Sp<String>>,
 }
 
 /// `[redis]`

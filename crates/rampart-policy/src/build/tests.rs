@@ -82,7 +82,7 @@ fn a_configured_policy_decides() {
     }
     assert_eq!(
         outcomes,
-        ["admin:block", "office:log", "pass", "burst:block"]
+        ["admin:block", "office:note", "pass", "burst:block"]
     );
 }
 

@@ -316,6 +316,10 @@ pub const FUNCTIONS: &[FunctionDef] = &[
         doc: "Bytes of a string, elements of an array.",
     },
     FunctionDef {
+        signature: "cidr(address, v4 bits[, v6 bits]) -> address",
+        doc: "The network of an address: `cidr(ip.src, 24, 64)` (IPv6 prefix 64 when not given).",
+    },
+    FunctionDef {
         signature: "any(condition with x[*]) -> boolean",
         doc: "Whether the condition holds for some element of the array written `x[*]`.",
     },

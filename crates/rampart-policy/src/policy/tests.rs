@@ -150,7 +150,7 @@ fn lists_deny_allow_and_bypass() {
     let (d, _) = run(&policy, &c, "198.51.100.9", "GET", "/", 0);
     assert_eq!(outcomes(&d), ["list:office:allow"]);
     let (d, fx) = run(&policy, &c, "192.0.2.1", "GET", "/", 0);
-    assert_eq!(outcomes(&d), ["list:scanners:log", "rule:r1:log"]);
+    assert_eq!(outcomes(&d), ["list:scanners:note", "rule:r1:log"]);
     assert!(fx.bypass_inspection);
     let (d, fx) = run(&policy, &c, "8.8.8.8", "GET", "/", 0);
     assert_eq!(outcomes(&d), ["rule:r1:log"]);
