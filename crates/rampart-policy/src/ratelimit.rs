@@ -27,7 +27,6 @@
 //! Time is an argument (milliseconds on any monotonic scale); nothing here reads a
 //! clock.
 
-use std::collections::HashMap;
 use std::collections::hash_map::RandomState;
 use std::hash::BuildHasher;
 use std::sync::Mutex;
@@ -72,20 +71,34 @@ pub struct Outcome {
     pub held_for: Option<u64>,
 }
 
-/// One key's state.
+/// One key's state, in 56 bytes so that a slot (with its key) is one cache line.
 #[derive(Debug, Clone, Default)]
 struct State {
-    /// Index of the current fixed window (sliding) — or unused (GCRA).
-    window: u64,
-    prev: u32,
-    cur: u32,
-    /// GCRA: theoretical arrival time per threshold (ms).
-    tat: [u64; MAX_THRESHOLDS],
+    /// Sliding window: `[window index, prev | cur << 32, -, -]`; GCRA: the theoretical
+    /// arrival time (µs) per threshold.
+    words: [u64; MAX_THRESHOLDS],
     /// Held at `held_level` until this time (ms), 0 when not held.
     held_until: u64,
-    held_level: u8,
     /// Distinct counting: value hashes of the previous and current windows.
     distinct: Option<Box<Distinct>>,
+    held_level: u8,
+    /// Used since the CLOCK hand last passed (the store's eviction).
+    used: bool,
+}
+
+impl State {
+    fn window(&self) -> u64 {
+        self.words[0]
+    }
+    fn prev(&self) -> u32 {
+        self.words[1] as u32
+    }
+    fn cur(&self) -> u32 {
+        (self.words[1] >> 32) as u32
+    }
+    fn set_counts(&mut self, prev: u32, cur: u32) {
+        self.words[1] = u64::from(prev) | u64::from(cur) << 32;
+    }
 }
 
 #[derive(Debug, Clone, Default)]
@@ -134,13 +147,13 @@ impl Counting {
             }
             (Algorithm::SlidingWindow, false) => {
                 let weight = self.roll(st, now);
-                f64::from(st.prev) * weight + f64::from(st.cur)
+                f64::from(st.prev()) * weight + f64::from(st.cur())
             }
             (Algorithm::Gcra, false) => {
                 let now_us = now.saturating_mul(1000);
                 let limit = u64::from(self.thresholds.first().copied().unwrap_or(1).max(1));
                 let t = (self.window_ms.saturating_mul(1000) / limit).max(1);
-                st.tat[0].saturating_sub(now_us) as f64 / t as f64
+                st.words[0].saturating_sub(now_us) as f64 / t as f64
             }
         };
         let held = (st.held_until > now).then_some(st.held_level as usize);
@@ -160,23 +173,20 @@ impl Counting {
     fn roll(&self, st: &mut State, now: u64) -> f64 {
         let w = self.window_ms.max(1);
         let index = now / w;
-        if index != st.window {
-            let (prev, cur) = if index == st.window + 1 {
-                (st.cur, 0)
-            } else {
-                (0, 0)
-            };
-            st.prev = prev;
-            st.cur = cur;
+        // A fresh state has window 0, prev 0, cur 0: nothing to roll over.
+        if index != st.window() {
+            let next = index == st.window() + 1;
+            let prev = if next { st.cur() } else { 0 };
+            st.set_counts(prev, 0);
             if let Some(d) = &mut st.distinct {
-                if index == st.window + 1 {
+                if next {
                     d.prev = std::mem::take(&mut d.cur);
                 } else {
                     d.prev.clear();
                     d.cur.clear();
                 }
             }
-            st.window = index;
+            st.words[0] = index;
         }
         let elapsed = (now % w) as f64 / w as f64;
         1.0 - elapsed
@@ -184,8 +194,9 @@ impl Counting {
 
     fn window_hit(&self, st: &mut State, now: u64) -> (f64, Option<usize>) {
         let weight = self.roll(st, now);
-        st.cur = st.cur.saturating_add(1);
-        let count = f64::from(st.prev) * weight + f64::from(st.cur);
+        let (prev, cur) = (st.prev(), st.cur().saturating_add(1));
+        st.set_counts(prev, cur);
+        let count = f64::from(prev) * weight + f64::from(cur);
         (count, self.level_of(count))
     }
 
@@ -211,13 +222,13 @@ impl Counting {
             // Emission interval; `limit` requests may come at once (the burst).
             let t = (self.window_ms.saturating_mul(1000) / limit).max(1);
             let tau = t.saturating_mul(limit);
-            let next = st.tat[i].max(now_us).saturating_add(t);
+            let next = st.words[i].max(now_us).saturating_add(t);
             if next - now_us > tau {
                 // Not conforming: over this threshold. The arrival time does not move
                 // for a refused request.
                 level = Some(i);
             } else {
-                st.tat[i] = next;
+                st.words[i] = next;
             }
             // Requests in the window as the arrival time says, this one included.
             if i == 0 || level == Some(i) {
@@ -292,13 +303,12 @@ pub fn stable_hash(bytes: &[u8]) -> u64 {
     h
 }
 
-/// Slots per shard at least.
-const MIN_SHARD_SLOTS: usize = 16;
+/// Shards of a store: a request locks one.
 const SHARDS: usize = 64;
 
 /// The in-process state of one limit.
 pub struct LocalStore {
-    shards: Box<[Mutex<Shard>]>,
+    shards: Box<[Mutex<Table>]>,
     hasher: RandomState,
     counting: Counting,
 }
@@ -312,29 +322,36 @@ impl std::fmt::Debug for LocalStore {
     }
 }
 
-struct Shard {
-    index: HashMap<u64, u32, BuildU64>,
+/// A key and its state: one cache line.
+#[derive(Debug, Clone, Default)]
+#[repr(align(64))]
+struct Slot {
+    /// The key's digest; 0 marks an empty slot.
+    key: u64,
+    state: State,
+}
+
+/// One shard: an open-addressed table (linear probing) that grows by doubling up to
+/// twice its key cap, so that at most half of it is in use; at the cap, the CLOCK hand
+/// evicts a key to make room.
+#[derive(Debug)]
+struct Table {
     slots: Vec<Slot>,
+    len: usize,
     cap: usize,
     hand: usize,
     evictions: u64,
 }
 
-struct Slot {
-    key: u64,
-    used: bool,
-    state: State,
-}
-
 impl LocalStore {
     /// A store for `counting` that holds at most about `capacity` keys.
     pub fn new(counting: Counting, capacity: usize) -> Self {
-        let per_shard = capacity.div_ceil(SHARDS).max(MIN_SHARD_SLOTS);
+        let per_shard = capacity.div_ceil(SHARDS).max(8);
         let shards = (0..SHARDS)
             .map(|_| {
-                Mutex::new(Shard {
-                    index: HashMap::with_hasher(BuildU64),
-                    slots: Vec::new(),
+                Mutex::new(Table {
+                    slots: vec![Slot::default(); 16],
+                    len: 0,
                     cap: per_shard,
                     hand: 0,
                     evictions: 0,
@@ -353,38 +370,42 @@ impl LocalStore {
         &self.counting
     }
 
+    fn digest(&self, key: &[u8]) -> u64 {
+        // 0 marks an empty slot.
+        self.hasher.hash_one(key).max(1)
+    }
+
     /// Records a hit for `key` at `now` (ms); `value` is the counted value for distinct
     /// counting (ignored otherwise).
     pub fn hit(&self, key: &[u8], value: &[u8], now: u64) -> Outcome {
-        let h = self.hasher.hash_one(key);
+        let h = self.digest(key);
         let v = if self.counting.distinct {
             self.hasher.hash_one(value) as u32
         } else {
             0
         };
-        let shard = &self.shards[(h >> 58) as usize % SHARDS];
         // A poisoned lock only means another thread panicked mid-update of plain
         // counters: the state is still usable.
-        let mut s = shard.lock().unwrap_or_else(|p| p.into_inner());
-        let (i, fresh) = s.slot(h);
-        let slot = &mut s.slots[i];
+        let mut t = self.shards[(h >> 58) as usize % SHARDS]
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let (i, fresh) = t.slot(h);
+        let st = &mut t.slots[i].state;
         // A key's first hit does not mark it used: keys seen once (scanners, spoofed
         // values) are the first evicted, before keys seen again.
-        slot.used |= !fresh;
-        self.counting.hit(&mut slot.state, now, v)
+        st.used |= !fresh;
+        self.counting.hit(st, now, v)
     }
 
     /// The count and level of `key` at `now`, without adding to it.
     pub fn peek(&self, key: &[u8], now: u64) -> Outcome {
-        let h = self.hasher.hash_one(key);
-        let shard = &self.shards[(h >> 58) as usize % SHARDS];
-        let mut s = shard.lock().unwrap_or_else(|p| p.into_inner());
-        match s.index.get(&h) {
-            Some(&i) => {
-                let i = i as usize;
-                self.counting.peek(&mut s.slots[i].state, now)
-            }
-            None => self.counting.peek(&mut State::default(), now),
+        let h = self.digest(key);
+        let mut t = self.shards[(h >> 58) as usize % SHARDS]
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        match t.find(h) {
+            Ok(i) => self.counting.peek(&mut t.slots[i].state, now),
+            Err(_) => self.counting.peek(&mut State::default(), now),
         }
     }
 
@@ -392,7 +413,7 @@ impl LocalStore {
     pub fn len(&self) -> usize {
         self.shards
             .iter()
-            .map(|s| s.lock().unwrap_or_else(|p| p.into_inner()).index.len())
+            .map(|s| s.lock().unwrap_or_else(|p| p.into_inner()).len)
             .sum()
     }
 
@@ -408,68 +429,122 @@ impl LocalStore {
             .map(|s| s.lock().unwrap_or_else(|p| p.into_inner()).evictions)
             .sum()
     }
+
+    /// Bytes the store's tables take (for the memory benchmark).
+    pub fn table_bytes(&self) -> usize {
+        self.shards
+            .iter()
+            .map(|s| {
+                s.lock().unwrap_or_else(|p| p.into_inner()).slots.capacity()
+                    * std::mem::size_of::<Slot>()
+            })
+            .sum()
+    }
 }
 
-impl Shard {
-    /// The slot of `key`, made (evicting another if full) if absent; whether it was.
+impl Table {
+    fn mask(&self) -> usize {
+        self.slots.len() - 1
+    }
+
+    /// The slot of `key` (`Ok`), or the empty slot where it would go (`Err`).
+    fn find(&self, key: u64) -> Result<usize, usize> {
+        let mask = self.mask();
+        let mut i = key as usize & mask;
+        loop {
+            match self.slots[i].key {
+                k if k == key => return Ok(i),
+                0 => return Err(i),
+                _ => i = (i + 1) & mask,
+            }
+        }
+    }
+
+    /// The slot of `key`, made (growing the table, or evicting a key at the cap) if
+    /// absent; whether it was.
     fn slot(&mut self, key: u64) -> (usize, bool) {
-        if let Some(&i) = self.index.get(&key) {
-            return (i as usize, false);
+        let empty = match self.find(key) {
+            Ok(i) => return (i, false),
+            Err(i) => i,
+        };
+        let empty = if self.len >= self.cap {
+            self.evict();
+            // Removal shifts keys: look again.
+            match self.find(key) {
+                Ok(i) | Err(i) => i,
+            }
+        } else if (self.len + 1) * 2 > self.slots.len() {
+            self.grow();
+            match self.find(key) {
+                Ok(i) | Err(i) => i,
+            }
+        } else {
+            empty
+        };
+        self.slots[empty] = Slot {
+            key,
+            state: State::default(),
+        };
+        self.len += 1;
+        (empty, true)
+    }
+
+    fn grow(&mut self) {
+        let size = self.slots.len() * 2;
+        let old = std::mem::replace(&mut self.slots, vec![Slot::default(); size]);
+        for s in old.into_iter().filter(|s| s.key != 0) {
+            if let Err(i) = self.find(s.key) {
+                self.slots[i] = s;
+            }
         }
-        if self.slots.len() < self.cap {
-            self.slots.push(Slot {
-                key,
-                used: false,
-                state: State::default(),
-            });
-            let i = self.slots.len() - 1;
-            self.index.insert(key, i as u32);
-            return (i, true);
-        }
-        // CLOCK: pass over used slots, clearing their bit, until one was not used.
+        self.hand = 0;
+    }
+
+    /// CLOCK: passes over used keys, clearing their bit, and removes the first one not
+    /// used since the hand last passed.
+    fn evict(&mut self) {
+        let mask = self.mask();
         loop {
             let i = self.hand;
-            self.hand = (self.hand + 1) % self.slots.len();
-            let slot = &mut self.slots[i];
-            if slot.used {
-                slot.used = false;
+            self.hand = (self.hand + 1) & mask;
+            let s = &mut self.slots[i];
+            if s.key == 0 {
                 continue;
             }
-            self.index.remove(&slot.key);
-            slot.key = key;
-            slot.state = State::default();
-            self.index.insert(key, i as u32);
+            if s.state.used {
+                s.state.used = false;
+                continue;
+            }
+            self.remove(i);
             self.evictions += 1;
-            return (i, true);
+            return;
         }
     }
-}
 
-/// The index's keys are already SipHash digests: hashing them again would waste time.
-#[derive(Debug, Clone, Copy, Default)]
-struct BuildU64;
-
-impl BuildHasher for BuildU64 {
-    type Hasher = U64Hasher;
-    fn build_hasher(&self) -> U64Hasher {
-        U64Hasher(0)
-    }
-}
-
-#[derive(Debug, Clone, Copy, Default)]
-struct U64Hasher(u64);
-
-impl std::hash::Hasher for U64Hasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+    /// Removes the key at `i`, shifting back the keys after it that probed past it.
+    fn remove(&mut self, mut i: usize) {
+        let mask = self.mask();
+        let mut j = i;
+        loop {
+            j = (j + 1) & mask;
+            let k = self.slots[j].key;
+            if k == 0 {
+                break;
+            }
+            let home = k as usize & mask;
+            // The key at j may move to i unless its home lies cyclically in (i, j].
+            let stays = if i <= j {
+                i < home && home <= j
+            } else {
+                i < home || home <= j
+            };
+            if !stays {
+                self.slots[i] = std::mem::take(&mut self.slots[j]);
+                i = j;
+            }
         }
-    }
-    fn write_u64(&mut self, v: u64) {
-        self.0 = v;
+        self.slots[i] = Slot::default();
+        self.len -= 1;
     }
 }
 

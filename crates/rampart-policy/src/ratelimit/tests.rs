@@ -155,3 +155,53 @@ fn threads_count_one_key_together() {
     }
     assert_eq!(store.hit(b"k", b"", 10).count, 20_001.0);
 }
+
+/// The open-addressed table against a model: after every insertion and eviction, every
+/// key the model holds is found, no other key is, and the counts agree.
+#[test]
+fn table_keeps_every_key_findable_through_growth_and_eviction() {
+    let mut t = Table {
+        slots: vec![Slot::default(); 16],
+        len: 0,
+        cap: 300,
+        hand: 0,
+        evictions: 0,
+    };
+    let mut model = std::collections::HashSet::new();
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    for step in 0..8_000 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        // Few distinct low bits: long probe runs and wrap-arounds.
+        let key = (x % 2000).max(1) * 0x1_0000 + (x % 7);
+        let (i, fresh) = t.slot(key);
+        assert_eq!(t.slots[i].key, key);
+        assert_eq!(fresh, !model.contains(&key), "step {step}");
+        if fresh && model.len() == 300 {
+            // One key was evicted: find which.
+            let gone: Vec<u64> = model
+                .iter()
+                .copied()
+                .filter(|k| t.find(*k).is_err())
+                .collect();
+            assert_eq!(gone.len(), 1, "step {step}");
+            model.remove(&gone[0]);
+        }
+        model.insert(key);
+        t.slots[i].state.used = step % 3 == 0;
+        assert_eq!(t.len, model.len(), "step {step}");
+        if step % 500 == 0 {
+            for k in &model {
+                assert!(t.find(*k).is_ok(), "step {step}: key {k} lost");
+            }
+            let held = t.slots.iter().filter(|s| s.key != 0).count();
+            assert_eq!(held, model.len());
+            assert!(
+                t.slots.len() <= 1024,
+                "grows to at most twice the cap (rounded up)"
+            );
+        }
+    }
+    assert!(t.evictions > 0);
+}
