@@ -46,13 +46,16 @@ WRK_HEADERS='wrk.headers["Host"] = "localhost"
 wrk.headers["User-Agent"] = "Mozilla/5.0 (X11; Linux x86_64) bench"
 wrk.headers["Accept"] = "text/html,application/xhtml+xml,*/*;q=0.8"'
 
-# scenario_lua NAME BODY_FILE: the wrk script of a scenario (get, newconn, attack, post).
+# scenario_lua NAME BODY_FILE: the wrk script of a scenario (get, newconn, attack, post,
+# getkeys).
 scenario_lua() {
     case $1 in
         get) printf 'wrk.method = "GET"\nwrk.path = "/index.html?q=hello"\n%s\n' "$WRK_HEADERS" ;;
         newconn) printf 'wrk.method = "GET"\nwrk.path = "/index.html?q=hello"\n%s\nwrk.headers["Connection"] = "close"\n' "$WRK_HEADERS" ;;
         attack) printf 'wrk.method = "GET"\nwrk.path = "/index.html?q=1%%27%%20UNION%%20SELECT%%20password%%20FROM%%20users--"\n%s\n' "$WRK_HEADERS" ;;
         post) printf 'wrk.method = "POST"\nwrk.path = "/submit"\n%s\nwrk.headers["Content-Type"] = "application/x-www-form-urlencoded"\nlocal f = assert(io.open("%s", "rb"))\nwrk.body = f:read("*a")\nf:close()\n' "$WRK_HEADERS" "$2" ;;
+        # GETs each with one of 100,000 user ids: as many rate-limit keys (rampart_rl*).
+        getkeys) printf 'wrk.method = "GET"\n%s\nrequest = function()\n  return wrk.format(nil, "/index.html?q=hello&u=" .. math.random(1, 100000))\nend\n' "$WRK_HEADERS" ;;
         *) echo "unknown scenario $1" >&2; return 1 ;;
     esac
 }
@@ -86,4 +89,33 @@ sched_group() {
     local g
     g=$(cut -d' ' -f1 "/proc/$1/autogroup" 2>/dev/null) && [[ -n $g ]] && { echo "${g#/}"; return; }
     echo "sid-$(ps -o sid= -p "$1" | xargs)"
+}
+
+# rampart_rl_site LISTENER BACKEND: a site on LISTENER with a rate limit per client address
+# (requests without a `u` argument: with wrk from one address, one key) and one per `u`
+# argument (the getkeys scenario: 100,000 keys), counters kept in BACKEND (local or
+# redis); thresholds are never reached, so every request pays one check and is forwarded.
+rampart_rl_site() {
+    cat <<TOML
+[[site]]
+id = "bench-$1"
+tenant = "bench"
+hosts = ["*"]
+listeners = ["$1"]
+route = [{ path = "/", pool = "origin" }]
+[site.policy]
+[[site.policy.limit]]
+name = "per-ip"
+filter = 'not any(http.request.uri.args.names[*] == "u")'
+key = ["ip.src"]
+window = "10s"
+backend = "$2"
+threshold = [{ above = 1000000000, action = "block" }]
+[[site.policy.limit]]
+name = "per-user"
+key = ['http.request.uri.args["u"]']
+window = "10s"
+backend = "$2"
+threshold = [{ above = 1000000000, action = "block" }]
+TOML
 }

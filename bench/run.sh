@@ -15,11 +15,17 @@
 #                               blocking (inbound threshold 5), request bodies inspected
 #   modsec     127.0.0.1:18081  nginx + ModSecurity v3 + the same CRS, paranoia 1, blocking
 #                               (the peers' instance: its CPU figure includes the origin's)
+#   rampart_rl 127.0.0.1:18094  Rampart with a rate limit per client address (get: one key) and
+#                               one per user argument (getkeys: 100,000 keys), kept in process
+#                               (thresholds never reached: the cost of the check itself)
+#   rampart_rl_redis 127.0.0.1:18095  the same limit kept in Redis (a redis-server this script
+#                               starts on 127.0.0.1:18379, persistence off)
 # The origin is the peer origin of ../shared/peers/modsec-nginx.sh (nginx `return 200`).
 # Both proxies run 2 workers (nginx worker_processes 2; Rampart workers = 2), access logs off.
 # Scenarios: get (keep-alive GET /index.html?q=hello), post (2 KiB urlencoded POST,
 # keep-alive), newconn (GET with Connection: close: a new TCP (+TLS) connection per request),
-# attack (keep-alive GET with an SQL injection in the query: 403 from the WAFs).
+# attack (keep-alive GET with an SQL injection in the query: 403 from the WAFs),
+# getkeys (keep-alive GETs, each with one of 100,000 user ids: for the rate-limit targets).
 #
 # Env: TARGETS="nginx rampart nginx_tls rampart_tls" SCENARIOS="get post newconn"
 #      THREADS=2 CONNS=64 DURATION=10 ROUNDS=2 WARMUP=2 MAX_REQ=2000000 OUT_DIR=/tmp/rampart-bench
@@ -43,6 +49,7 @@ RUN="$OUT_DIR/$TS"
 mkdir -p "$RUN/raw" "$RUN/nginx-tls/logs" "$RUN/nginx-tls/tmp"
 
 need=()
+command -v redis-server >/dev/null || need+=(redis-server)
 command -v wrk >/dev/null || need+=(wrk)
 command -v openssl >/dev/null || need+=(openssl)
 command -v nginx >/dev/null || need+=(nginx)
@@ -101,6 +108,15 @@ tls = true
 [[listener]]
 name = "waf"
 bind = "127.0.0.1:18091"
+[[listener]]
+name = "rl"
+bind = "127.0.0.1:18094"
+[[listener]]
+name = "rl_redis"
+bind = "127.0.0.1:18095"
+[redis]
+address = "127.0.0.1:18379"
+timeout = "100ms"
 [[certificate]]
 name = "localhost"
 cert = "$RUN/localhost.crt"
@@ -114,7 +130,12 @@ hosts = ["*"]
 listeners = ["plain", "tls"]
 route = [{ path = "/", pool = "origin" }]
 $(rampart_waf_site "$SHARED/crs")
+$(rampart_rl_site rl local)
+$(rampart_rl_site rl_redis redis)
 TOML
+redis-server --port 18379 --bind 127.0.0.1 --save '' --appendonly no --daemonize yes \
+    --pidfile "$RUN/redis.pid" --dir "$RUN" --logfile "$RUN/redis.log"
+for _ in $(seq 1 100); do (exec 3<>/dev/tcp/127.0.0.1/18379) 2>/dev/null && break; sleep 0.1; done
 RAMPART_CONF="$RUN/rampart.toml"
 "$BIN" check -c "$RAMPART_CONF"
 # Every proxy runs in a session of its own, as a service does: nginx puts itself in one
@@ -128,6 +149,7 @@ RAMPART_PID=$!
 
 cleanup() {
     kill "$RAMPART_PID" 2>/dev/null || true
+    [[ -f $RUN/redis.pid ]] && kill "$(cat "$RUN/redis.pid")" 2>/dev/null || true
     [[ -f $RUN/nginx-tls/nginx.pid ]] && kill "$(cat "$RUN/nginx-tls/nginx.pid")" 2>/dev/null || true
     bash "$SHARED/peers/modsec-nginx.sh" stop || true
 }
@@ -136,7 +158,7 @@ sleep 0.2
 [[ $(readlink "/proc/$RAMPART_PID/exe" 2>/dev/null) == "$(readlink -f "$BIN")" ]] \
     || { echo "rampart did not start as pid $RAMPART_PID (see $RUN/rampart.err)" >&2; exit 1; }
 
-for port in 18090 18091 18093 18096 18097 18080 18081; do
+for port in 18090 18091 18093 18094 18095 18096 18097 18080 18081; do
     for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.1; done
 done
 
@@ -144,6 +166,7 @@ declare -A URL=(
     [nginx]="http://127.0.0.1:18097" [rampart]="http://127.0.0.1:18090"
     [nginx_tls]="https://127.0.0.1:18096" [rampart_tls]="https://127.0.0.1:18093"
     [rampart_waf]="http://127.0.0.1:18091" [modsec]="http://127.0.0.1:18081"
+    [rampart_rl]="http://127.0.0.1:18094" [rampart_rl_redis]="http://127.0.0.1:18095"
 )
 read -r -a TARGETS <<<"${TARGETS:-nginx rampart nginx_tls rampart_tls}"
 read -r -a SCENARIOS <<<"${SCENARIOS:-get post newconn}"
@@ -171,7 +194,7 @@ function response(status, headers, body)
   n = n + 1
   if n >= $per_thread then wrk.thread:stop() end
 end"
-for s in get newconn attack post; do
+for s in get newconn attack post getkeys; do
     { scenario_lua "$s" "$RUN/body2k.txt"; printf '%s\n' "$stop_lua"; } >"$RUN/$s.lua"
 done
 

@@ -98,3 +98,21 @@ if waf_rows:
             rounds = " / ".join(f"{x:.0f}" for x in a["rounds"])
             print(f"| {scen} | {tgt} | {a['rps']:.0f} ({rounds}) | {f(a['p50'])} | {f(a['p99'])} | {f(a['cpu_ms_per_1k'], 1)} | {f(a['rss'], 1)} | "
                   f"{r(modsec)} | {r(bare)} | {r(plain)} | {a['errors'] or '—'} |")
+
+# Rate limits: the same limit kept in process and in Redis, beside the bare proxy.
+rl_rows = [(s, t) for (s, t) in rows if t in ("rampart_rl", "rampart_rl_redis")]
+if rl_rows:
+    print()
+    print("| scenario | proxy | req/s (rounds) | p50 ms | p99 ms | CPU ms / 1k req | RSS MiB | ÷ in-process limit | ÷ Rampart without limit | errors |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for scen in ("get", "getkeys", "post"):
+        local, plain = agg(scen, "rampart_rl"), agg(scen, "rampart")
+        for tgt in ("rampart_rl", "rampart_rl_redis"):
+            a = agg(scen, tgt)
+            if not a:
+                continue
+            f = lambda x, d=2: "n/a" if x is None else f"{x:.{d}f}"
+            r = lambda b: f(a["rps"] / b["rps"]) if b and b.get("rps") else "—"
+            rounds = " / ".join(f"{x:.0f}" for x in a["rounds"])
+            print(f"| {scen} | {tgt} | {a['rps']:.0f} ({rounds}) | {f(a['p50'])} | {f(a['p99'])} | {f(a['cpu_ms_per_1k'], 1)} | {f(a['rss'], 1)} | "
+                  f"{r(local)} | {r(plain)} | {a['errors'] or '—'} |")

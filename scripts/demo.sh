@@ -49,6 +49,16 @@ if [[ ! -s $DEMO_DIR/certs/localhost.crt ]]; then
         -keyout "$DEMO_DIR/certs/localhost.key" -out "$DEMO_DIR/certs/localhost.crt" 2>/dev/null
 fi
 
+# Free country and ASN databases (npm; once, kept in target/geo). The demo runs without
+# them if the npm registry cannot be reached.
+if [[ ! -s $ROOT/target/geo/asn.mmdb ]]; then
+    say "installing free country and ASN databases (scripts/geo.sh)"
+    "$ROOT/scripts/geo.sh" "$ROOT/target/geo" "$BIN" || say "no geo databases: continuing without [geo]"
+fi
+if [[ -s $ROOT/target/geo/asn.mmdb && -s $ROOT/target/geo/country.mmdb ]]; then
+    printf '\n[geo]\ncountry = ["../geo/country.mmdb"]\nasn = ["../geo/asn.mmdb"]\n' >>"$DEMO_DIR/rampart.toml"
+fi
+
 "$BIN" check -c "$DEMO_DIR/rampart.toml"
 
 pids=()
@@ -84,6 +94,14 @@ Rampart is protecting the sample origin. Try:
   curl -i "http://localhost:8080/search?q=1'%20UNION%20SELECT%20password%20FROM%20users--"
                                                        # SQL injection: 403 from the WAF (OWASP CRS)
   tail -n1 $DEMO_DIR/security.log                     # its security event (JSON, ECS names)
+  for i in 1 2 3 4 5 6 7; do curl -s -o /dev/null -w '%{http_code} ' -X POST http://localhost:8080/login; done; echo
+                                                       # login limit per /24: 200 x5, then 429 for a minute
+  curl -i http://localhost:8080/admin/                 # 403: the admin area only from the office list
+  printf 'GET /admin/ HTTP/1.1\r\nHost: localhost\r\n\r\n' | $BIN explain -c $DEMO_DIR/rampart.toml --client-ip 192.0.2.10
+                                                       # the decision trace for an office address (passes)
+  printf 'GET / HTTP/1.1\r\nHost: localhost\r\n\r\n' | $BIN explain -c $DEMO_DIR/rampart.toml --client-ip 175.45.176.1
+                                                       # a KP address: denied by the embargo list (with [geo])
+  $BIN report $DEMO_DIR/security.log                  # blocked requests per day, rule and limit
   curl -s http://127.0.0.1:9901/metrics | grep rampart_http_requests_total
   kill -HUP $(pgrep -f "rampart serve -c $DEMO_DIR")   # reload the configuration
 

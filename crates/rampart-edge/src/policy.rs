@@ -926,7 +926,12 @@ pub async fn resolve_remote(req: &mut RequestView, cfg: &Config) -> Flow {
                 .distinct
                 .is_some()
                 .then(|| rampart_policy::ratelimit::stable_hash(&c.value));
-            (key, limit.counting.redis_args(c.count, value))
+            crate::redis::Check {
+                key,
+                args: limit.counting.redis_args(c.count, value),
+                // Hits of one key in one batch add up (sliding windows counting requests).
+                coalesce: c.count && limit.counting.coalescable(),
+            }
         })
         .collect();
     let replies = redis.check_all(jobs).await;
@@ -935,12 +940,15 @@ pub async fn resolve_remote(req: &mut RequestView, cfg: &Config) -> Flow {
         .iter()
         .zip(replies)
         .map(|(c, reply)| {
-            match reply
-                .as_deref()
-                .and_then(rampart_policy::ratelimit::redis_outcome)
-            {
+            let limit = &rp.policy.limits[c.limit];
+            let outcome = reply.and_then(|a| {
+                limit
+                    .counting
+                    .redis_outcomes(&a.reply, a.hits)
+                    .and_then(|all| all.get(a.index).copied())
+            });
+            match outcome {
                 Some(o) => {
-                    let limit = &rp.policy.limits[c.limit];
                     let blocks = o
                         .level
                         .and_then(|l| limit.actions.get(l))

@@ -138,17 +138,83 @@ pub fn encode(out: &mut Vec<u8>, args: &[&[u8]]) {
     }
 }
 
+/// One check to run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Check {
+    /// The counter's key.
+    pub key: Vec<u8>,
+    /// The script's arguments; the first is the number of hits to count.
+    pub args: Vec<Vec<u8>>,
+    /// Checks of one key with equal arguments may be counted by one call (the hits add
+    /// up: a sliding window counting requests).
+    pub coalesce: bool,
+}
+
+/// The answer to a check: the script's reply, and where the check stood among the hits
+/// one call counted (`index` of `hits`; 0 of 1 when alone).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Answer {
+    /// The script's integers.
+    pub reply: Vec<i64>,
+    /// This check's place among the hits counted together.
+    pub index: usize,
+    /// How many hits the call counted.
+    pub hits: usize,
+}
+
 /// One check waiting for its answer.
 struct Job {
-    key: Vec<u8>,
-    args: Vec<Vec<u8>>,
-    reply: oneshot::Sender<Option<Vec<i64>>>,
+    check: Check,
+    reply: oneshot::Sender<Option<Answer>>,
 }
 
 impl Job {
     fn fail(self) {
         let _ = self.reply.send(None);
     }
+}
+
+/// Checks sent as one script call: one job, or several coalesced.
+struct Group {
+    jobs: Vec<Job>,
+}
+
+impl Group {
+    fn fail(self) {
+        self.jobs.into_iter().for_each(Job::fail);
+    }
+
+    /// The command: the first job's arguments, with the hits of all of them.
+    fn encode(&self, out: &mut Vec<u8>, verb: &[u8], script: &[u8]) {
+        let c = &self.jobs[0].check;
+        let hits = (self.jobs.len() > 1).then(|| self.jobs.len().to_string().into_bytes());
+        let mut args: Vec<&[u8]> = vec![verb, script, b"1", &c.key];
+        for (i, a) in c.args.iter().enumerate() {
+            args.push(match (&hits, i) {
+                (Some(h), 0) => h,
+                _ => a,
+            });
+        }
+        encode(out, &args);
+    }
+}
+
+/// Groups a batch: coalescable checks of one key with equal arguments together.
+fn group(batch: Vec<Job>) -> Vec<Group> {
+    let mut groups: Vec<Group> = Vec::with_capacity(batch.len());
+    let mut index: HashMap<(Vec<u8>, Vec<Vec<u8>>), usize> = HashMap::new();
+    for j in batch {
+        if j.check.coalesce {
+            let k = (j.check.key.clone(), j.check.args.clone());
+            if let Some(&g) = index.get(&k) {
+                groups[g].jobs.push(j);
+                continue;
+            }
+            index.insert(k, groups.len());
+        }
+        groups.push(Group { jobs: vec![j] });
+    }
+    groups
 }
 
 struct Inner {
@@ -215,14 +281,14 @@ impl Redis {
         self.inner.up.load(Ordering::Relaxed)
     }
 
-    /// Runs one script check per `(key, argv)`; `None` for each one not answered in
-    /// time. Must be called on a worker's runtime.
-    pub async fn check_all(&self, checks: Vec<(Vec<u8>, Vec<Vec<u8>>)>) -> Vec<Option<Vec<i64>>> {
+    /// Runs the checks; `None` for each one not answered in time. Must be called on a
+    /// worker's runtime.
+    pub async fn check_all(&self, checks: Vec<Check>) -> Vec<Option<Answer>> {
         let tx = self.sender();
         let mut waiting = Vec::with_capacity(checks.len());
-        for (key, args) in checks {
+        for check in checks {
             let (reply, rx) = oneshot::channel();
-            if let Err(e) = tx.send(Job { key, args, reply }) {
+            if let Err(e) = tx.send(Job { check, reply }) {
                 e.0.fail();
             }
             waiting.push(rx);
@@ -445,38 +511,34 @@ async fn serve(
                 Err(_) => break,
             }
         }
+        let mut batch = group(batch);
         wbuf.clear();
-        for j in &batch {
-            let mut args: Vec<&[u8]> = vec![b"EVALSHA", sha.as_bytes(), b"1", &j.key];
-            args.extend(j.args.iter().map(Vec::as_slice));
-            encode(&mut wbuf, &args);
+        for g in &batch {
+            g.encode(&mut wbuf, b"EVALSHA", sha.as_bytes());
         }
         let result = tokio::time::timeout(timeout, async {
             stream.write_all(&wbuf).await.map_err(|e| e.to_string())?;
             let mut again = Vec::new();
-            for j in batch.drain(..) {
+            for g in batch.drain(..) {
                 match read_reply(&mut stream, &mut rbuf).await? {
-                    Resp::Error(e) if e.starts_with("NOSCRIPT") => again.push(j),
-                    r => answer(j, r, client),
+                    Resp::Error(e) if e.starts_with("NOSCRIPT") => again.push(g),
+                    r => answer(g, r, client),
                 }
             }
             // The server lost the script (flushed, restarted): send those with it.
             if !again.is_empty() {
                 wbuf.clear();
-                for j in &again {
-                    let mut args: Vec<&[u8]> = vec![
+                for g in &again {
+                    g.encode(
+                        &mut wbuf,
                         b"EVAL",
                         rampart_policy::ratelimit::REDIS_SCRIPT.as_bytes(),
-                        b"1",
-                        &j.key,
-                    ];
-                    args.extend(j.args.iter().map(Vec::as_slice));
-                    encode(&mut wbuf, &args);
+                    );
                 }
                 stream.write_all(&wbuf).await.map_err(|e| e.to_string())?;
-                for j in again {
+                for g in again {
                     let r = read_reply(&mut stream, &mut rbuf).await?;
-                    answer(j, r, client);
+                    answer(g, r, client);
                 }
             }
             Ok::<(), String>(())
@@ -488,22 +550,23 @@ async fn serve(
                 if let Some(i) = client.upgrade() {
                     i.count_error("io");
                 }
-                batch.into_iter().for_each(Job::fail);
+                batch.into_iter().for_each(Group::fail);
                 return Err(e);
             }
             Err(_) => {
                 if let Some(i) = client.upgrade() {
                     i.count_error("timeout");
                 }
-                batch.into_iter().for_each(Job::fail);
+                batch.into_iter().for_each(Group::fail);
                 return Err("the server did not answer in time".into());
             }
         }
     }
 }
 
-/// Sends a check its answer: the script's integers, or unavailable for anything else.
-fn answer(j: Job, r: Resp, client: &Weak<Inner>) {
+/// Sends each check of a group its answer: the script's integers, or unavailable for
+/// anything else.
+fn answer(g: Group, r: Resp, client: &Weak<Inner>) {
     let ints = match r {
         Resp::Array(Some(items)) => items
             .into_iter()
@@ -519,7 +582,12 @@ fn answer(j: Job, r: Resp, client: &Weak<Inner>) {
             i.count_error("reply");
         }
     }
-    let _ = j.reply.send(ints);
+    let hits = g.jobs.len();
+    for (index, j) in g.jobs.into_iter().enumerate() {
+        let _ = j
+            .reply
+            .send(ints.clone().map(|reply| Answer { reply, index, hits }));
+    }
 }
 
 #[cfg(test)]

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use rampart_core::config::RedisSettings;
 use rampart_edge::accesslog::AccessLog;
 use rampart_edge::metrics::Metrics;
-use rampart_edge::redis::Redis;
+use rampart_edge::redis::{Check, Redis};
 use rampart_policy::ratelimit::{
     Algorithm, Counting, LocalStore, Outcome, redis_outcome, stable_hash,
 };
@@ -55,12 +55,18 @@ fn server() -> (Server, u16) {
                 "cannot start redis-server ({e}); scripts/test.sh installs Debian's redis-server"
             )
         });
+    let mut server = Server(child);
     let end = Instant::now() + Duration::from_secs(10);
     while TcpStream::connect(SocketAddr::from(([127, 0, 0, 1], port))).is_err() {
         assert!(Instant::now() < end, "redis-server did not start");
         std::thread::sleep(Duration::from_millis(20));
     }
-    (Server(child), port)
+    // The port answering must be this server's (not another test's that took it).
+    assert!(
+        matches!(server.0.try_wait(), Ok(None)),
+        "redis-server exited (port {port} taken?)"
+    );
+    (server, port)
 }
 
 fn client(port: u16) -> Redis {
@@ -98,9 +104,14 @@ async fn through_redis(r: &Redis, key: &[u8], c: &Counting, hits: &[(bool, &str)
     let mut out = Vec::new();
     for (count, value) in hits {
         let args = c.redis_args(*count, Some(stable_hash(value.as_bytes())));
-        let reply = r.check_all(vec![(key.to_vec(), args)]).await;
-        let ints = reply[0].clone().unwrap_or_else(|| panic!("no answer"));
-        out.push(redis_outcome(&ints).unwrap());
+        let check = Check {
+            key: key.to_vec(),
+            args,
+            coalesce: false,
+        };
+        let reply = r.check_all(vec![check]).await;
+        let answer = reply[0].clone().unwrap_or_else(|| panic!("no answer"));
+        out.push(redis_outcome(&answer.reply).unwrap());
     }
     out
 }
@@ -208,11 +219,15 @@ async fn a_flushed_script_is_sent_again_and_keys_may_be_anything() {
     let (_server, port) = server();
     let r = client(port);
     let c = counting(Algorithm::SlidingWindow, 60_000, &[1], &[0], false);
+    let check = |key: &[u8]| Check {
+        key: key.to_vec(),
+        args: c.redis_args(true, None),
+        coalesce: true,
+    };
+    let reply = |a: &Option<rampart_edge::redis::Answer>| a.as_ref().map(|a| a.reply.clone());
     let key = b"bin\x00\xff\r\nkey".to_vec();
-    let first = r
-        .check_all(vec![(key.clone(), c.redis_args(true, None))])
-        .await;
-    assert_eq!(first[0].as_deref(), Some(&[1000, -1, -1][..]));
+    let first = r.check_all(vec![check(&key)]).await;
+    assert_eq!(reply(&first[0]), Some(vec![1000, -1, -1, -1]));
     // SCRIPT FLUSH from another connection: the next check is sent with the script.
     let mut s = TcpStream::connect(SocketAddr::from(([127, 0, 0, 1], port))).unwrap();
     use std::io::{Read, Write};
@@ -221,19 +236,66 @@ async fn a_flushed_script_is_sent_again_and_keys_may_be_anything() {
     let mut buf = [0u8; 16];
     let n = s.read(&mut buf).unwrap();
     assert_eq!(&buf[..n], b"+OK\r\n");
-    let second = r
-        .check_all(vec![(key.clone(), c.redis_args(true, None))])
-        .await;
-    assert_eq!(second[0].as_deref(), Some(&[2000, 0, -1][..]));
+    let second = r.check_all(vec![check(&key)]).await;
+    assert_eq!(reply(&second[0]), Some(vec![2000, 0, -1, -1]));
     // Many checks of one request go in one round trip, answered in order.
-    let many: Vec<_> = (0..50)
-        .map(|i| (format!("k{i}").into_bytes(), c.redis_args(true, None)))
-        .collect();
+    let many: Vec<_> = (0..50).map(|i| check(format!("k{i}").as_bytes())).collect();
     let answers = r.check_all(many).await;
     assert!(
         answers
             .iter()
-            .all(|a| a.as_deref() == Some(&[1000, -1, -1][..])),
+            .all(|a| reply(a) == Some(vec![1000, -1, -1, -1])),
         "{answers:?}"
     );
+}
+
+/// Hits of one key queued together are counted by one call, and each learns the count
+/// it would have seen alone: the levels match counting them one by one in process.
+#[tokio::test(flavor = "current_thread")]
+async fn coalesced_hits_answer_as_if_counted_one_by_one() {
+    let (_server, port) = server();
+    let r = client(port);
+    let c = counting(
+        Algorithm::SlidingWindow,
+        3_600_000,
+        &[3, 6],
+        &[0, 600_000],
+        false,
+    );
+    let check = || Check {
+        key: b"coalesced".to_vec(),
+        args: c.redis_args(true, None),
+        coalesce: true,
+    };
+    let answers = r.check_all((0..9).map(|_| check()).collect()).await;
+    let got: Vec<Outcome> = answers
+        .iter()
+        .map(|a| {
+            let a = a.clone().unwrap_or_else(|| panic!("no answer"));
+            c.redis_outcomes(&a.reply, a.hits).unwrap()[a.index]
+        })
+        .collect();
+    let want = in_process(&c, &[(true, ""); 9]);
+    assert_eq!(levels(&got), levels(&want));
+    for (a, b) in got.iter().zip(&want) {
+        assert!(
+            (a.count - b.count).abs() < 0.05,
+            "{} vs {}",
+            a.count,
+            b.count
+        );
+        assert_eq!(a.held_for.is_some(), b.held_for.is_some());
+    }
+    // They were counted by fewer calls than checks (all nine queued at once).
+    assert!(
+        answers
+            .iter()
+            .any(|a| a.as_ref().is_some_and(|a| a.hits > 1)),
+        "{answers:?}"
+    );
+    // After the hold, one more check alone is still held.
+    let one = r.check_all(vec![check()]).await;
+    let o = redis_outcome(&one[0].clone().unwrap().reply).unwrap();
+    assert_eq!(o.level, Some(1));
+    assert!(o.held_for.is_some());
 }

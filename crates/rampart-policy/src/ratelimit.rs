@@ -279,17 +279,53 @@ impl Counting {
     }
 }
 
-/// The script's reply (`{count × 1000, level, held for}`) as an [`Outcome`]; `None` for
-/// a reply of another shape.
+/// The script's reply (`{count × 1000, level, held for, level held before}`) as an
+/// [`Outcome`]; `None` for a reply of another shape.
 pub fn redis_outcome(reply: &[i64]) -> Option<Outcome> {
-    let [count, level, held] = *reply else {
+    let (&count, &level, &held) = (reply.first()?, reply.get(1)?, reply.get(2)?);
+    if reply.len() > 4 {
         return None;
-    };
+    }
     Some(Outcome {
         count: count as f64 / 1000.0,
         level: usize::try_from(level).ok(),
         held_for: u64::try_from(held).ok(),
     })
+}
+
+impl Counting {
+    /// Whether several hits of one key can be counted by one script call (a sliding
+    /// window counting requests: the hits add up; GCRA and distinct values decide per
+    /// hit).
+    pub fn coalescable(&self) -> bool {
+        self.algorithm == Algorithm::SlidingWindow && !self.distinct
+    }
+
+    /// The outcome of each of `hits` hits counted by one script call (`reply` to
+    /// arguments whose first is `hits`): the i-th saw the count `final − (hits − 1 − i)`,
+    /// and any level held before the call.
+    pub fn redis_outcomes(&self, reply: &[i64], hits: usize) -> Option<Vec<Outcome>> {
+        let last = redis_outcome(reply)?;
+        if hits <= 1 {
+            return Some(vec![last]);
+        }
+        let held_before = reply.get(3).and_then(|&h| usize::try_from(h).ok());
+        Some(
+            (0..hits)
+                .map(|i| {
+                    let count = last.count - (hits - 1 - i) as f64;
+                    let level = self.level_of(count).max(held_before);
+                    Outcome {
+                        count,
+                        level,
+                        held_for: last
+                            .held_for
+                            .filter(|_| level.is_some() && level >= last.level),
+                    }
+                })
+                .collect(),
+        )
+    }
 }
 
 /// A 64-bit FNV-1a hash: the same on every edge and every build, for values shared

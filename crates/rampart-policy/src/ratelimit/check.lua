@@ -4,14 +4,17 @@
 --
 -- KEYS[1]  the key's hash (fields w p c: windows; t1..t4: GCRA arrival times;
 --          hu hl: held until / held level); distinct values in sets KEYS[1]:d:<window>
--- ARGV     1 count ('1') or only read ('0'); 2 algorithm ('0' sliding window, '1' GCRA);
+-- ARGV     1 hits to count ('1'; more for several hits of a sliding window at once; '0'
+--          only reads); 2 algorithm ('0' sliding window, '1' GCRA);
 --          3 window (ms); 4 the counted value's hash ('' when counting requests);
 --          5 n; then n thresholds; then n holds (ms)
--- returns  { count x 1000, level (-1: none), held for (ms, -1: not held) }
+-- returns  { count x 1000, level (-1: none), held for (ms, -1: not held), level held
+--          before this step (-1: none) }
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local key = KEYS[1]
-local counting = ARGV[1] == '1'
+local hits = tonumber(ARGV[1]) or 0
+local counting = hits > 0
 local gcra = ARGV[2] == '1'
 local w = tonumber(ARGV[3])
 local value = ARGV[4]
@@ -38,11 +41,14 @@ local hl = tonumber(st[5]) or -1
 local held = -1
 if hu > now then held = hl end
 local count, level = 0, -1
+local touch = true
 if not gcra then
   local win = tonumber(st[1]) or -1
   local prev = tonumber(st[2]) or 0
   local cur = tonumber(st[3]) or 0
   local idx = math.floor(now / w)
+  -- A new key or a new window: the key's expiry moves (once per window, not per check).
+  touch = idx ~= win
   if idx ~= win then
     if idx == win + 1 then prev = cur else prev = 0 end
     cur = 0
@@ -62,7 +68,7 @@ if not gcra then
     end
     count = redis.call('SCARD', ck) + older * weight
   else
-    if counting then cur = cur + 1 end
+    cur = cur + hits
     count = prev * weight + cur
   end
   redis.call('HSET', key, 'w', int(idx), 'p', prev, 'c', cur)
@@ -93,11 +99,12 @@ if counting and level >= 0 and hold[level + 1] > 0 and (held < 0 or level > held
   hu = now + hold[level + 1]
   hl = level
   redis.call('HSET', key, 'hu', int(hu), 'hl', hl)
+  touch = true
 end
 local held_now = -1
 if hu > now then held_now = hl end
 if held_now > level then level = held_now end
 local held_for = -1
 if held_now >= 0 then held_for = hu - now end
-redis.call('PEXPIRE', key, 2 * w + maxhold + 1000)
-return { math.floor(count * 1000 + 0.5), level, held_for }
+if touch then redis.call('PEXPIRE', key, 2 * w + maxhold + 1000) end
+return { math.floor(count * 1000 + 0.5), level, held_for, held }
