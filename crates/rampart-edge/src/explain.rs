@@ -179,20 +179,7 @@ pub fn explain(src: &SourceFile, cfg: &Config, input: &Input) -> Result<String, 
                     m.id, m.phase, m.msg
                 ));
             }
-            waf_score = [
-                "blocking_inbound_anomaly_score",
-                "inbound_anomaly_score",
-                "anomaly_score",
-            ]
-            .iter()
-            .find_map(|n| {
-                std::str::from_utf8(tx.tx_var(n)?)
-                    .ok()?
-                    .trim()
-                    .parse::<i64>()
-                    .ok()
-            })
-            .unwrap_or(0);
+            waf_score = crate::waf::transaction_inbound_score(&tx);
             if let Some(i) = tx.intervention().or(tx.would_intervene()) {
                 let status = if (400..600).contains(&i.status) {
                     i.status

@@ -850,19 +850,8 @@ pub(crate) fn body_args(headers: &HeaderMap, body: &[u8]) -> Vec<(Vec<u8>, Vec<u
         .unwrap_or("")
         .to_ascii_lowercase();
     if ctype.starts_with("application/x-www-form-urlencoded") {
-        return body
-            .split(|&c| c == b'&')
-            .filter(|p| !p.is_empty())
-            .map(|p| {
-                let (n, v) = match p.iter().position(|&c| c == b'=') {
-                    Some(i) => (&p[..i], &p[i + 1..]),
-                    None => (p, &p[p.len()..]),
-                };
-                (
-                    rampart_policy::request::form_decode(n).into_owned(),
-                    rampart_policy::request::form_decode(v).into_owned(),
-                )
-            })
+        return rampart_policy::request::form_pairs(body)
+            .map(|(n, v)| (n.into_owned(), v.into_owned()))
             .collect();
     }
     if ctype.starts_with("application/json") || ctype.contains("+json") {

@@ -442,13 +442,33 @@ pub(crate) fn inbound_score(req: &RequestView) -> i64 {
     req.state
         .get::<SecurityEvent>()
         .and_then(|e| e.waf.as_ref())
-        .map_or(0, |w| {
-            w.score(&[
-                "blocking_inbound_anomaly_score",
-                "inbound_anomaly_score",
-                "anomaly_score",
-            ])
+        .map_or(0, |w| transaction_inbound_score(&w.tx))
+}
+
+/// A transaction's inbound anomaly score: CRS v4's name first, then CRS 3.3's.
+pub fn transaction_inbound_score(tx: &Transaction<'_>) -> i64 {
+    score_of(
+        tx,
+        &[
+            "blocking_inbound_anomaly_score",
+            "inbound_anomaly_score",
+            "anomaly_score",
+        ],
+    )
+}
+
+/// The first of `names` the transaction's `TX` holds as a number, else 0.
+fn score_of(tx: &Transaction<'_>, names: &[&str]) -> i64 {
+    names
+        .iter()
+        .find_map(|n| {
+            std::str::from_utf8(tx.tx_var(n)?)
+                .ok()?
+                .trim()
+                .parse::<i64>()
+                .ok()
         })
+        .unwrap_or(0)
 }
 
 impl Stage for WafStage {
@@ -656,16 +676,7 @@ impl WafState {
 
     /// A CRS score by the first of `names` the transaction has.
     fn score(&self, names: &[&str]) -> i64 {
-        names
-            .iter()
-            .find_map(|n| {
-                std::str::from_utf8(self.tx.tx_var(n)?)
-                    .ok()?
-                    .trim()
-                    .parse::<i64>()
-                    .ok()
-            })
-            .unwrap_or(0)
+        score_of(&self.tx, names)
     }
 
     /// Adds the WAF's part to an event: mode, level, scores, the deciding rule, and

@@ -162,20 +162,8 @@ impl<'a> Request<'a> {
     }
 
     fn query_args(&self) -> &[Arg<'a>] {
-        self.query_args.get_or_init(|| {
-            let q = self.query();
-            q.as_bytes()
-                .split(|&c| c == b'&')
-                .filter(|p| !p.is_empty())
-                .map(|p| {
-                    let (n, v) = match p.iter().position(|&c| c == b'=') {
-                        Some(i) => (&p[..i], &p[i + 1..]),
-                        None => (p, &p[p.len()..]),
-                    };
-                    (form_decode(n), form_decode(v))
-                })
-                .collect()
-        })
+        self.query_args
+            .get_or_init(|| form_pairs(self.query().as_bytes()).collect())
     }
 
     fn cookies(&self) -> &[(&'a [u8], &'a [u8])] {
@@ -264,6 +252,17 @@ pub(crate) enum Key {
     Header(http::header::HeaderName),
     /// An argument or cookie name (matched exactly).
     Name(Box<[u8]>),
+}
+
+/// The `name=value` pairs of a query string or an urlencoded body, decoded.
+pub fn form_pairs(s: &[u8]) -> impl Iterator<Item = (Cow<'_, [u8]>, Cow<'_, [u8]>)> {
+    s.split(|&c| c == b'&').filter(|p| !p.is_empty()).map(|p| {
+        let (n, v) = match p.iter().position(|&c| c == b'=') {
+            Some(i) => (&p[..i], &p[i + 1..]),
+            None => (p, &p[p.len()..]),
+        };
+        (form_decode(n), form_decode(v))
+    })
 }
 
 /// Decodes `+` and `%XX` (invalid escapes stay as they are); borrows when nothing changes.
