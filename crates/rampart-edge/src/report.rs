@@ -2,8 +2,8 @@
 //! list blocked or challenged — or would have, in monitor mode — per day, with examples.
 //!
 //! A new tenant's site runs in monitor mode for a while; this report is what the
-//! operator reads before switching it to enforce. Lines that are not security events
-//! (or not JSON) are counted and skipped, never fatal.
+//! operator reads before switching it to enforce. Lines without a verdict (WAF matches
+//! below the threshold, state events) or not JSON are counted and passed over, never fatal.
 
 use std::collections::BTreeMap;
 use std::io::BufRead;
@@ -42,7 +42,8 @@ pub struct Report {
     pub rows: BTreeMap<Key, Row>,
     /// Lines read.
     pub lines: u64,
-    /// Lines skipped (not JSON, or not a request's event).
+    /// Lines without a verdict (WAF matches below the threshold, state events), or not
+    /// JSON.
     pub skipped: u64,
 }
 
@@ -122,7 +123,11 @@ impl std::fmt::Display for Report {
                 row.examples.join("; ")
             )?;
         }
-        write!(f, "{} lines read, {} skipped", self.lines, self.skipped)
+        write!(
+            f,
+            "{} lines read; {} without a verdict (WAF matches below the threshold, state events, other lines)",
+            self.lines, self.skipped
+        )
     }
 }
 

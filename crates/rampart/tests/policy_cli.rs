@@ -190,7 +190,7 @@ fn report_and_fields() {
             && l.contains("r1 POST /login; r2 POST /login")),
         "{text}"
     );
-    assert!(text.contains("2 lines read, 0 skipped"), "{text}");
+    assert!(text.contains("2 lines read; 0 without a verdict"), "{text}");
     let out = run(&["report", "/nonexistent/security.log"], b"");
     assert_eq!(out.status.code(), Some(1));
 
