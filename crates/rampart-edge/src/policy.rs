@@ -177,6 +177,13 @@ impl PolicySet {
                 }
                 match rampart_policy::build::policy(spec, &config.lists, &lists, src) {
                     Ok(policy) => {
+                        if set.geo.is_none() && reads_geo(&policy) {
+                            tracing::warn!(
+                                site = %site.id,
+                                route = %route.prefix,
+                                "the policy reads ip.src.country or ip.src.asn, but no [geo] databases are configured: those fields are empty and country/ASN lists never match"
+                            );
+                        }
                         let stores = spec
                             .limits
                             .iter()
@@ -281,6 +288,18 @@ impl PolicySet {
     fn route_name(&self, req: &RequestView) -> Option<Arc<str>> {
         self.prefixes.get(req.site?)?.get(req.route?).cloned()
     }
+}
+
+/// Whether a policy reads the client's country or ASN (its rules, limit filters, or
+/// country/ASN lists).
+fn reads_geo(p: &Policy) -> bool {
+    use rampart_policy::expr::Field;
+    let geo = |e: &rampart_policy::Expr| e.reads(Field::Country) || e.reads(Field::Asn);
+    p.acls.iter().any(|a| geo(&a.test))
+        || p.rules_in_order().iter().any(|r| geo(&r.expr))
+        || p.limits
+            .iter()
+            .any(|l| l.filter.as_ref().is_some_and(geo) || l.responses.as_ref().is_some_and(geo))
 }
 
 fn to_diags(d: Vec<rampart_core::config::Diagnostic>) -> Diagnostics {
@@ -968,4 +987,45 @@ pub async fn resolve_remote(req: &mut RequestView, cfg: &Config) -> Flow {
             geo: None,
         },
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rampart_core::config::load_str;
+
+    fn policy_of(section: &str) -> Policy {
+        let text = format!(
+            "[[list]]\nname = \"eu\"\nkind = \"country\"\nentries = [\"DE\"]\n[[tenant]]\nid = \"t\"\n[[listener]]\nname = \"web\"\nbind = \"127.0.0.1:8080\"\n[[pool]]\nid = \"p\"\ntenant = \"t\"\nservers = [\"127.0.0.1:9\"]\n[[site]]\nid = \"s\"\ntenant = \"t\"\nhosts = [\"*\"]\nroute = [{{ path = \"/\", pool = \"p\" }}]\n[site.policy]\n{section}"
+        );
+        let src = SourceFile::new("t.toml", text);
+        let cfg = load_str(&src).unwrap_or_else(|d| unreachable!("{d}"));
+        let spec = cfg.sites[0].routes[0]
+            .policy
+            .clone()
+            .unwrap_or_else(|| unreachable!());
+        let mut read = |_: &str| Err::<String, String>("none".into());
+        let lists = rampart_policy::build::lists(&cfg.lists, &mut read, &src)
+            .unwrap_or_else(|_| unreachable!());
+        rampart_policy::build::policy(&spec, &cfg.lists, &lists, &src)
+            .unwrap_or_else(|_| unreachable!())
+    }
+
+    #[test]
+    fn policies_that_need_geo_are_recognised() {
+        let rule = |e: &str| {
+            format!("[[site.policy.rule]]\nid = \"r\"\nexpression = '{e}'\naction = \"log\"\n")
+        };
+        assert!(reads_geo(&policy_of(&rule("ip.src.country == \"DE\""))));
+        assert!(reads_geo(&policy_of(&rule("ip.src.asn in {1 2}"))));
+        assert!(reads_geo(&policy_of(
+            "[[site.policy.list]]\nlist = \"eu\"\nuse = \"deny\"\n"
+        )));
+        assert!(reads_geo(&policy_of(
+            "[[site.policy.limit]]\nname = \"l\"\nkey = [\"ip.src\"]\nfilter = 'ip.src.asn == 3'\nwindow = \"1s\"\nthreshold = [{ above = 1, action = \"log\" }]\n"
+        )));
+        assert!(!reads_geo(&policy_of(&rule(
+            "http.request.method == \"GET\""
+        ))));
+    }
 }
