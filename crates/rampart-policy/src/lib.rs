@@ -17,6 +17,7 @@
 //! - [`build`]: the validated configuration (`rampart_core::config::PolicySpec`) →
 //!   runtime [`policy::Policy`] and [`Lists`], with expression errors located in the
 //!   configuration file.
+//! - [`fingerprint`]: the TLS ClientHello parser and the JA4 fingerprint.
 //! - [`geo`]: writing MaxMind DB files (test databases with exact answers, and the
 //!   ASN database built from the free CSV tables).
 //! - [`list`]: named lists (`$office`) of addresses, strings or integers, and their file
@@ -25,6 +26,7 @@
 
 pub mod build;
 pub mod expr;
+pub mod fingerprint;
 pub mod geo;
 pub mod list;
 pub mod policy;
