@@ -53,6 +53,8 @@ pub struct ConnInfo {
     /// `peer_ip` as a header field value (the `X-Forwarded-For` of a client that is not a
     /// trusted proxy), shared by every request of the connection.
     pub peer_ip_value: http::HeaderValue,
+    /// The JA4 fingerprint of the client's TLS ClientHello, on TLS connections.
+    pub tls_fingerprint: Option<Arc<str>>,
 }
 
 impl ConnInfo {
@@ -77,6 +79,7 @@ impl ConnInfo {
             sni,
             peer_ip,
             peer_ip_value,
+            tls_fingerprint: None,
         }
     }
 }

@@ -36,6 +36,7 @@ struct EventBase {
     source: SocketAddr,
     client_ip: std::net::IpAddr,
     destination_port: u16,
+    ja4: Option<Arc<str>>,
 }
 
 /// The request's security event, in the making.
@@ -79,6 +80,7 @@ impl SecurityEvent {
                 source: req.conn.peer,
                 client_ip: req.client_ip,
                 destination_port: req.conn.local.port(),
+                ja4: req.conn.tls_fingerprint.clone(),
             };
             req.state.insert(SecurityEvent {
                 base,
@@ -146,6 +148,9 @@ impl SecurityEvent {
         m.insert("source.port".into(), Value::from(e.source.port()));
         m.insert("client.ip".into(), s(&e.client_ip.to_string()));
         m.insert("destination.port".into(), Value::from(e.destination_port));
+        if let Some(fp) = &e.ja4 {
+            m.insert("tls.client.ja4".into(), s(fp));
+        }
         if let Some((country, asn)) = self.geo {
             if let Some(c) = country {
                 m.insert(

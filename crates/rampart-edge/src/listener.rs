@@ -122,7 +122,40 @@ async fn accept_loop(
     }
 }
 
-/// A TCP stream with bytes already read (after a PROXY header) put back in front.
+/// Most bytes read ahead for a ClientHello (post-quantum key shares make a few KiB).
+const MAX_HELLO_READ: usize = 64 * 1024;
+
+/// Reads until the stream's first bytes hold a whole ClientHello (or cannot), keeping
+/// every byte read in the stream's prefix for rustls; the hello's JA4 fingerprint.
+async fn read_client_hello(stream: &mut Prefixed<TcpStream>) -> Option<Arc<str>> {
+    use rampart_policy::fingerprint::{HelloError, Transport, client_hello, ja4};
+    use tokio::io::AsyncReadExt;
+    let mut buf = stream.prefix.to_vec();
+    let fp = loop {
+        match client_hello(&buf) {
+            Ok(ch) => break Some(Arc::from(ja4(&ch, Transport::Tcp).as_str())),
+            // rustls refuses what is not a ClientHello, with its own alert.
+            Err(HelloError::Invalid(_)) => break None,
+            Err(HelloError::Incomplete(need)) if need > MAX_HELLO_READ => break None,
+            Err(HelloError::Incomplete(need)) => {
+                let at = buf.len();
+                buf.resize(need.max(at + 1).min(MAX_HELLO_READ), 0);
+                match stream.inner.read(&mut buf[at..]).await {
+                    Ok(0) | Err(_) => {
+                        buf.truncate(at);
+                        break None;
+                    }
+                    Ok(n) => buf.truncate(at + n),
+                }
+            }
+        }
+    };
+    stream.prefix = Bytes::from(buf);
+    fp
+}
+
+/// A TCP stream with bytes already read (a PROXY header's remainder, a ClientHello read
+/// for its fingerprint) put back in front.
 pub struct Prefixed<T> {
     prefix: Bytes,
     inner: T,
@@ -368,12 +401,20 @@ async fn connection(shared: Arc<Shared>, name: Arc<str>, mut tcp: TcpStream, tcp
         return;
     }
 
-    // 3. TLS
+    // 3. TLS: the ClientHello is read first (for its JA4 fingerprint), then replayed to
+    // rustls, all within the header timeout.
+    let mut ja4: Option<Arc<str>> = None;
     let (io, sni, h2) = if spec.is_tls() {
         let Some(tls) = g.tls.clone() else { return };
         let acceptor = tokio_rustls::TlsAcceptor::from(tls);
-        match tokio::time::timeout(spec.limits.header_timeout, acceptor.accept(stream)).await {
-            Ok(Ok(s)) => {
+        let mut stream = stream;
+        let handshake = async {
+            let fp = read_client_hello(&mut stream).await;
+            (fp, acceptor.accept(stream).await)
+        };
+        match tokio::time::timeout(spec.limits.header_timeout, handshake).await {
+            Ok((fp, Ok(s))) => {
+                ja4 = fp;
                 metrics.tls_handshakes.with(&[&name, "success"]).inc();
                 let conn = s.get_ref().1;
                 let sni: Option<Arc<str>> = conn
@@ -382,7 +423,7 @@ async fn connection(shared: Arc<Shared>, name: Arc<str>, mut tcp: TcpStream, tcp
                 let h2 = conn.alpn_protocol() == Some(b"h2");
                 (ClientIo::Tls(Box::new(s)), sni, h2)
             }
-            Ok(Err(e)) => {
+            Ok((_, Err(e))) => {
                 metrics.tls_handshakes.with(&[&name, "failure"]).inc();
                 tracing::debug!(listener = %name, peer = %peer, error = %e, "TLS handshake failed");
                 return;
@@ -403,7 +444,9 @@ async fn connection(shared: Arc<Shared>, name: Arc<str>, mut tcp: TcpStream, tcp
     let Some(builder) = g.http.get(idx).cloned().flatten() else {
         return;
     };
-    let conn = Arc::new(ConnInfo::new(peer, dest, name.clone(), spec.is_tls(), sni));
+    let mut info = ConnInfo::new(peer, dest, name.clone(), spec.is_tls(), sni);
+    info.tls_fingerprint = ja4;
+    let conn = Arc::new(info);
     let conn_shared = Arc::new(ConnShared::default());
     let ctx = Arc::new(ConnCtx {
         edge: shared.clone(),

@@ -580,6 +580,7 @@ impl Stage for PolicyStage {
                 &req.head.headers,
             );
             r.tls = req.conn.tls;
+            r.tls_fingerprint = req.conn.tls_fingerprint.as_deref().unwrap_or("");
             r.port = req.conn.local.port();
             r.version = version_of(req.head.version);
             r.tags = &req.tags;
@@ -707,6 +708,7 @@ impl Stage for PolicyStage {
                 &saved.headers,
             );
             r.tls = saved.tls;
+            r.tls_fingerprint = req.conn.tls_fingerprint.as_deref().unwrap_or("");
             r.port = saved.port;
             r.version = saved.version;
             r.tags = &req.tags;
@@ -830,6 +832,7 @@ impl Stage for PolicyBodyStage {
                 &req.head.headers,
             );
             r.tls = req.conn.tls;
+            r.tls_fingerprint = req.conn.tls_fingerprint.as_deref().unwrap_or("");
             r.port = req.conn.local.port();
             r.version = version_of(req.head.version);
             r.tags = &req.tags;

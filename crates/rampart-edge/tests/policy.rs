@@ -539,3 +539,70 @@ status = 451
     assert!(err.contains("rampart.toml:"), "{err}");
     assert_eq!(get("127.0.31.1", "/").await, 403);
 }
+
+/// The JA4 fingerprint a client configuration sends (its ClientHello, made offline).
+fn ja4_of(cc: std::sync::Arc<rustls::ClientConfig>) -> String {
+    let name = rustls_pki_types::ServerName::try_from("shop.test").unwrap();
+    let mut conn = rustls::ClientConnection::new(cc, name).unwrap();
+    let mut wire = Vec::new();
+    while conn.wants_write() {
+        conn.write_tls(&mut wire).unwrap();
+    }
+    let ch = rampart_policy::fingerprint::client_hello(&wire).unwrap();
+    rampart_policy::fingerprint::ja4(&ch, rampart_policy::fingerprint::Transport::Tcp)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_tls_fingerprint_is_a_field_and_in_events() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let o = Origin::start("o").await;
+    let dir = TempDir::new("policy-ja4");
+    let log = TempDir::new("policy-ja4-log");
+    let cert = TestCert::new(&["shop.test"]);
+    let (c, k) = cert.write(&dir, "shop");
+    let h1 = tls_client(&[&cert], &[b"http/1.1"]);
+    let h2_only = tls_client(&[&cert], &[b"h2"]);
+    let (fp1, fp2) = (ja4_of(h1.clone()), ja4_of(h2_only));
+    assert!(fp1.starts_with("t13d") && fp1.contains("h1_"), "{fp1}");
+    assert_ne!(fp1, fp2, "ALPN is part of the fingerprint");
+    assert_ne!(fp1, ja4_of(h2_only_h1(&cert)));
+    let cfg = format!(
+        "[edge]\naccess_log = \"off\"\nsecurity_log = \"{}\"\n[[tenant]]\nid = \"acme\"\n\
+         [[listener]]\nname = \"tls\"\nbind = \"127.0.0.1:0\"\ntls = true\n\
+         [[listener]]\nname = \"web\"\nbind = \"127.0.0.1:0\"\n\
+         [[certificate]]\nname = \"shop\"\ncert = \"{c}\"\nkey = \"{k}\"\ndefault = true\n\
+         [[pool]]\nid = \"p\"\ntenant = \"acme\"\nservers = [\"{}\"]\n\
+         [[site]]\nid = \"s\"\ntenant = \"acme\"\nhosts = [\"shop.test\"]\nroute = [{{ path = \"/\", pool = \"p\" }}]\n\
+         [site.policy]\n[[site.policy.rule]]\nid = \"known-tool\"\nexpression = 'tls.fingerprint == \"{fp1}\"'\naction = \"block\"\nstatus = 451\n",
+        log.path("security.log"),
+        o.addr
+    );
+    let e = TestEdge::start(dir, &cfg).await;
+    let tls_addr = e.addr("tls");
+    let ask = |cc: std::sync::Arc<rustls::ClientConfig>| async move {
+        let mut s = tls_connect(tls_addr, "shop.test", cc).await.unwrap();
+        s.write_all(b"GET / HTTP/1.1\r\nHost: shop.test\r\nConnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        let mut out = Vec::new();
+        let _ = s.read_to_end(&mut out).await;
+        split(&out).0
+    };
+    assert_eq!(
+        ask(h1.clone()).await,
+        451,
+        "the client with that fingerprint"
+    );
+    assert_eq!(ask(h2_only_h1(&cert)).await, 200, "another fingerprint");
+    // Plain HTTP has no fingerprint.
+    assert_eq!(get(e.addr("web"), "shop.test", "/", "").await.0, 200);
+    let ev = events(&log, 1).await;
+    assert_eq!(ev[0]["tls.client.ja4"], fp1.as_str());
+    assert_eq!(ev[0]["rampart.decision"][0]["id"], "known-tool");
+}
+
+/// A client without ALPN (another fingerprint: no ALPN extension, `00`), which speaks
+/// HTTP/1.1.
+fn h2_only_h1(cert: &TestCert) -> std::sync::Arc<rustls::ClientConfig> {
+    tls_client(&[cert], &[])
+}

@@ -249,7 +249,7 @@ pub const FIELDS: &[FieldDef] = &[
         "tls.fingerprint",
         Field::TlsFingerprint,
         Type::Str,
-        "The client's TLS fingerprint (JA4); empty until fingerprinting fills it.",
+        "The JA4 fingerprint of the client's TLS ClientHello; empty on plain connections.",
     ),
     f(
         "tags",
