@@ -231,16 +231,18 @@ pub(crate) enum KeyTerm {
 
 impl KeyTerm {
     /// Appends the term's value to `out`; `false` when it has none (an absent header, an
-    /// array with no element).
+    /// array with no element, an empty string).
     pub(crate) fn write(&self, req: &Request<'_>, out: &mut Vec<u8>) -> bool {
         use std::io::Write;
         match self {
+            // An empty value (no User-Agent, no TLS fingerprint on a plain connection)
+            // is no value: such requests are not all counted under one empty key.
             KeyTerm::Text(t) => match t.eval(req, None) {
-                Some(v) => {
+                Some(v) if !v.is_empty() => {
                     out.extend_from_slice(&v);
                     true
                 }
-                None => false,
+                _ => false,
             },
             KeyTerm::Num(n) => write!(out, "{}", n.eval(req, None)).is_ok(),
             KeyTerm::Addr(a) => write!(out, "{}", a.eval(req)).is_ok(),

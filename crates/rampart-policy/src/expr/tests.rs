@@ -425,6 +425,11 @@ fn key_expressions_write_values() {
         ("lower(http.request.method)", Some("post")),
         ("http.request.headers[\"accept\"][5]", None),
         ("tags", Some("waf:sqli,bot")),
+        ("http.referer", None),
+        (
+            "tls.fingerprint",
+            Some("t13d1516h2_8daaf6152771_02713d6af862"),
+        ),
     ];
     with_request(|req| {
         for &(src, want) in cases {
