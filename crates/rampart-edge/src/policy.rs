@@ -322,6 +322,40 @@ fn unix_now() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
+/// The client's country code and ASN, when `[geo]` is configured.
+type GeoFacts = Option<(Option<[u8; 2]>, u32)>;
+
+fn geo_of(set: &PolicySet, ip: std::net::IpAddr) -> GeoFacts {
+    set.geo.as_ref().map(|g| (g.country(ip), g.asn(ip)))
+}
+
+fn set_geo<'a>(r: &mut Request<'a>, geo: &'a GeoFacts) {
+    if let Some((country, asn)) = geo {
+        r.asn = *asn;
+        if let Some(c) = country {
+            r.country = std::str::from_utf8(c).unwrap_or("");
+        }
+    }
+}
+
+/// The policy's view of a request, on its head or body.
+fn request_of<'a>(req: &'a RequestView, target: &'a str, geo: &'a GeoFacts) -> Request<'a> {
+    let mut r = Request::new(
+        req.client_ip,
+        req.head.method.as_str(),
+        &req.host,
+        target,
+        &req.head.headers,
+    );
+    r.tls = req.conn.tls;
+    r.tls_fingerprint = req.conn.tls_fingerprint.as_deref().unwrap_or("");
+    r.port = req.conn.local.port();
+    r.version = version_of(req.head.version);
+    r.tags = &req.tags;
+    set_geo(&mut r, geo);
+    r
+}
+
 /// The request target as received.
 fn target_of(req: &RequestView) -> Cow<'_, str> {
     match req.head.extensions.get::<RawTarget>() {
@@ -563,33 +597,11 @@ impl Stage for PolicyStage {
         let mut d = Decision::new();
         let mut fx = Effects::default();
         let mut waiting: Vec<Check> = Vec::new();
-        let geo = self
-            .set
-            .geo
-            .as_ref()
-            .map(|g| (g.country(req.client_ip), g.asn(req.client_ip)));
-        let country = geo.and_then(|g| g.0);
+        let geo = geo_of(&self.set, req.client_ip);
         let tags;
         {
             let target = target_of(req);
-            let mut r = Request::new(
-                req.client_ip,
-                req.head.method.as_str(),
-                &req.host,
-                &target,
-                &req.head.headers,
-            );
-            r.tls = req.conn.tls;
-            r.tls_fingerprint = req.conn.tls_fingerprint.as_deref().unwrap_or("");
-            r.port = req.conn.local.port();
-            r.version = version_of(req.head.version);
-            r.tags = &req.tags;
-            if let Some((_, asn)) = geo {
-                r.asn = asn;
-            }
-            if let Some(c) = &country {
-                r.country = std::str::from_utf8(c).unwrap_or("");
-            }
+            let mut r = request_of(req, &target, &geo);
             p.acl(&r, &mut d, &mut fx);
             if !d.is_settled() {
                 let mut checks: Vec<Check> = Vec::new();
@@ -692,12 +704,7 @@ impl Stage for PolicyStage {
         };
         let mut d = Decision::new();
         let mut fx = Effects::default();
-        let geo = self
-            .set
-            .geo
-            .as_ref()
-            .map(|g| (g.country(req.client_ip), g.asn(req.client_ip)));
-        let country = geo.and_then(|g| g.0);
+        let geo = geo_of(&self.set, req.client_ip);
         let tags;
         {
             let mut r = Request::new(
@@ -709,15 +716,10 @@ impl Stage for PolicyStage {
             );
             r.tls = saved.tls;
             r.tls_fingerprint = req.conn.tls_fingerprint.as_deref().unwrap_or("");
+            set_geo(&mut r, &geo);
             r.port = saved.port;
             r.version = saved.version;
             r.tags = &req.tags;
-            if let Some((_, asn)) = geo {
-                r.asn = asn;
-            }
-            if let Some(c) = &country {
-                r.country = std::str::from_utf8(c).unwrap_or("");
-            }
             r.waf_score = crate::waf::inbound_score(req);
             r.response = Some(Response {
                 status: resp.status.as_u16(),
@@ -815,33 +817,11 @@ impl Stage for PolicyBodyStage {
         let args = body_args(&req.head.headers, prefix);
         let mut d = Decision::new();
         let mut fx = Effects::default();
-        let geo = self
-            .set
-            .geo
-            .as_ref()
-            .map(|g| (g.country(req.client_ip), g.asn(req.client_ip)));
-        let country = geo.and_then(|g| g.0);
+        let geo = geo_of(&self.set, req.client_ip);
         let tags;
         {
             let target = target_of(req);
-            let mut r = Request::new(
-                req.client_ip,
-                req.head.method.as_str(),
-                &req.host,
-                &target,
-                &req.head.headers,
-            );
-            r.tls = req.conn.tls;
-            r.tls_fingerprint = req.conn.tls_fingerprint.as_deref().unwrap_or("");
-            r.port = req.conn.local.port();
-            r.version = version_of(req.head.version);
-            r.tags = &req.tags;
-            if let Some((_, asn)) = geo {
-                r.asn = asn;
-            }
-            if let Some(c) = &country {
-                r.country = std::str::from_utf8(c).unwrap_or("");
-            }
+            let mut r = request_of(req, &target, &geo);
             r.waf_score = crate::waf::inbound_score(req);
             r.body_args = Some(&args);
             rp.policy

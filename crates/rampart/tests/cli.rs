@@ -3,10 +3,13 @@
 // This test drives a child process from plain threads: no async runtime to block.
 #![allow(clippy::disallowed_methods)]
 
+mod common;
+
+use common::{Proc, free_port, origin, wait_port};
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 fn bin() -> PathBuf {
@@ -26,14 +29,6 @@ fn rampart_check(cfg: impl AsRef<std::ffi::OsStr>) -> std::process::Output {
         .arg(cfg)
         .output()
         .unwrap()
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// `rampart check` compiles the WAF rules too: a broken exclusion file is reported at its
@@ -179,44 +174,6 @@ fn check_reports_every_error_with_file_line_col_and_fails() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read /nonexistent/rampart.toml"));
 }
 
-struct Proc(Child);
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn origin() -> SocketAddr {
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = l.local_addr().unwrap();
-    std::thread::spawn(move || {
-        for s in l.incoming() {
-            let Ok(mut s) = s else { continue };
-            std::thread::spawn(move || {
-                let mut buf = [0u8; 4096];
-                let mut acc = Vec::new();
-                loop {
-                    let Ok(n) = s.read(&mut buf) else { return };
-                    if n == 0 {
-                        return;
-                    }
-                    acc.extend_from_slice(&buf[..n]);
-                    while let Some(end) = acc.windows(4).position(|w| w == b"\r\n\r\n") {
-                        let head = String::from_utf8_lossy(&acc[..end]).to_string();
-                        acc.drain(..end + 4);
-                        if head.contains("/slow") {
-                            std::thread::sleep(Duration::from_millis(800));
-                        }
-                        let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\norigin");
-                    }
-                }
-            });
-        }
-    });
-    addr
-}
-
 fn http_get(addr: SocketAddr, path: &str) -> Option<u16> {
     let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
@@ -228,17 +185,6 @@ fn http_get(addr: SocketAddr, path: &str) -> Option<u16> {
     let mut out = String::new();
     s.read_to_string(&mut out).ok()?;
     out.get(9..12)?.parse().ok()
-}
-
-fn wait_port(addr: SocketAddr) -> bool {
-    let end = Instant::now() + Duration::from_secs(10);
-    while Instant::now() < end {
-        if TcpStream::connect(addr).is_ok() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    false
 }
 
 fn config(o: SocketAddr, web: u16, admin: u16, extra_listener: Option<u16>) -> String {

@@ -8,38 +8,14 @@
 // This test drives child processes from plain threads: no async runtime to block.
 #![allow(clippy::disallowed_methods)]
 
+mod common;
+
+use common::{Proc, free_port, origin, wait_port};
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-struct Proc(Child);
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn wait_port(addr: SocketAddr) -> bool {
-    let end = Instant::now() + Duration::from_secs(15);
-    while Instant::now() < end {
-        if TcpStream::connect(addr).is_ok() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    false
-}
 
 /// `redis-server` on `port`, without persistence.
 fn redis(port: u16, dir: &Path) -> Proc {
@@ -69,32 +45,6 @@ fn redis(port: u16, dir: &Path) -> Proc {
         "redis-server did not start"
     );
     Proc(child)
-}
-
-fn origin() -> SocketAddr {
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = l.local_addr().unwrap();
-    std::thread::spawn(move || {
-        for s in l.incoming() {
-            let Ok(mut s) = s else { continue };
-            std::thread::spawn(move || {
-                let mut buf = [0u8; 4096];
-                let mut acc = Vec::new();
-                loop {
-                    let Ok(n) = s.read(&mut buf) else { return };
-                    if n == 0 {
-                        return;
-                    }
-                    acc.extend_from_slice(&buf[..n]);
-                    while let Some(end) = acc.windows(4).position(|w| w == b"\r\n\r\n") {
-                        acc.drain(..end + 4);
-                        let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
-                    }
-                }
-            });
-        }
-    });
-    addr
 }
 
 /// A GET of `path` from the loopback address `src`; the status, or `None`.
