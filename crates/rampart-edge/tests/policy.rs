@@ -491,6 +491,10 @@ id = "hosting"
 expression = 'ip.src.asn == 64500 and http.request.uri.path == "/login"'
 action = "block"
 status = 451
+[[site.policy.rule]]
+id = "de-not-found"
+expression = 'ip.src.country == "DE" and http.response.code == 404'
+action = "log"
 "#;
     let cfg = basic_config(
         &[o.addr],
@@ -527,6 +531,15 @@ status = 451
     let hosting = ev.iter().find(|e| e["client.ip"] == "127.0.30.1").unwrap();
     assert_eq!(hosting["source.as.number"], 64500);
     assert_eq!(hosting["source.geo.country_iso_code"], "DE");
+    // Response rules see the country too.
+    assert_eq!(get("127.0.30.9", "/status/404").await, 404);
+    let ev = events(&log, 3).await;
+    assert!(
+        ev.iter()
+            .any(|e| e["client.ip"] == "127.0.30.9"
+                && e["rampart.decision"][0]["id"] == "de-not-found"),
+        "{ev:?}"
+    );
 
     // A database that is not one is refused at reload, located; the running one serves.
     std::fs::write(e.dir.path("asn.mmdb"), b"not a database").unwrap();
