@@ -173,27 +173,28 @@ impl Parser {
     }
 
     fn or(&mut self) -> Result<Node, ExprError> {
-        let mut left = self.and()?;
-        while matches!(self.peek().0, Tok::OrOr) || self.is_name("or") {
-            self.bump();
-            let right = self.and()?;
-            let span = left.span.to(right.span);
-            left = Node {
-                kind: Kind::Or(Box::new(left), Box::new(right)),
-                span,
-            };
-        }
-        Ok(left)
+        self.joined(Tok::OrOr, "or", Self::and, Kind::Or)
     }
 
     fn and(&mut self) -> Result<Node, ExprError> {
-        let mut left = self.not()?;
-        while matches!(self.peek().0, Tok::AndAnd) || self.is_name("and") {
+        self.joined(Tok::AndAnd, "and", Self::not, Kind::And)
+    }
+
+    /// Operands of `next` joined, left to right, by `symbol` or `word`.
+    fn joined(
+        &mut self,
+        symbol: Tok,
+        word: &str,
+        next: fn(&mut Self) -> Result<Node, ExprError>,
+        make: fn(Box<Node>, Box<Node>) -> Kind,
+    ) -> Result<Node, ExprError> {
+        let mut left = next(self)?;
+        while *self.peek().0 == symbol || self.is_name(word) {
             self.bump();
-            let right = self.not()?;
+            let right = next(self)?;
             let span = left.span.to(right.span);
             left = Node {
-                kind: Kind::And(Box::new(left), Box::new(right)),
+                kind: make(Box::new(left), Box::new(right)),
                 span,
             };
         }
