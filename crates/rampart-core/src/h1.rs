@@ -28,6 +28,8 @@ use std::mem::MaybeUninit;
 
 use http::StatusCode;
 
+pub mod fingerprint;
+
 #[cfg(test)]
 mod tests;
 

@@ -113,6 +113,9 @@ pub struct RequestView {
     pub host: String,
     /// Tags added by stages, for later stages, rules and the event.
     pub tags: Vec<Cow<'static, str>>,
+    /// The client's HTTP fingerprint: the head's shape on HTTP/1, the connection's
+    /// first flight on HTTP/2.
+    pub http_fingerprint: HttpFingerprint,
     /// What stages keep between their hooks for this request (the WAF's transaction).
     pub state: StageState,
 }
@@ -167,7 +170,32 @@ impl RequestView {
             route: None,
             host: String::new(),
             tags: Vec::new(),
+            http_fingerprint: HttpFingerprint::None,
             state: StageState::default(),
+        }
+    }
+}
+
+/// A request's HTTP client fingerprint.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum HttpFingerprint {
+    /// Not known (an HTTP/2 connection whose first flight could not be read).
+    #[default]
+    None,
+    /// The HTTP/1 header fingerprint of this request's head
+    /// ([`crate::h1::fingerprint`]).
+    H1(crate::h1::fingerprint::H1Fingerprint),
+    /// The HTTP/2 fingerprint of the connection (`rampart_policy::fingerprint::h2`).
+    H2(Arc<str>),
+}
+
+impl HttpFingerprint {
+    /// The text form; empty when not known.
+    pub fn as_str(&self) -> &str {
+        match self {
+            HttpFingerprint::None => "",
+            HttpFingerprint::H1(f) => f.as_str(),
+            HttpFingerprint::H2(s) => s,
         }
     }
 }

@@ -16,7 +16,7 @@ use std::time::SystemTime;
 
 use rampart_core::config::Config;
 use rampart_core::decision::{Decision, Source};
-use rampart_core::pipeline::RequestView;
+use rampart_core::pipeline::{HttpFingerprint, RequestView};
 use serde_json::{Map, Value};
 
 use crate::accesslog::AccessLog;
@@ -37,6 +37,7 @@ struct EventBase {
     client_ip: std::net::IpAddr,
     destination_port: u16,
     ja4: Option<Arc<str>>,
+    http_fingerprint: HttpFingerprint,
 }
 
 /// The request's security event, in the making.
@@ -81,6 +82,7 @@ impl SecurityEvent {
                 client_ip: req.client_ip,
                 destination_port: req.conn.local.port(),
                 ja4: req.conn.tls_fingerprint.clone(),
+                http_fingerprint: req.http_fingerprint.clone(),
             };
             req.state.insert(SecurityEvent {
                 base,
@@ -150,6 +152,12 @@ impl SecurityEvent {
         m.insert("destination.port".into(), Value::from(e.destination_port));
         if let Some(fp) = &e.ja4 {
             m.insert("tls.client.ja4".into(), s(fp));
+        }
+        if e.http_fingerprint != HttpFingerprint::None {
+            m.insert(
+                "http.request.fingerprint".into(),
+                s(e.http_fingerprint.as_str()),
+            );
         }
         if let Some((country, asn)) = self.geo {
             if let Some(c) = country {

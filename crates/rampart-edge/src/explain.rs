@@ -8,6 +8,7 @@
 //! `--response-status` — the response rules. Every verdict is printed in order, then the
 //! final action and what monitor mode would have done.
 
+use rampart_core::h1::fingerprint::H1Fingerprint;
 use std::net::IpAddr;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -33,7 +34,7 @@ pub struct Input {
 
 /// The trace, as text, or why the request cannot be explained.
 pub fn explain(src: &SourceFile, cfg: &Config, input: &Input) -> Result<String, String> {
-    let (head_len, method, target, version, headers) = parse(&input.raw)?;
+    let (head_len, method, target, version, headers, http_fp) = parse(&input.raw)?;
     let body = &input.raw[head_len..];
     let li = match &input.listener {
         Some(name) => cfg
@@ -122,6 +123,7 @@ pub fn explain(src: &SourceFile, cfg: &Config, input: &Input) -> Result<String, 
     };
     let mut req = Request::new(input.client_ip, &method, &host, &target, &headers);
     fill(&mut req);
+    req.http_fingerprint = http_fp.as_str();
     req.tags = &tags;
     if let Some(c) = &country {
         req.country = std::str::from_utf8(c).unwrap_or("");
@@ -242,7 +244,14 @@ fn render(d: &[rampart_core::config::Diagnostic]) -> String {
         .join("\n")
 }
 
-type Parsed = (usize, String, String, &'static str, HeaderMap);
+type Parsed = (
+    usize,
+    String,
+    String,
+    &'static str,
+    HeaderMap,
+    H1Fingerprint,
+);
 
 /// The request's head: its length, method, target, version and fields.
 fn parse(raw: &[u8]) -> Result<Parsed, String> {
@@ -272,5 +281,7 @@ fn parse(raw: &[u8]) -> Result<Parsed, String> {
             .map_err(|_| format!("invalid value of `{}`", h.name))?;
         headers.append(name, value);
     }
-    Ok((len, method, target, version, headers))
+    let minor = r.version.unwrap_or(1);
+    let fp = rampart_core::h1::fingerprint::of(minor, r.headers.iter().map(|h| h.name.as_bytes()));
+    Ok((len, method, target, version, headers, fp))
 }

@@ -34,6 +34,8 @@ pub struct ConnShared {
     pub written: AtomicU64,
     /// The violation that ended the stream, if any.
     pub violation: Mutex<Option<Violation>>,
+    /// The HTTP/2 fingerprint of the connection, once its first request was read.
+    pub h2_fingerprint: std::sync::OnceLock<Arc<str>>,
 }
 
 /// A refused request and when it was refused.
@@ -94,6 +96,9 @@ pub struct GuardedIo<T> {
     responder: Arc<ErrorResponder>,
     /// Error response being written during shutdown.
     farewell: Option<(Vec<u8>, usize)>,
+    /// The bytes of an HTTP/2 connection up to its first request, while they are read
+    /// for its fingerprint (`None` once done).
+    h2_probe: Option<Vec<u8>>,
 }
 
 /// Reads are made in pieces of this size (the buffer is kept for the connection's life,
@@ -122,6 +127,27 @@ impl<T> GuardedIo<T> {
             shared,
             responder,
             farewell: None,
+            h2_probe: Some(Vec::new()),
+        }
+    }
+
+    /// Reads the HTTP/2 fingerprint from the bytes released to the server, until the
+    /// first request is complete (or the bytes cannot give one).
+    fn probe_h2(&mut self, n: usize) {
+        let Some(probe) = self.h2_probe.as_mut() else {
+            return;
+        };
+        probe.extend_from_slice(&self.buf[..n]);
+        match rampart_policy::fingerprint::h2_fingerprint(probe) {
+            Ok(fp) => {
+                let _ = self.shared.h2_fingerprint.set(Arc::from(fp));
+                self.h2_probe = None;
+            }
+            Err(rampart_policy::fingerprint::HelloError::Incomplete(_)) => {}
+            Err(rampart_policy::fingerprint::HelloError::Invalid(why)) => {
+                tracing::debug!(reason = why, "no HTTP/2 fingerprint");
+                self.h2_probe = None;
+            }
         }
     }
 
@@ -203,6 +229,14 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AsyncRead for GuardedIo<T> {
                 match this.guard.advance(&this.buf) {
                     Step::Pass(n) => {
                         this.ready = n;
+                        if this.h2_probe.is_some() {
+                            if this.guard.is_h2() {
+                                this.probe_h2(n);
+                            } else if this.guard.requests() > 0 {
+                                // HTTP/1: the preface can no longer come.
+                                this.h2_probe = None;
+                            }
+                        }
                         // A body segment restarts the body timer. Anything else: the
                         // next wait picks and arms its timer afresh (a complete head
                         // never needs the head timer).

@@ -349,6 +349,7 @@ fn request_of<'a>(req: &'a RequestView, target: &'a str, geo: &'a GeoFacts) -> R
     );
     r.tls = req.conn.tls;
     r.tls_fingerprint = req.conn.tls_fingerprint.as_deref().unwrap_or("");
+    r.http_fingerprint = req.http_fingerprint.as_str();
     r.port = req.conn.local.port();
     r.version = version_of(req.head.version);
     r.tags = &req.tags;
@@ -716,6 +717,7 @@ impl Stage for PolicyStage {
             );
             r.tls = saved.tls;
             r.tls_fingerprint = req.conn.tls_fingerprint.as_deref().unwrap_or("");
+            r.http_fingerprint = req.http_fingerprint.as_str();
             set_geo(&mut r, &geo);
             r.port = saved.port;
             r.version = saved.version;

@@ -20,7 +20,9 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Request, Response, StatusCode, Version};
 use hyper::body::Incoming;
 use rampart_core::config::UpstreamProtocol;
-use rampart_core::pipeline::{ConnInfo, ExtendedConnect, Flow, Probe, Reply, RequestView};
+use rampart_core::pipeline::{
+    ConnInfo, ExtendedConnect, Flow, HttpFingerprint, Probe, Reply, RequestView,
+};
 
 use crate::accesslog::Entry;
 use crate::body::{BodyError, ClientBody, ReqBody, RespBody, find_body_error};
@@ -226,7 +228,13 @@ pub async fn handle(
         let on = ClientUpgrade::hyper(hyper::upgrade::on(&mut req));
         req.extensions_mut().insert(on);
     }
-    Ok(serve(&ctx, req.map(ClientBody::Hyper), None).await)
+    // (hyper serves HTTP/2 only: the fingerprint is the connection's.)
+    let fingerprint = ctx
+        .shared
+        .h2_fingerprint
+        .get()
+        .map_or(HttpFingerprint::None, |f| HttpFingerprint::H2(f.clone()));
+    Ok(serve(&ctx, req.map(ClientBody::Hyper), fingerprint, None).await)
 }
 
 /// Where the client's connection comes from after a `101` (or an accepted extended
@@ -274,6 +282,7 @@ impl ClientUpgrade {
 pub async fn serve(
     ctx: &ConnCtx,
     mut req: Request<ClientBody>,
+    fingerprint: HttpFingerprint,
     mut origin_timer: Option<&mut Option<LazyTimer>>,
 ) -> Response<RespBody> {
     let in_flight = InFlight::new(&ctx.shared);
@@ -291,6 +300,7 @@ pub async fn serve(
     let accept = head.headers.get(header::ACCEPT).cloned();
 
     let mut view = RequestView::new(head, ctx.conn.clone(), listener.unwrap_or(usize::MAX));
+    view.http_fingerprint = fingerprint;
     let log = g.access_log.enabled().then(|| {
         Box::new(LogFields {
             conn: ctx.conn.clone(),

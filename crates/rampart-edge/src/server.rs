@@ -30,6 +30,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::{oneshot, watch};
 
 use rampart_core::h1::HeadLayout;
+use rampart_core::pipeline::HttpFingerprint;
 
 use crate::body::{ClientBody, RespBody};
 use crate::framing::GuardedIo;
@@ -519,6 +520,8 @@ struct Head {
     keep_alive: bool,
     expect_continue: bool,
     upgrade: bool,
+    /// The head's header fingerprint.
+    fingerprint: rampart_core::h1::fingerprint::H1Fingerprint,
 }
 
 enum Parsed {
@@ -629,8 +632,10 @@ fn build_head(
     let mut upgrade_token = false;
     let mut has_upgrade = false;
     let mut expect_continue = false;
+    let mut fingerprint = rampart_core::h1::fingerprint::Builder::default();
     for &(ns, ne, vs, ve) in spans {
         let (n, v) = (ns as usize..ne as usize, vs as usize..ve as usize);
+        fingerprint.name(&head[n.clone()]);
         let Ok(name) = HeaderName::from_bytes(&head[n]) else {
             return Parsed::Invalid("invalid header name");
         };
@@ -699,6 +704,7 @@ fn build_head(
         framing,
         keep_alive,
         upgrade: version == Version::HTTP_11 && has_upgrade && upgrade_token,
+        fingerprint: fingerprint.finish(minor),
     }))
 }
 
@@ -779,6 +785,7 @@ pub async fn serve(
             keep_alive,
             expect_continue,
             upgrade,
+            fingerprint,
         } = *head;
         let head_req = ReqMeta {
             method_head: parts.method == Method::HEAD,
@@ -807,7 +814,8 @@ pub async fn serve(
         };
 
         // 2. the proxy
-        let resp = crate::proxy::serve(&ctx, req, Some(&mut origin_timer)).await;
+        let fingerprint = HttpFingerprint::H1(fingerprint);
+        let resp = crate::proxy::serve(&ctx, req, fingerprint, Some(&mut origin_timer)).await;
 
         // 3. the response
         // A request body not read to its end cannot be told from the next request: the

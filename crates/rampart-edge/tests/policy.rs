@@ -619,3 +619,131 @@ async fn the_tls_fingerprint_is_a_field_and_in_events() {
 fn h2_only_h1(cert: &TestCert) -> std::sync::Arc<rustls::ClientConfig> {
     tls_client(&[cert], &[])
 }
+
+/// An HTTP/2 client made by `builder`, over `io`.
+async fn h2_with<S>(builder: &h2::client::Builder, io: S) -> h2::client::SendRequest<bytes::Bytes>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (send, conn) = builder.handshake(io).await.unwrap();
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    send
+}
+
+/// One GET over HTTP/2; its status.
+async fn h2_get(send: h2::client::SendRequest<bytes::Bytes>) -> u16 {
+    let mut send = send.ready().await.unwrap();
+    let req = http::Request::get("http://shop.test/").body(()).unwrap();
+    let (resp, _) = send.send_request(req, true).unwrap();
+    resp.await.unwrap().status().as_u16()
+}
+
+/// The HTTP/2 fingerprint a client configuration sends, read from its first flight on a
+/// socket of our own.
+async fn h2_fingerprint_of(builder: &h2::client::Builder) -> String {
+    use tokio::io::AsyncReadExt;
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let client = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (mut server, _) = l.accept().await.unwrap();
+    let send = h2_with(builder, client).await;
+    // (Nothing answers: the request fails once the socket closes.)
+    tokio::spawn(async move {
+        let Ok(mut send) = send.ready().await else {
+            return;
+        };
+        let req = http::Request::get("http://shop.test/").body(()).unwrap();
+        if let Ok((resp, _)) = send.send_request(req, true) {
+            let _ = resp.await;
+        }
+    });
+    let mut seen = Vec::new();
+    loop {
+        let mut chunk = [0u8; 4096];
+        let n = tokio::time::timeout(Duration::from_secs(5), server.read(&mut chunk))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(n > 0, "the client closed before its first request");
+        seen.extend_from_slice(&chunk[..n]);
+        match rampart_policy::fingerprint::h2_fingerprint(&seen) {
+            Ok(fp) => return fp,
+            Err(rampart_policy::fingerprint::HelloError::Incomplete(_)) => {}
+            Err(e) => panic!("{e}"),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_http_fingerprints_are_fields_and_in_events() {
+    let o = Origin::start("o").await;
+    let dir = TempDir::new("policy-httpfp");
+    let log = TempDir::new("policy-httpfp-log");
+    // A tool's HTTP/1 head: lower-case names, its own order.
+    let tool_fp = rampart_core::h1::fingerprint::of(
+        1,
+        [&b"host"[..], b"user-agent", b"accept", b"connection"],
+    )
+    .to_string();
+    // A tuned HTTP/2 client: its settings show in the fingerprint.
+    let mut tuned = h2::client::Builder::new();
+    tuned
+        .initial_window_size(1_048_576)
+        .initial_connection_window_size(4_000_000);
+    let h2_fp = h2_fingerprint_of(&tuned).await;
+    assert!(
+        h2_fp.starts_with("4:1048576|3934465|0|m,"),
+        "the stream window asked for, and its connection WINDOW_UPDATE: {h2_fp}"
+    );
+    assert_ne!(h2_fp, h2_fingerprint_of(&h2::client::Builder::new()).await);
+    let cfg = config(
+        o.addr,
+        &log,
+        &format!(
+            "[site.policy]\n\
+             [[site.policy.rule]]\nid = \"tool-h1\"\nexpression = 'http.fingerprint == \"{tool_fp}\"'\naction = \"block\"\nstatus = 451\n\
+             [[site.policy.rule]]\nid = \"tool-h2\"\nexpression = 'http.fingerprint == \"{h2_fp}\"'\naction = \"block\"\nstatus = 452\n"
+        ),
+    );
+    let e = TestEdge::start(dir, &cfg).await;
+    let addr = e.addr("web");
+    let head = |h: &str| format!("GET / HTTP/1.1\r\n{h}\r\n\r\n");
+    let ask = |req: String| async move {
+        split(
+            &raw_from(
+                Some("127.0.40.1"),
+                addr,
+                req.as_bytes(),
+                Duration::from_secs(10),
+            )
+            .await,
+        )
+        .0
+    };
+    let tool = "host: shop.test\r\nuser-agent: x\r\naccept: */*\r\nconnection: close";
+    assert_eq!(ask(head(tool)).await, 451);
+    // Cookies and a referrer do not change it; letter case and order do.
+    let with_cookie = "host: shop.test\r\ncookie: a=1\r\nuser-agent: x\r\nreferer: /\r\naccept: */*\r\nconnection: close";
+    assert_eq!(ask(head(with_cookie)).await, 451);
+    let title = "Host: shop.test\r\nUser-Agent: x\r\nAccept: */*\r\nConnection: close";
+    assert_eq!(ask(head(title)).await, 200);
+    let reordered = "host: shop.test\r\naccept: */*\r\nuser-agent: x\r\nconnection: close";
+    assert_eq!(ask(head(reordered)).await, 200);
+    // HTTP/2 (prior knowledge, cleartext): the tuned client is refused, a default one not.
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    assert_eq!(h2_get(h2_with(&tuned, tcp).await).await, 452);
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    assert_eq!(
+        h2_get(h2_with(&h2::client::Builder::new(), tcp).await).await,
+        200
+    );
+    let ev = events(&log, 3).await;
+    let fps: Vec<&str> = ev
+        .iter()
+        .map(|e| e["http.request.fingerprint"].as_str().unwrap())
+        .collect();
+    assert_eq!(fps, [&tool_fp, &tool_fp, &h2_fp]);
+    assert_eq!(ev[2]["rampart.decision"][0]["id"], "tool-h2");
+}

@@ -13,6 +13,10 @@
 
 use std::fmt::Write;
 
+pub mod h2;
+
+pub use h2::h2_fingerprint;
+
 /// What carries the handshake.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Transport {

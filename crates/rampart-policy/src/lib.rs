@@ -17,7 +17,8 @@
 //! - [`build`]: the validated configuration (`rampart_core::config::PolicySpec`) →
 //!   runtime [`policy::Policy`] and [`Lists`], with expression errors located in the
 //!   configuration file.
-//! - [`fingerprint`]: the TLS ClientHello parser and the JA4 fingerprint.
+//! - [`fingerprint`]: the TLS ClientHello parser and the JA4 fingerprint; the HTTP/2
+//!   fingerprint.
 //! - [`geo`]: writing MaxMind DB files (test databases with exact answers, and the
 //!   ASN database built from the free CSV tables).
 //! - [`list`]: named lists (`$office`) of addresses, strings or integers, and their file

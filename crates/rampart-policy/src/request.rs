@@ -52,6 +52,8 @@ pub struct Request<'a> {
     pub body_args: Option<&'a [(Vec<u8>, Vec<u8>)]>,
     /// TLS fingerprint (JA4); empty when not computed.
     pub tls_fingerprint: &'a str,
+    /// HTTP fingerprint (see the field `http.fingerprint`); empty when not known.
+    pub http_fingerprint: &'a str,
     /// Tags set by earlier stages.
     pub tags: &'a [Cow<'static, str>],
     /// The WAF's inbound anomaly score (0 when it did not run).
@@ -86,6 +88,7 @@ impl<'a> Request<'a> {
             headers,
             body_args: None,
             tls_fingerprint: "",
+            http_fingerprint: "",
             tags: &[],
             waf_score: 0,
             response: None,
@@ -146,6 +149,7 @@ impl<'a> Request<'a> {
             Field::UserAgent => self.header_str(http::header::USER_AGENT),
             Field::Referer => self.header_str(http::header::REFERER),
             Field::TlsFingerprint => self.tls_fingerprint.as_bytes(),
+            Field::HttpFingerprint => self.http_fingerprint.as_bytes(),
             _ => &[],
         }
     }

@@ -69,6 +69,7 @@ pub enum Field {
     Port,
     Tls,
     TlsFingerprint,
+    HttpFingerprint,
     Tags,
     WafScore,
     ResponseCode,
@@ -250,6 +251,15 @@ pub const FIELDS: &[FieldDef] = &[
         Field::TlsFingerprint,
         Type::Str,
         "The JA4 fingerprint of the client's TLS ClientHello; empty on plain connections.",
+    ),
+    f(
+        "http.fingerprint",
+        Field::HttpFingerprint,
+        Type::Str,
+        "The client's HTTP fingerprint: on HTTP/2 the connection's first flight \
+         (`1:65536;2:0;4:6291456;6:262144|15663105|0|m,a,s,p`: SETTINGS, WINDOW_UPDATE, \
+         PRIORITY frames, pseudo-header order); on HTTP/1 the head's shape \
+         (`h11t07_4c1d0e5a7b2f`: version, letter case, field count, hash of the field order).",
     ),
     f(
         "tags",
