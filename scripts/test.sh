@@ -61,6 +61,20 @@ if ! command -v redis-server >/dev/null; then
     fi
 fi
 
+# Headless Chromium driven by playwright-core: the challenge page in a real browser
+# (crates/rampart/tests/browser.rs). Chromium is Debian's; playwright-core comes from npm,
+# pinned by tools/browser/package-lock.json.
+if ! command -v chromium >/dev/null || ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+    say "installing Debian's chromium, nodejs and npm (the browser tests)"
+    SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends chromium nodejs npm >/dev/null
+fi
+if [ ! -d tools/browser/node_modules/playwright-core ]; then
+    say "installing playwright-core (npm, into tools/browser)"
+    (cd tools/browser && npm ci --no-audit --no-fund --loglevel=error)
+fi
+
 # --- gates ----------------------------------------------------------------------------
 say "rustfmt"
 cargo fmt --all -- --check

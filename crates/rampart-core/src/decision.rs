@@ -17,6 +17,10 @@ pub enum Mode {
     Enforce,
     /// It is recorded as what would have happened.
     Monitor,
+    /// A challenge the client had already passed: it holds a valid clearance token.
+    Passed,
+    /// A challenge not put to the client: the route serves programs (`clients = "api"`).
+    Waived,
 }
 
 impl Mode {
@@ -25,6 +29,8 @@ impl Mode {
         match self {
             Mode::Enforce => "enforce",
             Mode::Monitor => "monitor",
+            Mode::Passed => "passed",
+            Mode::Waived => "waived",
         }
     }
 }
@@ -157,6 +163,8 @@ impl Verdict {
         match self.mode {
             Mode::Enforce => self.action.name(),
             Mode::Monitor => self.action.would(),
+            Mode::Passed => "passed",
+            Mode::Waived => "waived",
         }
     }
 }
@@ -188,9 +196,31 @@ impl Decision {
         self.verdicts.is_empty()
     }
 
-    /// Whether some verdict is worth a security event ([`Action::is_notable`]).
+    /// Whether some verdict is worth a security event ([`Action::is_notable`]; a
+    /// challenge the client had passed is not).
     pub fn is_notable(&self) -> bool {
-        self.verdicts.iter().any(|v| v.action.is_notable())
+        self.verdicts
+            .iter()
+            .any(|v| v.action.is_notable() && v.mode != Mode::Passed)
+    }
+
+    /// Settles the enforced challenges from `from` on: passed when the client holds a
+    /// clearance (`cleared`), else waived when `waive` (an API route). Returns whether
+    /// an enforced challenge remains.
+    pub fn settle_challenges(&mut self, from: usize, cleared: bool, waive: bool) -> bool {
+        let mut open = false;
+        for v in self.verdicts.iter_mut().skip(from) {
+            if v.mode == Mode::Enforce && v.action == Action::Challenge {
+                if cleared {
+                    v.mode = Mode::Passed;
+                } else if waive {
+                    v.mode = Mode::Waived;
+                } else {
+                    open = true;
+                }
+            }
+        }
+        open
     }
 
     /// The most severe enforced verdict (the first of equal severity), if any.

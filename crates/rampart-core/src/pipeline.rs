@@ -225,6 +225,9 @@ pub struct Reply {
     pub close: bool,
     /// A redirect's target (`Location`), when the reply is a redirect.
     pub location: Option<http::HeaderValue>,
+    /// A page of the edge's own instead of the error page (the challenge), with its
+    /// header fields.
+    pub page: Option<Box<(http::HeaderMap, Vec<u8>)>>,
 }
 
 impl Reply {
@@ -235,6 +238,7 @@ impl Reply {
             reason: reason.into(),
             close: false,
             location: None,
+            page: None,
         }
     }
 
@@ -245,6 +249,7 @@ impl Reply {
             reason: reason.into(),
             close: true,
             location: None,
+            page: None,
         }
     }
 }

@@ -61,6 +61,8 @@ pub struct Generation {
     pub policies: Arc<crate::policy::PolicySet>,
     /// The Redis server of shared counters.
     pub redis: Option<crate::redis::Redis>,
+    /// The challenge (keys, answered puzzles, page).
+    pub challenges: Arc<crate::challenge::ChallengeSet>,
     /// Metrics registry.
     pub metrics: Arc<Metrics>,
 }
@@ -138,13 +140,25 @@ impl Generation {
             redis.clone(),
             geo,
         )?);
+        let challenges = Arc::new(crate::challenge::ChallengeSet::build(
+            &source,
+            &config,
+            metrics,
+            previous.map(|g| &*g.challenges),
+        )?);
         let mut stages = Pipeline::standard(crate::runtime::new_request_id).into_stages();
         let policy_metrics = crate::policy::PolicyMetrics::new(metrics, &config);
         if !policies.is_empty() {
+            // (Challenges come from policy verdicts: the answer endpoint and the
+            // clearance cookie matter where there are policies.)
+            stages.push(Box::new(crate::challenge::ChallengeStage::new(
+                challenges.clone(),
+            )));
             stages.push(Box::new(crate::policy::PolicyStage::new(
                 policies.clone(),
                 security_log.clone(),
                 policy_metrics.clone(),
+                challenges.clone(),
             )));
         }
         if !waf.is_empty() {
@@ -158,6 +172,7 @@ impl Generation {
                 policies.clone(),
                 security_log.clone(),
                 policy_metrics,
+                challenges.clone(),
             )));
         }
         stages.extend(extra_stages());
@@ -228,6 +243,7 @@ impl Generation {
             waf,
             policies,
             redis,
+            challenges,
             metrics: metrics.clone(),
         })
     }

@@ -31,6 +31,7 @@
 pub mod accesslog;
 pub mod admin;
 pub mod body;
+pub mod challenge;
 pub mod deadline;
 pub mod errorpage;
 pub mod event;

@@ -90,6 +90,8 @@ impl Gauge {
 pub const LATENCY_BUCKETS: &[f64] = &[
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
 ];
+/// Buckets (seconds) of the challenge solve time: page load, script, answer.
+pub const SOLVE_BUCKETS: &[f64] = &[0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 300.0];
 /// Bucket bounds (seconds) for pipeline stage durations.
 pub const STAGE_BUCKETS: &[f64] = &[
     0.000_000_5,
@@ -370,6 +372,14 @@ pub struct Metrics {
     /// `rampart_policy_verdicts_total{tenant,site,source,outcome}`: verdicts of lists,
     /// limits and custom rules (`outcome`: `block`, `would_block`, `challenge`, …).
     pub policy_verdicts: Family<Counter>,
+    /// `rampart_challenges_total{tenant,site,outcome}`: challenge pages `issued`,
+    /// answers `solved` and `failed`, challenge verdicts `passed` with a clearance.
+    pub challenges: Family<Counter>,
+    /// `rampart_challenge_failures_total{tenant,site,reason}`: refused answers by reason.
+    pub challenge_failures: Family<Counter>,
+    /// `rampart_challenge_solve_seconds{tenant,site}`: from a puzzle's issue to its
+    /// answer.
+    pub challenge_solve: Family<Histogram>,
     /// `rampart_redis_up`: 1 while the shared-counter Redis answers, else 0.
     pub redis_up: Family<Gauge>,
     /// `rampart_redis_errors_total{kind}`: failed Redis checks and connections
@@ -513,6 +523,27 @@ impl Metrics {
                 &["kind"],
                 Counter::default,
             ),
+            challenges: Family::new(
+                "rampart_challenges_total",
+                "Challenge pages issued, answers solved and failed, verdicts passed with a clearance.",
+                "counter",
+                &["tenant", "site", "outcome"],
+                Counter::default,
+            ),
+            challenge_failures: Family::new(
+                "rampart_challenge_failures_total",
+                "Refused challenge answers, by reason.",
+                "counter",
+                &["tenant", "site", "reason"],
+                Counter::default,
+            ),
+            challenge_solve: Family::new(
+                "rampart_challenge_solve_seconds",
+                "Time from a challenge puzzle's issue to its answer.",
+                "histogram",
+                &["tenant", "site"],
+                || Histogram::new(SOLVE_BUCKETS),
+            ),
             policy_verdicts: Family::new(
                 "rampart_policy_verdicts_total",
                 "Verdicts of lists, rate limits and custom rules, by outcome.",
@@ -551,6 +582,9 @@ impl Metrics {
         self.generation.render(&mut out);
         self.access_log_dropped.render(&mut out);
         self.policy_verdicts.render(&mut out);
+        self.challenges.render(&mut out);
+        self.challenge_failures.render(&mut out);
+        self.challenge_solve.render(&mut out);
         self.redis_up.render(&mut out);
         self.redis_errors.render(&mut out);
         out

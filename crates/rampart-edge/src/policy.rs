@@ -19,6 +19,8 @@
 //! - Every verdict goes into the request's [`SecurityEvent`] (`rampart.decision`) and
 //!   the `rampart_policy_verdicts_total` metric.
 
+use crate::challenge::{ChallengeSet, Cleared, Pending};
+use rampart_core::config::Clients;
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
@@ -396,7 +398,7 @@ struct Saved {
 }
 
 /// The outcomes a verdict can have, for the metric's pre-made series.
-const OUTCOMES: [&str; 9] = [
+const OUTCOMES: [&str; 11] = [
     "log",
     "allow",
     "redirect",
@@ -406,6 +408,8 @@ const OUTCOMES: [&str; 9] = [
     "would_redirect",
     "would_challenge",
     "would_block",
+    "passed",
+    "waived",
 ];
 /// The sources the policy stages produce.
 const SOURCES: [Source; 3] = [Source::List, Source::Limit, Source::Rule];
@@ -459,6 +463,7 @@ struct Shared {
     set: Arc<PolicySet>,
     events: AccessLog,
     metrics: PolicyMetrics,
+    challenges: Arc<ChallengeSet>,
 }
 
 /// What one evaluation produced.
@@ -478,13 +483,20 @@ pub struct PolicyStage {
 }
 
 impl PolicyStage {
-    /// A stage over `set`, writing events to `events`.
-    pub fn new(set: Arc<PolicySet>, events: AccessLog, metrics: PolicyMetrics) -> Self {
+    /// A stage over `set`, writing events to `events`; challenges are settled with
+    /// `challenges`.
+    pub fn new(
+        set: Arc<PolicySet>,
+        events: AccessLog,
+        metrics: PolicyMetrics,
+        challenges: Arc<ChallengeSet>,
+    ) -> Self {
         PolicyStage {
             shared: Shared {
                 set: set.clone(),
                 events,
                 metrics,
+                challenges,
             },
             set,
         }
@@ -499,13 +511,35 @@ impl PolicyStage {
 /// and turns the decision into the flow.
 fn conclude(req: &mut RequestView, cfg: &Config, sh: &Shared, out: Evaluated) -> Flow {
     let Evaluated {
-        d,
+        mut d,
         fx,
         tags,
         response_status,
         geo,
     } = out;
     let from = 0;
+    // A challenge is passed by a client holding a clearance, and never put to the
+    // programs an API route serves.
+    if d.verdicts()
+        .iter()
+        .any(|v| v.mode == Mode::Enforce && v.action == Action::Challenge)
+    {
+        let cleared = req.state.get::<Cleared>().is_some();
+        let api = req
+            .site
+            .zip(req.route)
+            .and_then(|(s, r)| cfg.sites.get(s)?.routes.get(r))
+            .is_some_and(|r| r.clients == Clients::Api);
+        if !d.settle_challenges(from, cleared, api) && cleared {
+            sh.challenges.count_passed(req.site);
+        }
+    }
+    // The challenge page is made by the proxy, which can read the body to send again.
+    if d.final_verdict()
+        .is_some_and(|v| v.action == Action::Challenge)
+    {
+        req.state.insert(Pending);
+    }
     for (n, v) in &fx.set_headers {
         req.head.headers.insert(n.clone(), v.clone());
     }
@@ -763,13 +797,20 @@ pub struct PolicyBodyStage {
 }
 
 impl PolicyBodyStage {
-    /// A stage over `set`, writing events to `events`.
-    pub fn new(set: Arc<PolicySet>, events: AccessLog, metrics: PolicyMetrics) -> Self {
+    /// A stage over `set`, writing events to `events`; challenges are settled with
+    /// `challenges`.
+    pub fn new(
+        set: Arc<PolicySet>,
+        events: AccessLog,
+        metrics: PolicyMetrics,
+        challenges: Arc<ChallengeSet>,
+    ) -> Self {
         PolicyBodyStage {
             shared: Shared {
                 set: set.clone(),
                 events,
                 metrics,
+                challenges,
             },
             set,
         }

@@ -341,11 +341,17 @@ pub async fn serve(
         l.client_ip = view.client_ip;
         l.host.clone_from(&view.host);
     }
+    let flow = match flow {
+        Flow::Continue => crate::policy::resolve_remote(&mut view, &g.config).await,
+        respond => respond,
+    };
     if let Flow::Respond(reply) = flow {
-        return edge_reply(&g, done, accept.as_ref(), reply);
-    }
-    // Limits kept in Redis: one pipelined round trip for the request's checks.
-    if let Flow::Respond(reply) = crate::policy::resolve_remote(&mut view, &g.config).await {
+        let reply = match view.state.take::<crate::challenge::Pending>() {
+            Some(_) => challenge_page(ctx, &g, &mut view, body)
+                .await
+                .unwrap_or(reply),
+            None => reply,
+        };
         return edge_reply(&g, done, accept.as_ref(), reply);
     }
     let (Some(site), Some(route)) = (view.site, view.route) else {
@@ -405,6 +411,15 @@ pub async fn serve(
                     .pipeline
                     .on_request_body(&g.config, &mut view, seen, complete, &mut timer)
                 {
+                    // A challenge after the body phase: the page carries the body when
+                    // the prefix read is all of it.
+                    let reply = match view.state.take::<crate::challenge::Pending>() {
+                        Some(_) => g
+                            .challenges
+                            .page(&view, complete.then_some(seen), None)
+                            .unwrap_or(reply),
+                        None => reply,
+                    };
                     return edge_reply(&g, done, accept.as_ref(), reply);
                 }
                 // Reading the prefix waited for the client.
@@ -992,6 +1007,39 @@ fn request_id_value(id: &str) -> HeaderValue {
         .unwrap_or_else(|_| HeaderValue::from_static("-"))
 }
 
+/// The challenge page for a request, carrying its body to send again when it has one of
+/// at most [`crate::challenge::MAX_REPLAY_BODY`] bytes (read here, within the body
+/// timeout).
+async fn challenge_page(
+    ctx: &ConnCtx,
+    g: &Generation,
+    // (`&mut`: a shared reference to the view is not `Send` across the read.)
+    view: &mut RequestView,
+    body: ClientBody,
+) -> Option<Reply> {
+    let max = crate::challenge::MAX_REPLAY_BODY;
+    let limits = &g.config.listeners.get(view.listener)?.limits;
+    // Only a prefix is read: a body longer than `max` is not carried (the page says it
+    // may have to be sent again), and is not forwarded either.
+    let mut body = ReqBody::new(
+        body,
+        None,
+        (view.head.version >= Version::HTTP_2).then_some(limits.body_timeout),
+    );
+    let carried = if http_body::Body::is_end_stream(&body) {
+        None
+    } else {
+        match body.read_prefix(max + 1).await {
+            Ok((bytes, _)) => Some(bytes),
+            Err(e) => {
+                tracing::debug!(listener = %ctx.conn.listener, error = %e, "challenged request's body not read");
+                None
+            }
+        }
+    };
+    g.challenges.page(&*view, carried.as_deref(), None)
+}
+
 /// An error page from the edge itself.
 fn edge_reply(
     g: &Generation,
@@ -999,15 +1047,28 @@ fn edge_reply(
     accept: Option<&HeaderValue>,
     reply: Reply,
 ) -> Response<RespBody> {
-    let (ctype, page) = errorpage::render(
-        reply.status,
-        &reply.reason,
-        done.rid(),
-        errorpage::negotiate(accept),
-    );
-    let mut resp = Response::new(RespBody::page(page));
+    let mut resp = match reply.page {
+        Some(own) => {
+            let (headers, body) = *own;
+            let mut resp = Response::new(RespBody::page(body));
+            *resp.headers_mut() = headers;
+            resp.headers_mut()
+                .insert("x-request-id", done.request_id.clone());
+            resp
+        }
+        None => {
+            let (ctype, page) = errorpage::render(
+                reply.status,
+                &reply.reason,
+                done.rid(),
+                errorpage::negotiate(accept),
+            );
+            let mut resp = Response::new(RespBody::page(page));
+            errorpage::headers(resp.headers_mut(), ctype, done.rid());
+            resp
+        }
+    };
     *resp.status_mut() = reply.status;
-    errorpage::headers(resp.headers_mut(), ctype, done.rid());
     if let Some(location) = reply.location {
         resp.headers_mut().insert(header::LOCATION, location);
     }

@@ -400,7 +400,7 @@ fn decide(ev: &mut SecurityEvent) -> Flow {
         reason: format!("anomaly score reached the threshold (rule {rule})"),
     });
     match mode {
-        Mode::Monitor => Flow::Continue,
+        Mode::Monitor | Mode::Passed | Mode::Waived => Flow::Continue,
         Mode::Enforce => Flow::Respond(Reply::new(
             StatusCode::from_u16(status).unwrap_or(StatusCode::FORBIDDEN),
             "the request was blocked by the web application firewall",

@@ -19,6 +19,8 @@
 //!   configuration file.
 //! - [`fingerprint`]: the TLS ClientHello parser and the JA4 fingerprint; the HTTP/2
 //!   fingerprint.
+//! - [`challenge`]: the challenge's puzzles and clearance tokens (signed, bound to site,
+//!   address prefix and TLS fingerprint; key rotation).
 //! - [`geo`]: writing MaxMind DB files (test databases with exact answers, and the
 //!   ASN database built from the free CSV tables).
 //! - [`list`]: named lists (`$office`) of addresses, strings or integers, and their file
@@ -26,6 +28,7 @@
 #![forbid(unsafe_code)]
 
 pub mod build;
+pub mod challenge;
 pub mod expr;
 pub mod fingerprint;
 pub mod geo;

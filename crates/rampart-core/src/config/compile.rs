@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::raw::{self, RawLimits, RawSize, Sp};
+use super::raw::{self, RawLimits, RawSiteChallenge, RawSize, Sp};
 use super::units::{parse_duration, parse_size};
 use super::*;
 use crate::net::{Cidr, CidrSet};
@@ -1157,20 +1157,36 @@ pub fn compile(src: &SourceFile, raw: raw::RawConfig) -> Result<Config, Diagnost
                     Some(prefix.as_str()),
                     redis.is_some(),
                 );
+                let clients = match r.clients.as_ref().map(|c| (c.get_ref().as_str(), c.span())) {
+                    None | Some(("browser", _)) => Clients::Browser,
+                    Some(("api", _)) => Clients::Api,
+                    Some((other, span)) => {
+                        ctx.err(
+                            span,
+                            format!("unknown clients `{other}`"),
+                            Some("\"browser\" or \"api\""),
+                            Some("API routes are never challenged"),
+                        );
+                        Clients::Browser
+                    }
+                };
                 routes.push(Route {
                     prefix: prefix.clone(),
                     pool: p,
                     waf,
                     policy,
+                    clients,
                 });
             }
         }
         routes.sort_by_key(|r| std::cmp::Reverse(r.prefix.len()));
+        let challenge = site_challenge(&mut ctx, s.challenge.as_ref());
         sites.push(Site {
             id: Arc::from(s.id.get_ref().as_str()),
             tenant: tenant.unwrap_or(0),
             hosts,
             routes,
+            challenge,
         });
     }
     for table in &mut routing {
@@ -1196,6 +1212,16 @@ pub fn compile(src: &SourceFile, raw: raw::RawConfig) -> Result<Config, Diagnost
             lists,
             redis,
             geo,
+            challenge: ChallengeKeys {
+                key_file: raw
+                    .challenge
+                    .as_ref()
+                    .and_then(|c| c.key_file.as_ref())
+                    .map(|p| super::policy::Located {
+                        text: p.get_ref().clone(),
+                        span: p.span().into(),
+                    }),
+            },
         })
     } else {
         ctx.diags.sort();
@@ -1257,4 +1283,46 @@ fn valid_host_pattern(h: &str, allow_any: bool) -> bool {
                 && !label.starts_with('-')
                 && !label.ends_with('-')
         })
+}
+
+/// `[site.challenge]`, checked, with defaults.
+fn site_challenge(ctx: &mut Ctx<'_>, raw: Option<&RawSiteChallenge>) -> SiteChallenge {
+    let d = SiteChallenge::default();
+    let Some(c) = raw else { return d };
+    let bits = |ctx: &mut Ctx<'_>, v: &Option<Sp<i64>>, what: &str, default: u8| {
+        ctx.int(v, what, 1, 26).map_or(default, |n| n as u8)
+    };
+    let difficulty = bits(ctx, &c.difficulty, "difficulty", d.difficulty);
+    let max_difficulty = bits(
+        ctx,
+        &c.max_difficulty,
+        "max_difficulty",
+        d.max_difficulty.max(difficulty),
+    );
+    if max_difficulty < difficulty {
+        if let Some(m) = &c.max_difficulty {
+            ctx.err(
+                m.span(),
+                format!("max_difficulty {max_difficulty} is below difficulty {difficulty}"),
+                Some("a ceiling at least the starting difficulty"),
+                None,
+            );
+        }
+    }
+    SiteChallenge {
+        difficulty,
+        max_difficulty: max_difficulty.max(difficulty),
+        clearance_ttl: ctx.duration(&c.clearance_ttl, "clearance_ttl", d.clearance_ttl),
+        ipv4_prefix: ctx
+            .int(&c.ipv4_prefix, "ipv4_prefix", 8, 32)
+            .map_or(d.ipv4_prefix, |n| n as u8),
+        ipv6_prefix: ctx
+            .int(&c.ipv6_prefix, "ipv6_prefix", 16, 128)
+            .map_or(d.ipv6_prefix, |n| n as u8),
+        bind_tls_fingerprint: c
+            .bind_tls_fingerprint
+            .as_ref()
+            .map_or(d.bind_tls_fingerprint, |b| *b.get_ref()),
+        noscript_wait: ctx.duration(&c.noscript_wait, "noscript_wait", d.noscript_wait),
+    }
 }

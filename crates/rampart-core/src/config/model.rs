@@ -37,6 +37,8 @@ pub struct Config {
     pub redis: Option<RedisSettings>,
     /// Country and ASN databases (paths as written, with where), if configured.
     pub geo: Option<GeoSettings>,
+    /// Challenge keys (`[challenge]`).
+    pub challenge: ChallengeKeys,
 }
 
 /// `[geo]`: MaxMind-format databases the edge reads at load.
@@ -336,6 +338,59 @@ pub struct Site {
     pub hosts: Vec<String>,
     /// Routes, longest prefix first.
     pub routes: Vec<Route>,
+    /// The challenge's settings on this site.
+    pub challenge: SiteChallenge,
+}
+
+/// `[challenge]`: where the clearance tokens' keys come from.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ChallengeKeys {
+    /// Key file, as written and where; `None`: a random key made when the edge starts
+    /// (tokens then do not survive a restart, nor work on another edge).
+    pub key_file: Option<super::policy::Located>,
+}
+
+/// `[site.challenge]`: the interstitial's settings on one site.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SiteChallenge {
+    /// Leading zero bits of a first puzzle.
+    pub difficulty: u8,
+    /// Ceiling of the adaptive difficulty.
+    pub max_difficulty: u8,
+    /// Clearance token lifetime.
+    pub clearance_ttl: Duration,
+    /// Address prefix a token is bound to (IPv4, IPv6).
+    pub ipv4_prefix: u8,
+    /// See `ipv4_prefix`.
+    pub ipv6_prefix: u8,
+    /// Tokens are bound to the TLS fingerprint.
+    pub bind_tls_fingerprint: bool,
+    /// Wait of the path without JavaScript.
+    pub noscript_wait: Duration,
+}
+
+impl Default for SiteChallenge {
+    fn default() -> Self {
+        SiteChallenge {
+            difficulty: 16,
+            max_difficulty: 18,
+            clearance_ttl: Duration::from_secs(3600),
+            ipv4_prefix: 24,
+            ipv6_prefix: 48,
+            bind_tls_fingerprint: true,
+            noscript_wait: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Who calls a route.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Clients {
+    /// People with browsers: may be challenged.
+    #[default]
+    Browser,
+    /// Programs: never challenged (a challenge verdict is recorded, not enforced).
+    Api,
 }
 
 /// A route: path prefix → pool.
@@ -351,6 +406,8 @@ pub struct Route {
     /// Lists, limits and custom rules in force on this route (the site's, then the
     /// route's), or `None` without any.
     pub policy: Option<Arc<PolicySpec>>,
+    /// Who calls the route.
+    pub clients: Clients,
 }
 
 /// What the WAF does with a request whose anomaly score reaches the threshold.

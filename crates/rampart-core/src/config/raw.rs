@@ -53,6 +53,36 @@ pub struct RawConfig {
     pub redis: Option<RawRedis>,
     /// Country and ASN databases (MaxMind format).
     pub geo: Option<RawGeo>,
+    /// Keys of the challenge's clearance tokens.
+    pub challenge: Option<RawChallengeKeys>,
+}
+
+/// `[challenge]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawChallengeKeys {
+    /// File of signing keys (`name base64-secret` per line; the first signs).
+    pub key_file: Option<Sp<String>>,
+}
+
+/// `[site.challenge]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSiteChallenge {
+    /// Proof-of-work difficulty in leading zero bits for a first puzzle.
+    pub difficulty: Option<Sp<i64>>,
+    /// Highest difficulty it rises to for an address prefix that keeps asking.
+    pub max_difficulty: Option<Sp<i64>>,
+    /// How long a clearance token is valid.
+    pub clearance_ttl: Option<Sp<String>>,
+    /// Prefix length a token is bound to, IPv4.
+    pub ipv4_prefix: Option<Sp<i64>>,
+    /// Prefix length a token is bound to, IPv6.
+    pub ipv6_prefix: Option<Sp<i64>>,
+    /// Bind tokens to the TLS fingerprint.
+    pub bind_tls_fingerprint: Option<Sp<bool>>,
+    /// The wait of the path without JavaScript.
+    pub noscript_wait: Option<Sp<String>>,
 }
 
 /// `[geo]`
@@ -289,6 +319,8 @@ pub struct RawSite {
     pub waf: Option<RawWaf>,
     /// Lists, limits and custom rules of every route of the site.
     pub policy: Option<RawPolicy>,
+    /// The challenge's settings on this site.
+    pub challenge: Option<RawSiteChallenge>,
 }
 
 /// `[[site.route]]`
@@ -303,6 +335,8 @@ pub struct RawRoute {
     pub waf: Option<RawWaf>,
     /// Lists, limits and rules added to the site's for this route.
     pub policy: Option<RawPolicy>,
+    /// Who calls this route: `browser` (default) or `api` (never challenged).
+    pub clients: Option<Sp<String>>,
 }
 
 /// `[site.waf]`, `[site.route.waf]`: the OWASP CRS (or any SecLang ruleset) on a site.

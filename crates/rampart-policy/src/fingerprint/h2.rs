@@ -18,8 +18,9 @@
 //! For example Chromium's: `1:65536;2:0;4:6291456;6:262144|15663105|0|m,a,s,p`.
 //!
 //! Only as much HPACK is decoded as the pseudo-header names need (the static table, and
-//! names the same block added to the dynamic table); a name sent as a Huffman-coded
-//! literal reads as `x` and ends the list. Each list keeps at most [`MAX_ITEMS`] entries.
+//! names the same block added to the dynamic table); a pseudo-header name sent as a
+//! Huffman-coded literal (not seen from real clients) reads as `x` and ends the list.
+//! Each list keeps at most [`MAX_ITEMS`] entries.
 //! Like [`super::client_hello`], the parser tells *incomplete* (more bytes needed) from
 //! *invalid* (never a fingerprint), and looks at no more than [`MAX_PREFIX`] bytes.
 
@@ -266,7 +267,10 @@ fn pseudo_order(block: &[u8]) -> Vec<char> {
             let name = if i == 0 {
                 match r.string() {
                     Some((false, s)) => pseudo_name(s),
-                    Some((true, _)) => Name::Unknown,
+                    // Huffman-coded: in RFC 7541's code ':' is the 7 bits 1011100, so a
+                    // name starting otherwise is a regular field.
+                    Some((true, h)) if h.first().is_some_and(|b| b >> 1 == 0x5c) => Name::Unknown,
+                    Some((true, _)) => Name::Regular,
                     None => break,
                 }
             } else {
@@ -449,9 +453,14 @@ mod tests {
             c.extend(frame(HEADERS, END_HEADERS, 1, block));
             h2_fingerprint(&c)
         };
-        // no settings, no window, no priority; a Huffman-coded literal name
+        // no settings, no window, no priority; a Huffman-coded literal name that
+        // starts with ':' (0b1011100), and one that does not (a regular field)
         assert_eq!(
-            head(&[0x82, 0x00, 0x83, 1, 2, 3, 0]).as_deref(),
+            head(&[0x82, 0x00, 0x83, 0x21, 2, 3, 0, 0x84]).as_deref(),
+            Ok("0|0|0|m")
+        );
+        assert_eq!(
+            head(&[0x82, 0x00, 0x83, 0xb9, 2, 3, 0]).as_deref(),
             Ok("0|0|0|m,x")
         );
         // a dynamic-table reference to what this block added
