@@ -22,6 +22,11 @@
 //! - [`errorpage`]: the edge's own HTML/JSON pages, always with the request id.
 //! - [`metrics`], [`accesslog`], [`admin`]: observability.
 //! - [`limits`]: per-client-IP connection and connection-rate limits.
+//! - [`policy`], [`waf`], [`challenge`]: the security stages (lists, limits and custom
+//!   rules; the OWASP CRS; the proof-of-work interstitial and clearance tokens), with
+//!   [`event`] (the request's one security event), [`redis`] (shared counters) and
+//!   [`geo`] (country and ASN lookups).
+//! - [`explain`], [`report`]: `rampart explain` and `rampart report`.
 //!
 //! **Architecture Invariant:** nothing on the request path panics or blocks: a bad
 //! request is a response, a failing origin is a 502/503/504, a bad configuration is

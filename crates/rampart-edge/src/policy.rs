@@ -457,6 +457,9 @@ impl PolicyMetrics {
     }
 }
 
+/// The tag that marks a request as coming from an API client (never challenged).
+pub const API_TAG: &str = "api";
+
 /// What both policy stages hold.
 #[derive(Clone)]
 struct Shared {
@@ -525,11 +528,15 @@ fn conclude(req: &mut RequestView, cfg: &Config, sh: &Shared, out: Evaluated) ->
         .any(|v| v.mode == Mode::Enforce && v.action == Action::Challenge)
     {
         let cleared = req.state.get::<Cleared>().is_some();
+        // API clients: by route, or tagged `api` by a rule (an API key in a list, a
+        // partner's addresses).
         let api = req
             .site
             .zip(req.route)
             .and_then(|(s, r)| cfg.sites.get(s)?.routes.get(r))
-            .is_some_and(|r| r.clients == Clients::Api);
+            .is_some_and(|r| r.clients == Clients::Api)
+            || tags.iter().any(|t| &**t == API_TAG)
+            || req.tags.iter().any(|t| t == API_TAG);
         if !d.settle_challenges(from, cleared, api) && cleared {
             sh.challenges.count_passed(req.site);
         }

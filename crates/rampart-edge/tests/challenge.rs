@@ -14,6 +14,10 @@ use std::time::Duration;
 use support::*;
 
 const POLICY: &str = r#"
+[[list]]
+name = "api_keys"
+kind = "string"
+entries = ["key-of-partner-1"]
 [site.challenge]
 difficulty = 8
 max_difficulty = 10
@@ -23,6 +27,12 @@ noscript_wait = "1s"
 id = "check-account"
 expression = 'http.request.uri.path starts_with "/account" or http.request.uri.path == "/login" or http.request.uri.path starts_with "/api/"'
 action = "challenge"
+[[site.policy.rule]]
+id = "partner-keys"
+priority = 1
+expression = 'http.request.headers["x-api-key"][0] in $api_keys'
+action = "tag"
+tag = "api"
 "#;
 
 fn config(origin: SocketAddr, log: &TempDir, extra: &str) -> String {
@@ -301,6 +311,17 @@ async fn api_routes_are_never_challenged() {
     let addr = e.addr("web");
     let (status, _, _) = send(addr, "127.0.54.1", get_req("/api/orders", None)).await;
     assert_eq!(status, 200);
+    // Elsewhere, a known API key (tagged `api` by a rule) is not challenged; an unknown
+    // one is.
+    let with_key = |k: &str| {
+        format!(
+            "GET /account HTTP/1.1\r\nHost: shop.test\r\nX-Api-Key: {k}\r\nConnection: close\r\n\r\n"
+        )
+    };
+    let (status, _, _) = send(addr, "127.0.54.2", with_key("key-of-partner-1")).await;
+    assert_eq!(status, 200);
+    let (status, _, _) = send(addr, "127.0.54.2", with_key("made-up")).await;
+    assert_eq!(status, 403);
     let path = log.path("security.log");
     assert!(
         eventually(Duration::from_secs(10), || std::fs::read_to_string(&path)

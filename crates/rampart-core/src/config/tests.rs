@@ -736,3 +736,81 @@ fn bad_policies_are_located_with_what_was_expected() {
         "{messages:?}"
     );
 }
+
+#[test]
+fn challenge_settings_and_api_routes() {
+    let ok = load(&policy_site(
+        "[site.challenge]\ndifficulty = 12\nmax_difficulty = 14\nclearance_ttl = \"30m\"\n\
+         ipv4_prefix = 32\nipv6_prefix = 64\nbind_tls_fingerprint = false\nnoscript_wait = \"3s\"\n\
+         [challenge]\nkey_file = \"keys/challenge.keys\"\n",
+        "clients = \"api\"\n",
+    ))
+    .unwrap_or_else(|d| unreachable!("{d}"));
+    let c = &ok.sites[0].challenge;
+    assert_eq!((c.difficulty, c.max_difficulty), (12, 14));
+    assert_eq!(c.clearance_ttl, std::time::Duration::from_secs(1800));
+    assert_eq!((c.ipv4_prefix, c.ipv6_prefix), (32, 64));
+    assert!(!c.bind_tls_fingerprint);
+    assert_eq!(c.noscript_wait, std::time::Duration::from_secs(3));
+    assert_eq!(
+        ok.challenge.key_file.as_ref().map(|k| k.text.as_str()),
+        Some("keys/challenge.keys")
+    );
+    // Routes are sorted longest prefix first: /api is the API route.
+    let api = ok.sites[0]
+        .routes
+        .iter()
+        .find(|r| r.prefix == "/api")
+        .unwrap();
+    assert_eq!(api.clients, Clients::Api);
+    let web = ok.sites[0].routes.iter().find(|r| r.prefix == "/").unwrap();
+    assert_eq!(web.clients, Clients::Browser);
+    let defaults = load(&policy_site("", "")).unwrap_or_else(|d| unreachable!("{d}"));
+    assert_eq!(defaults.sites[0].challenge, SiteChallenge::default());
+    assert_eq!(defaults.sites[0].challenge.difficulty, 16);
+
+    // Bad values: each located, with what was expected.
+    let cases = [
+        (
+            "[site.challenge]\ndifficulty = 40\n",
+            "",
+            "difficulty = 40 is out of range",
+        ),
+        (
+            "[site.challenge]\ndifficulty = 0\n",
+            "",
+            "difficulty = 0 is out of range",
+        ),
+        (
+            "[site.challenge]\ndifficulty = 18\nmax_difficulty = 12\n",
+            "",
+            "max_difficulty 12 is below difficulty 18",
+        ),
+        (
+            "[site.challenge]\nipv4_prefix = 33\n",
+            "",
+            "ipv4_prefix = 33 is out of range",
+        ),
+        (
+            "[site.challenge]\nclearance_ttl = \"soon\"\n",
+            "",
+            "invalid clearance_ttl",
+        ),
+        (
+            "[site.challenge]\nnoscript_wait = \"0s\"\n",
+            "",
+            "noscript_wait must be greater than zero",
+        ),
+        ("[site.challenge]\npuzzle = 1\n", "", "unknown key `puzzle`"),
+        ("", "clients = \"robots\"\n", "unknown clients `robots`"),
+    ];
+    for (site, route, want) in cases {
+        let text = policy_site(site, route);
+        let errs = errors(&text);
+        assert!(
+            errs.iter().any(|e| e.message.contains(want)),
+            "{want}: {errs:?}"
+        );
+        assert!(errs.iter().all(|e| e.line > 1), "{errs:?}");
+    }
+}
