@@ -38,6 +38,7 @@ struct EventBase {
     destination_port: u16,
     ja4: Option<Arc<str>>,
     http_fingerprint: HttpFingerprint,
+    bot: Option<crate::bot::BotView>,
 }
 
 /// The request's security event, in the making.
@@ -83,6 +84,7 @@ impl SecurityEvent {
                 destination_port: req.conn.local.port(),
                 ja4: req.conn.tls_fingerprint.clone(),
                 http_fingerprint: req.http_fingerprint.clone(),
+                bot: req.state.get::<crate::bot::BotView>().cloned(),
             };
             req.state.insert(SecurityEvent {
                 base,
@@ -152,6 +154,14 @@ impl SecurityEvent {
         m.insert("destination.port".into(), Value::from(e.destination_port));
         if let Some(fp) = &e.ja4 {
             m.insert("tls.client.ja4".into(), s(fp));
+        }
+        if let Some(b) = &e.bot {
+            m.insert("rampart.client.identity".into(), s(&b.identity));
+            m.insert("rampart.bot.score".into(), serde_json::Value::from(b.score));
+            m.insert(
+                "rampart.bot.reasons".into(),
+                serde_json::Value::from(b.reasons.clone()),
+            );
         }
         if e.http_fingerprint != HttpFingerprint::None {
             m.insert(

@@ -63,6 +63,8 @@ pub struct Generation {
     pub redis: Option<crate::redis::Redis>,
     /// The challenge (keys, answered puzzles, page).
     pub challenges: Arc<crate::challenge::ChallengeSet>,
+    /// Client identities and bot scores (per-identity counters).
+    pub bots: Arc<crate::bot::BotSet>,
     /// Metrics registry.
     pub metrics: Arc<Metrics>,
 }
@@ -146,6 +148,10 @@ impl Generation {
             metrics,
             previous.map(|g| &*g.challenges),
         )?);
+        let bots = Arc::new(crate::bot::BotSet::build(
+            &config,
+            previous.map(|g| &*g.bots),
+        ));
         let mut stages = Pipeline::standard(crate::runtime::new_request_id).into_stages();
         let policy_metrics = crate::policy::PolicyMetrics::new(metrics, &config);
         if !policies.is_empty() {
@@ -154,6 +160,7 @@ impl Generation {
             stages.push(Box::new(crate::challenge::ChallengeStage::new(
                 challenges.clone(),
             )));
+            stages.push(Box::new(crate::bot::BotStage::new(bots.clone())));
             stages.push(Box::new(crate::policy::PolicyStage::new(
                 policies.clone(),
                 security_log.clone(),
@@ -244,6 +251,7 @@ impl Generation {
             policies,
             redis,
             challenges,
+            bots,
             metrics: metrics.clone(),
         })
     }

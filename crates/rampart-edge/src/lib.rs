@@ -22,8 +22,9 @@
 //! - [`errorpage`]: the edge's own HTML/JSON pages, always with the request id.
 //! - [`metrics`], [`accesslog`], [`admin`]: observability.
 //! - [`limits`]: per-client-IP connection and connection-rate limits.
-//! - [`policy`], [`waf`], [`challenge`]: the security stages (lists, limits and custom
-//!   rules; the OWASP CRS; the proof-of-work interstitial and clearance tokens), with
+//! - [`policy`], [`waf`], [`challenge`], [`bot`]: the security stages (lists, limits and
+//!   custom rules; the OWASP CRS; the proof-of-work interstitial and clearance tokens;
+//!   client identity and bot score), with
 //!   [`event`] (the request's one security event), [`redis`] (shared counters) and
 //!   [`geo`] (country and ASN lookups).
 //! - [`explain`], [`report`]: `rampart explain` and `rampart report`.
@@ -36,6 +37,7 @@
 pub mod accesslog;
 pub mod admin;
 pub mod body;
+pub mod bot;
 pub mod challenge;
 pub mod deadline;
 pub mod errorpage;

@@ -352,6 +352,11 @@ fn request_of<'a>(req: &'a RequestView, target: &'a str, geo: &'a GeoFacts) -> R
     r.tls = req.conn.tls;
     r.tls_fingerprint = req.conn.tls_fingerprint.as_deref().unwrap_or("");
     r.http_fingerprint = req.http_fingerprint.as_str();
+    if let Some(b) = req.state.get::<crate::bot::BotView>() {
+        r.identity = &b.identity;
+        r.bot_score = i64::from(b.score);
+        r.bot_reasons = &b.reasons;
+    }
     r.port = req.conn.local.port();
     r.version = version_of(req.head.version);
     r.tags = &req.tags;
@@ -759,6 +764,11 @@ impl Stage for PolicyStage {
             r.tls = saved.tls;
             r.tls_fingerprint = req.conn.tls_fingerprint.as_deref().unwrap_or("");
             r.http_fingerprint = req.http_fingerprint.as_str();
+            if let Some(b) = req.state.get::<crate::bot::BotView>() {
+                r.identity = &b.identity;
+                r.bot_score = i64::from(b.score);
+                r.bot_reasons = &b.reasons;
+            }
             set_geo(&mut r, &geo);
             r.port = saved.port;
             r.version = saved.version;

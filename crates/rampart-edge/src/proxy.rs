@@ -644,6 +644,7 @@ pub async fn serve(
             .headers
             .insert(X_REQUEST_ID.clone(), done.request_id.clone());
     }
+    g.bots.record_response(&view, rparts.status.as_u16());
     if let Flow::Respond(reply) = g.pipeline.on_response(
         &g.config,
         &mut view,

@@ -17,6 +17,7 @@
 //! - [`build`]: the validated configuration (`rampart_core::config::PolicySpec`) →
 //!   runtime [`policy::Policy`] and [`Lists`], with expression errors located in the
 //!   configuration file.
+//! - [`bot`]: the bot score of a request, with its reasons.
 //! - [`fingerprint`]: the TLS ClientHello parser and the JA4 fingerprint; the HTTP/2
 //!   fingerprint.
 //! - [`challenge`]: the challenge's puzzles and clearance tokens (signed, bound to site,
@@ -27,6 +28,7 @@
 //!   format.
 #![forbid(unsafe_code)]
 
+pub mod bot;
 pub mod build;
 pub mod challenge;
 pub mod expr;

@@ -54,6 +54,12 @@ pub struct Request<'a> {
     pub tls_fingerprint: &'a str,
     /// HTTP fingerprint (see the field `http.fingerprint`); empty when not known.
     pub http_fingerprint: &'a str,
+    /// The client's identity (`client.identity`); empty when not computed.
+    pub identity: &'a str,
+    /// The bot score (`bot.score`).
+    pub bot_score: i64,
+    /// Its reasons (`bot.reasons`).
+    pub bot_reasons: &'a [&'static str],
     /// Tags set by earlier stages.
     pub tags: &'a [Cow<'static, str>],
     /// The WAF's inbound anomaly score (0 when it did not run).
@@ -89,6 +95,9 @@ impl<'a> Request<'a> {
             body_args: None,
             tls_fingerprint: "",
             http_fingerprint: "",
+            identity: "",
+            bot_score: 0,
+            bot_reasons: &[],
             tags: &[],
             waf_score: 0,
             response: None,
@@ -150,6 +159,7 @@ impl<'a> Request<'a> {
             Field::Referer => self.header_str(http::header::REFERER),
             Field::TlsFingerprint => self.tls_fingerprint.as_bytes(),
             Field::HttpFingerprint => self.http_fingerprint.as_bytes(),
+            Field::Identity => self.identity.as_bytes(),
             _ => &[],
         }
     }
@@ -160,6 +170,7 @@ impl<'a> Request<'a> {
             Field::Asn => i64::from(self.asn),
             Field::Port => i64::from(self.port),
             Field::WafScore => self.waf_score,
+            Field::BotScore => self.bot_score,
             Field::ResponseCode => self.response.map_or(0, |r| i64::from(r.status)),
             _ => 0,
         }
@@ -240,6 +251,7 @@ impl<'a> Request<'a> {
             (Field::BodyArgNames, None) => self
                 .body_args
                 .is_some_and(|a| a.iter().any(|(k, _)| visit(k))),
+            (Field::BotReasons, None) => self.bot_reasons.iter().any(|r| visit(r.as_bytes())),
             (Field::Tags, None) => {
                 self.tags.iter().any(|t| visit(t.as_bytes()))
                     || self.added_tags.iter().any(|t| visit(t.as_bytes()))

@@ -1181,12 +1181,14 @@ pub fn compile(src: &SourceFile, raw: raw::RawConfig) -> Result<Config, Diagnost
         }
         routes.sort_by_key(|r| std::cmp::Reverse(r.prefix.len()));
         let challenge = site_challenge(&mut ctx, s.challenge.as_ref());
+        let bot = site_bot(&mut ctx, s.bot.as_ref());
         sites.push(Site {
             id: Arc::from(s.id.get_ref().as_str()),
             tenant: tenant.unwrap_or(0),
             hosts,
             routes,
             challenge,
+            bot,
         });
     }
     for table in &mut routing {
@@ -1324,5 +1326,56 @@ fn site_challenge(ctx: &mut Ctx<'_>, raw: Option<&RawSiteChallenge>) -> SiteChal
             .as_ref()
             .map_or(d.bind_tls_fingerprint, |b| *b.get_ref()),
         noscript_wait: ctx.duration(&c.noscript_wait, "noscript_wait", d.noscript_wait),
+    }
+}
+
+/// `[site.bot]`, checked, with defaults.
+fn site_bot(ctx: &mut Ctx<'_>, raw: Option<&raw::RawSiteBot>) -> SiteBot {
+    let d = SiteBot::default();
+    let Some(b) = raw else { return d };
+    let login_path = b.login_path.as_ref().map(|p| {
+        if !p.get_ref().starts_with('/') {
+            ctx.err(
+                p.span(),
+                format!("login_path `{}` does not start with `/`", p.get_ref()),
+                Some("a path such as \"/login\""),
+                None,
+            );
+        }
+        p.get_ref().clone()
+    });
+    let mut verified = Vec::new();
+    for v in &b.verified {
+        if v.user_agent.get_ref().trim().is_empty() {
+            ctx.err(
+                v.user_agent.span(),
+                "empty user_agent",
+                Some("a substring of the bot's User-Agent, such as \"Googlebot\""),
+                None,
+            );
+        }
+        if v.networks.is_empty() {
+            ctx.err(
+                v.name.span(),
+                format!("verified bot `{}` has no networks", v.name.get_ref()),
+                Some("the networks it crawls from, e.g. [\"66.249.64.0/19\"]"),
+                Some("a User-Agent alone proves nothing: anyone can send it"),
+            );
+        }
+        verified.push(VerifiedBot {
+            name: v.name.get_ref().clone(),
+            user_agent: v.user_agent.get_ref().to_ascii_lowercase(),
+            networks: ctx.cidrs(&v.networks),
+        });
+    }
+    SiteBot {
+        rate: ctx
+            .int(&b.rate, "rate", 1, 1_000_000)
+            .map_or(d.rate, |n| n as u32),
+        paths: ctx
+            .int(&b.paths, "paths", 1, 1_000_000)
+            .map_or(d.paths, |n| n as u32),
+        login_path,
+        verified,
     }
 }

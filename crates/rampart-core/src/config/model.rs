@@ -340,6 +340,44 @@ pub struct Site {
     pub routes: Vec<Route>,
     /// The challenge's settings on this site.
     pub challenge: SiteChallenge,
+    /// The bot score's settings on this site.
+    pub bot: SiteBot,
+}
+
+/// `[site.bot]`: the bot score's settings on one site.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SiteBot {
+    /// Requests per minute per identity above which `high_rate` counts (`very_high_rate`
+    /// above four times this).
+    pub rate: u32,
+    /// Distinct paths per minute per identity above which `many_paths` counts.
+    pub paths: u32,
+    /// The login form's path: 401/403 answers to POSTs there are failed logins.
+    pub login_path: Option<String>,
+    /// Operator-listed good bots.
+    pub verified: Vec<VerifiedBot>,
+}
+
+impl Default for SiteBot {
+    fn default() -> Self {
+        SiteBot {
+            rate: 300,
+            paths: 100,
+            login_path: None,
+            verified: Vec::new(),
+        }
+    }
+}
+
+/// A good bot the operator lists: its `User-Agent` and its networks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifiedBot {
+    /// Name.
+    pub name: String,
+    /// A substring of its `User-Agent` (compared ignoring case).
+    pub user_agent: String,
+    /// Its networks.
+    pub networks: crate::net::CidrSet,
 }
 
 /// `[challenge]`: where the clearance tokens' keys come from.

@@ -321,6 +321,35 @@ pub struct RawSite {
     pub policy: Option<RawPolicy>,
     /// The challenge's settings on this site.
     pub challenge: Option<RawSiteChallenge>,
+    /// The bot score's settings on this site.
+    pub bot: Option<RawSiteBot>,
+}
+
+/// `[site.bot]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSiteBot {
+    /// Requests per minute per identity above which `high_rate` counts.
+    pub rate: Option<Sp<i64>>,
+    /// Distinct paths per minute per identity above which `many_paths` counts.
+    pub paths: Option<Sp<i64>>,
+    /// Path of the login form: its 401/403 answers to POSTs are failed logins.
+    pub login_path: Option<Sp<String>>,
+    /// Operator-listed good bots.
+    #[serde(default)]
+    pub verified: Vec<RawVerifiedBot>,
+}
+
+/// `[[site.bot.verified]]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawVerifiedBot {
+    /// Name, for the reasons and the logs.
+    pub name: Sp<String>,
+    /// A substring of its `User-Agent`.
+    pub user_agent: Sp<String>,
+    /// Its networks (CIDRs).
+    pub networks: Vec<Sp<String>>,
 }
 
 /// `[[site.route]]`

@@ -814,3 +814,52 @@ fn challenge_settings_and_api_routes() {
         assert!(errs.iter().all(|e| e.line > 1), "{errs:?}");
     }
 }
+
+#[test]
+fn bot_settings() {
+    let ok = load(&policy_site(
+        "[site.bot]\nrate = 120\npaths = 40\nlogin_path = \"/login\"\n\
+         [[site.bot.verified]]\nname = \"googlebot\"\nuser_agent = \"Googlebot\"\nnetworks = [\"66.249.64.0/19\"]\n",
+        "",
+    ))
+    .unwrap_or_else(|d| unreachable!("{d}"));
+    let b = &ok.sites[0].bot;
+    assert_eq!((b.rate, b.paths), (120, 40));
+    assert_eq!(b.login_path.as_deref(), Some("/login"));
+    assert_eq!(
+        b.verified[0].user_agent, "googlebot",
+        "compared ignoring case"
+    );
+    assert!(
+        b.verified[0]
+            .networks
+            .contains("66.249.70.1".parse().unwrap())
+    );
+    let cases = [
+        ("[site.bot]\nrate = 0\n", "rate = 0 is out of range"),
+        (
+            "[site.bot]\nlogin_path = \"login\"\n",
+            "does not start with `/`",
+        ),
+        (
+            "[site.bot]\n[[site.bot.verified]]\nname = \"g\"\nuser_agent = \"G\"\nnetworks = []\n",
+            "verified bot `g` has no networks",
+        ),
+        (
+            "[site.bot]\n[[site.bot.verified]]\nname = \"g\"\nuser_agent = \" \"\nnetworks = [\"10.0.0.0/8\"]\n",
+            "empty user_agent",
+        ),
+        (
+            "[site.bot]\n[[site.bot.verified]]\nname = \"g\"\nuser_agent = \"G\"\nnetworks = [\"10.0.0.0/33\"]\n",
+            "invalid network",
+        ),
+    ];
+    for (site, want) in cases {
+        let errs = errors(&policy_site(site, ""));
+        assert!(
+            errs.iter().any(|e| e.message.contains(want)),
+            "{want}: {errs:?}"
+        );
+        assert!(errs.iter().all(|e| e.line > 1), "{errs:?}");
+    }
+}

@@ -70,6 +70,9 @@ pub enum Field {
     Tls,
     TlsFingerprint,
     HttpFingerprint,
+    Identity,
+    BotScore,
+    BotReasons,
     Tags,
     WafScore,
     ResponseCode,
@@ -260,6 +263,28 @@ pub const FIELDS: &[FieldDef] = &[
          (`1:65536;2:0;4:6291456;6:262144|15663105|0|m,a,s,p`: SETTINGS, WINDOW_UPDATE, \
          PRIORITY frames, pseudo-header order); on HTTP/1 the head's shape \
          (`h11t07_4c1d0e5a7b2f`: version, letter case, field count, hash of the field order).",
+    ),
+    f(
+        "client.identity",
+        Field::Identity,
+        Type::Str,
+        "Who the client is across requests: `c:…` for the holder of a clearance token (its \
+         random identity), else `f:…`, a hash of the TLS and HTTP/2 fingerprints (or the \
+         User-Agent on plain HTTP) and the /24 or /64. Key limits on it for per-client quotas.",
+    ),
+    f(
+        "bot.score",
+        Field::BotScore,
+        Type::Int,
+        "0 (a person with a browser, or a verified bot) to 100 (certainly a program); see \
+         `bot.reasons`.",
+    ),
+    f(
+        "bot.reasons",
+        Field::BotReasons,
+        Type::Array,
+        "Why the bot score is what it is: `tls_mismatch`, `http2_mismatch`, \
+         `automation_user_agent`, `high_rate`, `login_failures`, `verified_bot`, `cleared`…",
     ),
     f(
         "tags",
