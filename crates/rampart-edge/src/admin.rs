@@ -1,6 +1,8 @@
-//! The admin endpoint: `GET /metrics` (Prometheus), `GET /healthz`, `GET /readyz`, and
+//! The admin endpoint: `GET /metrics` (Prometheus), `GET /healthz`, `GET /readyz`,
 //! `POST /-/reload` (reload the configuration file; 200 with the new generation, or 422
-//! with the same diagnostics `rampart check` prints). Bind it to loopback or a management
+//! with the same diagnostics `rampart check` prints), `GET /-/flood` (automatic flood
+//! rules and each site's baseline, as JSON) and `POST /-/flood/{site}/{rule}/{pin|unpin|
+//! cancel}`. Bind it to loopback or a management
 //! network only: it is not authenticated.
 
 use std::convert::Infallible;
@@ -95,6 +97,25 @@ async fn handle(
                 format!("reload refused, the running configuration stays in force:\n{e}\n"),
             ),
         },
+        (&Method::GET, "/-/flood") => text(
+            StatusCode::OK,
+            "application/json",
+            shared.current().flood.describe().to_string() + "\n",
+        ),
+        (&Method::POST, p) if p.starts_with("/-/flood/") => {
+            let parts: Vec<&str> = p["/-/flood/".len()..].split('/').collect();
+            match parts.as_slice() {
+                [site, rule, what] => match shared.current().flood.act(site, rule, what) {
+                    Ok(v) => text(StatusCode::OK, "application/json", v.to_string() + "\n"),
+                    Err(why) => text(StatusCode::NOT_FOUND, "text/plain", why + "\n"),
+                },
+                _ => text(
+                    StatusCode::NOT_FOUND,
+                    "text/plain",
+                    "expected /-/flood/{site}/{rule}/{pin|unpin|cancel}\n".into(),
+                ),
+            }
+        }
         (_, "/metrics" | "/healthz" | "/readyz" | "/-/reload") => text(
             StatusCode::METHOD_NOT_ALLOWED,
             "text/plain",

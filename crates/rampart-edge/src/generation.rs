@@ -65,6 +65,8 @@ pub struct Generation {
     pub challenges: Arc<crate::challenge::ChallengeSet>,
     /// Client identities and bot scores (per-identity counters).
     pub bots: Arc<crate::bot::BotSet>,
+    /// Automatic flood mitigation (baselines, automatic rules), for the edge's lifetime.
+    pub flood: Arc<crate::flood::FloodState>,
     /// Metrics registry.
     pub metrics: Arc<Metrics>,
 }
@@ -135,6 +137,7 @@ impl Generation {
             Some(g) => Some(Arc::new(crate::geo::Geo::load(&source, g)?)),
             None => None,
         };
+        let flood_geo = geo.clone();
         let policies = Arc::new(crate::policy::PolicySet::build(
             &source,
             &config,
@@ -152,14 +155,27 @@ impl Generation {
             &config,
             previous.map(|g| &*g.bots),
         ));
+        let flood = previous.map_or_else(crate::flood::FloodState::new, |g| g.flood.clone());
+        let flood_sites = flood.sync(&config, metrics, security_log.clone());
+        let any_flood = flood_sites.iter().any(Option::is_some);
         let mut stages = Pipeline::standard(crate::runtime::new_request_id).into_stages();
         let policy_metrics = crate::policy::PolicyMetrics::new(metrics, &config);
-        if !policies.is_empty() {
-            // (Challenges come from policy verdicts: the answer endpoint and the
-            // clearance cookie matter where there are policies.)
+        // Challenges come from policy verdicts and automatic flood rules: the answer
+        // endpoint and the clearance cookie matter wherever either runs.
+        if !policies.is_empty() || any_flood {
             stages.push(Box::new(crate::challenge::ChallengeStage::new(
                 challenges.clone(),
             )));
+        }
+        if any_flood {
+            stages.push(Box::new(crate::flood::FloodStage::new(
+                flood.clone(),
+                flood_sites,
+                flood_geo,
+                security_log.clone(),
+            )));
+        }
+        if !policies.is_empty() {
             stages.push(Box::new(crate::bot::BotStage::new(bots.clone())));
             stages.push(Box::new(crate::policy::PolicyStage::new(
                 policies.clone(),
@@ -252,6 +268,7 @@ impl Generation {
             redis,
             challenges,
             bots,
+            flood,
             metrics: metrics.clone(),
         })
     }

@@ -43,6 +43,7 @@ pub mod deadline;
 pub mod errorpage;
 pub mod event;
 pub mod explain;
+pub mod flood;
 pub mod framing;
 pub mod generation;
 pub mod geo;

@@ -380,6 +380,24 @@ pub struct Metrics {
     /// `rampart_challenge_solve_seconds{tenant,site}`: from a puzzle's issue to its
     /// answer.
     pub challenge_solve: Family<Histogram>,
+    /// `rampart_flood_under_attack{tenant,site}`: 1 while a flood is detected.
+    pub flood_under_attack: Family<Gauge>,
+    /// `rampart_flood_rules_active{tenant,site}`: automatic rules in force.
+    pub flood_rules_active: Family<Gauge>,
+    /// `rampart_flood_baseline_rps{tenant,site}`: the learned request rate.
+    pub flood_baseline_rps: Family<Gauge>,
+    /// `rampart_flood_rate_rps{tenant,site}`: the request rate over the last 3 s.
+    pub flood_rate_rps: Family<Gauge>,
+    /// `rampart_flood_time_to_mitigate_ms{tenant,site}`: from detection to the last rule
+    /// deployed.
+    pub flood_time_to_mitigate: Family<Gauge>,
+    /// `rampart_flood_detections_total{tenant,site}`.
+    pub flood_detections: Family<Counter>,
+    /// `rampart_flood_rules_deployed_total{tenant,site}`.
+    pub flood_rules_deployed: Family<Counter>,
+    /// `rampart_flood_requests_total{tenant,site,outcome}`: requests automatic rules
+    /// matched (`challenge`, `block`, `passed`, `would_challenge`).
+    pub flood_requests: Family<Counter>,
     /// `rampart_redis_up`: 1 while the shared-counter Redis answers, else 0.
     pub redis_up: Family<Gauge>,
     /// `rampart_redis_errors_total{kind}`: failed Redis checks and connections
@@ -523,6 +541,62 @@ impl Metrics {
                 &["kind"],
                 Counter::default,
             ),
+            flood_under_attack: Family::new(
+                "rampart_flood_under_attack",
+                "1 while a flood is detected on the site.",
+                "gauge",
+                &["tenant", "site"],
+                Gauge::default,
+            ),
+            flood_rules_active: Family::new(
+                "rampart_flood_rules_active",
+                "Automatic flood rules in force.",
+                "gauge",
+                &["tenant", "site"],
+                Gauge::default,
+            ),
+            flood_baseline_rps: Family::new(
+                "rampart_flood_baseline_rps",
+                "The learned request rate (requests a second).",
+                "gauge",
+                &["tenant", "site"],
+                Gauge::default,
+            ),
+            flood_rate_rps: Family::new(
+                "rampart_flood_rate_rps",
+                "The request rate over the last three seconds.",
+                "gauge",
+                &["tenant", "site"],
+                Gauge::default,
+            ),
+            flood_time_to_mitigate: Family::new(
+                "rampart_flood_time_to_mitigate_ms",
+                "Milliseconds from flood detection to the last automatic rule deployed.",
+                "gauge",
+                &["tenant", "site"],
+                Gauge::default,
+            ),
+            flood_detections: Family::new(
+                "rampart_flood_detections_total",
+                "Floods detected.",
+                "counter",
+                &["tenant", "site"],
+                Counter::default,
+            ),
+            flood_rules_deployed: Family::new(
+                "rampart_flood_rules_deployed_total",
+                "Automatic flood rules deployed.",
+                "counter",
+                &["tenant", "site"],
+                Counter::default,
+            ),
+            flood_requests: Family::new(
+                "rampart_flood_requests_total",
+                "Requests automatic flood rules matched, by outcome.",
+                "counter",
+                &["tenant", "site", "outcome"],
+                Counter::default,
+            ),
             challenges: Family::new(
                 "rampart_challenges_total",
                 "Challenge pages issued, answers solved and failed, verdicts passed with a clearance.",
@@ -583,6 +657,14 @@ impl Metrics {
         self.access_log_dropped.render(&mut out);
         self.policy_verdicts.render(&mut out);
         self.challenges.render(&mut out);
+        self.flood_under_attack.render(&mut out);
+        self.flood_rules_active.render(&mut out);
+        self.flood_baseline_rps.render(&mut out);
+        self.flood_rate_rps.render(&mut out);
+        self.flood_time_to_mitigate.render(&mut out);
+        self.flood_detections.render(&mut out);
+        self.flood_rules_deployed.render(&mut out);
+        self.flood_requests.render(&mut out);
         self.challenge_failures.render(&mut out);
         self.challenge_solve.render(&mut out);
         self.redis_up.render(&mut out);

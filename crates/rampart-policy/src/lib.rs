@@ -22,6 +22,7 @@
 //!   fingerprint.
 //! - [`challenge`]: the challenge's puzzles and clearance tokens (signed, bound to site,
 //!   address prefix and TLS fingerprint; key rotation).
+//! - [`flood`]: automatic flood mitigation's baseline, detection and signature search.
 //! - [`geo`]: writing MaxMind DB files (test databases with exact answers, and the
 //!   ASN database built from the free CSV tables).
 //! - [`list`]: named lists (`$office`) of addresses, strings or integers, and their file
@@ -33,6 +34,7 @@ pub mod build;
 pub mod challenge;
 pub mod expr;
 pub mod fingerprint;
+pub mod flood;
 pub mod geo;
 pub mod list;
 pub mod policy;

@@ -1182,6 +1182,12 @@ pub fn compile(src: &SourceFile, raw: raw::RawConfig) -> Result<Config, Diagnost
         routes.sort_by_key(|r| std::cmp::Reverse(r.prefix.len()));
         let challenge = site_challenge(&mut ctx, s.challenge.as_ref());
         let bot = site_bot(&mut ctx, s.bot.as_ref());
+        let onboarding = s
+            .policy
+            .as_ref()
+            .and_then(|p| p.monitor.as_ref())
+            .is_some_and(|m| *m.get_ref());
+        let flood = site_flood(&mut ctx, s.flood.as_ref(), onboarding);
         sites.push(Site {
             id: Arc::from(s.id.get_ref().as_str()),
             tenant: tenant.unwrap_or(0),
@@ -1189,6 +1195,7 @@ pub fn compile(src: &SourceFile, raw: raw::RawConfig) -> Result<Config, Diagnost
             routes,
             challenge,
             bot,
+            flood,
         });
     }
     for table in &mut routing {
@@ -1377,5 +1384,56 @@ fn site_bot(ctx: &mut Ctx<'_>, raw: Option<&raw::RawSiteBot>) -> SiteBot {
             .map_or(d.paths, |n| n as u32),
         login_path,
         verified,
+    }
+}
+
+/// `[site.flood]`, checked, with defaults; an onboarding site's automatic rules only
+/// record.
+fn site_flood(ctx: &mut Ctx<'_>, raw: Option<&raw::RawSiteFlood>, onboarding: bool) -> SiteFlood {
+    let d = SiteFlood {
+        monitor: onboarding,
+        ..SiteFlood::default()
+    };
+    let Some(f) = raw else { return d };
+    let word = |ctx: &mut Ctx<'_>, v: &Option<Sp<String>>, what: &str, choices: [&str; 2]| {
+        let v = v.as_ref()?;
+        let i = choices.iter().position(|c| c == v.get_ref());
+        if i.is_none() {
+            ctx.err(
+                v.span(),
+                format!("unknown {what} `{}`", v.get_ref()),
+                Some(&format!("\"{}\" or \"{}\"", choices[0], choices[1])),
+                None,
+            );
+        }
+        i
+    };
+    let mode = word(ctx, &f.mode, "mode", ["enforce", "monitor"]);
+    let action = word(ctx, &f.action, "action", ["challenge", "block"]);
+    let real =
+        |ctx: &mut Ctx<'_>, v: &Option<Sp<f64>>, what: &str, min: f64, max: f64, default: f64| {
+            let Some(v) = v else { return default };
+            let n = *v.get_ref();
+            if !(min..=max).contains(&n) {
+                ctx.err(
+                    v.span(),
+                    format!("{what} = {n} is out of range"),
+                    Some(&format!("a number from {min} to {max}")),
+                    None,
+                );
+                return default;
+            }
+            n
+        };
+    SiteFlood {
+        enabled: f.enabled.as_ref().map_or(d.enabled, |b| *b.get_ref()),
+        monitor: onboarding || mode == Some(1),
+        block: action == Some(1),
+        factor: real(ctx, &f.factor, "factor", 1.1, 1000.0, d.factor),
+        min_excess: real(ctx, &f.min_excess, "min_excess", 0.0, 1e9, d.min_excess),
+        bound: real(ctx, &f.bound, "bound", 0.0, 0.5, d.bound),
+        learn: ctx.duration(&f.learn, "learn", d.learn),
+        quiet: ctx.duration(&f.quiet, "quiet", d.quiet),
+        cooldown: ctx.duration(&f.cooldown, "cooldown", d.cooldown),
     }
 }

@@ -328,7 +328,7 @@ impl Default for Passive {
 }
 
 /// A site: host names on listeners, with routes.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Site {
     /// Unique id.
     pub id: Arc<str>,
@@ -342,6 +342,48 @@ pub struct Site {
     pub challenge: SiteChallenge,
     /// The bot score's settings on this site.
     pub bot: SiteBot,
+    /// Automatic flood mitigation on this site.
+    pub flood: SiteFlood,
+}
+
+/// `[site.flood]`: automatic flood mitigation on one site.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SiteFlood {
+    /// On (default) or off.
+    pub enabled: bool,
+    /// Automatic rules only record (`would_challenge`) when true; also true on an
+    /// onboarding site (a policy with `monitor = true`).
+    pub monitor: bool,
+    /// Automatic rules block instead of challenging first.
+    pub block: bool,
+    /// How many times the baseline rate is a flood.
+    pub factor: f64,
+    /// The least excess (requests a second) that is a flood.
+    pub min_excess: f64,
+    /// Largest share of the baseline an automatic rule may match.
+    pub bound: f64,
+    /// Traffic observed before the baseline is trusted.
+    pub learn: Duration,
+    /// Time back under the threshold before an attack is over.
+    pub quiet: Duration,
+    /// Time without a match before an automatic rule expires, once the attack is over.
+    pub cooldown: Duration,
+}
+
+impl Default for SiteFlood {
+    fn default() -> Self {
+        SiteFlood {
+            enabled: true,
+            monitor: false,
+            block: false,
+            factor: 3.0,
+            min_excess: 20.0,
+            bound: 0.001,
+            learn: Duration::from_secs(30),
+            quiet: Duration::from_secs(30),
+            cooldown: Duration::from_secs(30),
+        }
+    }
 }
 
 /// `[site.bot]`: the bot score's settings on one site.

@@ -323,6 +323,32 @@ pub struct RawSite {
     pub challenge: Option<RawSiteChallenge>,
     /// The bot score's settings on this site.
     pub bot: Option<RawSiteBot>,
+    /// Automatic flood mitigation on this site.
+    pub flood: Option<RawSiteFlood>,
+}
+
+/// `[site.flood]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSiteFlood {
+    /// Off switch (on by default).
+    pub enabled: Option<Sp<bool>>,
+    /// `enforce` or `monitor`.
+    pub mode: Option<Sp<String>>,
+    /// What an automatic rule does: `challenge` (default) or `block`.
+    pub action: Option<Sp<String>>,
+    /// How many times the baseline rate is a flood.
+    pub factor: Option<Sp<f64>>,
+    /// The least excess, in requests a second, that is a flood.
+    pub min_excess: Option<Sp<f64>>,
+    /// Largest share of baseline traffic an automatic rule may match.
+    pub bound: Option<Sp<f64>>,
+    /// Traffic observed before the baseline is trusted.
+    pub learn: Option<Sp<String>>,
+    /// Time back under the threshold before an attack is over.
+    pub quiet: Option<Sp<String>>,
+    /// Time without a match before an automatic rule expires once the attack is over.
+    pub cooldown: Option<Sp<String>>,
 }
 
 /// `[site.bot]`
