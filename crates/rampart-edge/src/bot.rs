@@ -150,11 +150,11 @@ impl BotSet {
         };
         let h = &req.head.headers;
         let ua = h.get(header::USER_AGENT).map_or(&[][..], |v| v.as_bytes());
-        let ua_lower = ua.to_ascii_lowercase();
         let claimed = settings.verified.iter().find(|v| {
-            ua_lower
-                .windows(v.user_agent.len())
-                .any(|w| w == v.user_agent.as_bytes())
+            !v.user_agent.is_empty()
+                && ua
+                    .windows(v.user_agent.len())
+                    .any(|w| w.eq_ignore_ascii_case(v.user_agent.as_bytes()))
         });
         let signals = Signals {
             user_agent: ua,

@@ -70,16 +70,53 @@ const TOOLS: &[&str] = &[
     "nuclei",
 ];
 
-/// Classifies a `User-Agent`.
+/// Markers of the browsers, after the tools in the automaton's pattern list.
+const MARKERS: &[&str] = &[
+    "mozilla/5.0",
+    "chrome/",
+    "crios/",
+    "edg/",
+    "firefox/",
+    "fxios/",
+    "safari/",
+    "version/",
+];
+
+/// One automaton for every tool and marker, matched ignoring case.
+fn automaton() -> Option<&'static aho_corasick::AhoCorasick> {
+    static AC: std::sync::OnceLock<Option<aho_corasick::AhoCorasick>> = std::sync::OnceLock::new();
+    AC.get_or_init(|| {
+        aho_corasick::AhoCorasick::builder()
+            .ascii_case_insensitive(true)
+            .build(TOOLS.iter().chain(MARKERS))
+            .ok()
+    })
+    .as_ref()
+}
+
+/// Classifies a `User-Agent` (one pass over it).
 pub fn claim(ua: &[u8]) -> Claim {
     if ua.is_empty() {
         return Claim::Nothing;
     }
-    let lower = ua.to_ascii_lowercase();
-    let has = |s: &str| lower.windows(s.len()).any(|w| w == s.as_bytes());
-    if TOOLS.iter().any(|t| has(t)) {
-        return Claim::Tool;
+    let Some(ac) = automaton() else {
+        return Claim::Other;
+    };
+    // Bit i: marker i seen.
+    let mut markers = 0u32;
+    for m in ac.find_overlapping_iter(ua) {
+        let i = m.pattern().as_usize();
+        if i < TOOLS.len() {
+            return Claim::Tool;
+        }
+        markers |= 1 << (i - TOOLS.len());
     }
+    let has = |name: &str| {
+        MARKERS
+            .iter()
+            .position(|m| *m == name)
+            .is_some_and(|i| markers & (1 << i) != 0)
+    };
     if !has("mozilla/5.0") {
         return Claim::Other;
     }

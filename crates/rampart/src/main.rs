@@ -4,6 +4,8 @@
 //! - `rampart check -c FILE`: validate a configuration as `serve` would, printing every
 //!   problem with file:line:col, what was expected and a hint (exit 0 valid, 1 invalid);
 //! - `rampart reload -c FILE`: ask a running edge (through its admin endpoint) to reload;
+//! - `rampart flood -c FILE [list | pin | unpin | cancel SITE RULE]`: a running edge's
+//!   automatic flood rules and baselines (through its admin endpoint);
 //! - `rampart waf check PATH`: read and compile a SecLang ruleset (a file or a CRS
 //!   `rules/` directory), printing every problem and every rule that cannot run;
 //! - `rampart waf test --crs DIR`: run CRS's regression suite in-process and print
@@ -71,6 +73,15 @@ enum Command {
         #[arg(short, long)]
         config: PathBuf,
     },
+    /// A running edge's automatic flood rules: list them, pin, unpin or cancel one (via
+    /// the admin endpoint).
+    Flood {
+        /// Configuration file (its `[edge] admin` address is used).
+        #[arg(short, long)]
+        config: PathBuf,
+        #[command(subcommand)]
+        command: Option<FloodCommand>,
+    },
     /// The WAF engine: check rulesets, run the CRS regression suite.
     Waf {
         #[command(subcommand)]
@@ -108,6 +119,33 @@ enum Command {
     Geo {
         #[command(subcommand)]
         command: GeoCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum FloodCommand {
+    /// Every site's state (baseline, current rate, attack) and automatic rules.
+    List,
+    /// Keep a rule after the attack ends (until cancelled).
+    Pin {
+        /// Site id.
+        site: String,
+        /// Rule id (`auto-SITE-N`).
+        rule: String,
+    },
+    /// Let a pinned rule expire again.
+    Unpin {
+        /// Site id.
+        site: String,
+        /// Rule id.
+        rule: String,
+    },
+    /// Withdraw a rule now.
+    Cancel {
+        /// Site id.
+        site: String,
+        /// Rule id.
+        rule: String,
     },
 }
 
@@ -171,6 +209,7 @@ fn main() -> ExitCode {
         Command::Check { config } => check(&config),
         Command::Serve { config } => serve(config),
         Command::Reload { config } => reload(&config),
+        Command::Flood { config, command } => flood(&config, command),
         Command::Waf {
             command: WafCommand::Check { path },
         } => waf_check(&path),
@@ -301,6 +340,93 @@ fn serve(path: PathBuf) -> anyhow::Result<ExitCode> {
 }
 
 fn reload(path: &std::path::Path) -> anyhow::Result<ExitCode> {
+    let Some((ok, body)) = admin_request(path, "POST", "/-/reload")? else {
+        return Ok(ExitCode::FAILURE);
+    };
+    if ok {
+        print!("{body}");
+        Ok(ExitCode::SUCCESS)
+    } else {
+        eprint!("{body}");
+        Ok(ExitCode::FAILURE)
+    }
+}
+
+fn flood(path: &std::path::Path, command: Option<FloodCommand>) -> anyhow::Result<ExitCode> {
+    let (method, target) = match &command {
+        None | Some(FloodCommand::List) => ("GET", "/-/flood".to_owned()),
+        Some(FloodCommand::Pin { site, rule }) => ("POST", format!("/-/flood/{site}/{rule}/pin")),
+        Some(FloodCommand::Unpin { site, rule }) => {
+            ("POST", format!("/-/flood/{site}/{rule}/unpin"))
+        }
+        Some(FloodCommand::Cancel { site, rule }) => {
+            ("POST", format!("/-/flood/{site}/{rule}/cancel"))
+        }
+    };
+    let Some((ok, body)) = admin_request(path, method, &target)? else {
+        return Ok(ExitCode::FAILURE);
+    };
+    if !ok {
+        eprint!("{body}");
+        return Ok(ExitCode::FAILURE);
+    }
+    let v: serde_json::Value =
+        serde_json::from_str(body.trim()).context("the admin endpoint's answer is not JSON")?;
+    if method == "POST" {
+        println!(
+            "{} {}: pinned {}, cancelled {}",
+            v["id"].as_str().unwrap_or("?"),
+            v["expression"].as_str().unwrap_or(""),
+            v["pinned"],
+            v["cancelled"]
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    for site in v["sites"].as_array().into_iter().flatten() {
+        println!(
+            "site {} ({}): {}, baseline {} req/s, now {} req/s{}",
+            site["site"].as_str().unwrap_or("?"),
+            site["tenant"].as_str().unwrap_or("?"),
+            if site["under_attack"] == true {
+                "UNDER ATTACK"
+            } else {
+                "normal"
+            },
+            site["baseline_rps"],
+            site["rate_rps"],
+            if site["learned"] == true {
+                ""
+            } else {
+                " (still learning)"
+            }
+        );
+        for r in site["rules"].as_array().into_iter().flatten() {
+            println!(
+                "  {} [{} {}{}] {} — baseline share {}, hits {}, stopped {}, passed {}, since {}",
+                r["id"].as_str().unwrap_or("?"),
+                r["action"].as_str().unwrap_or("?"),
+                r["mode"].as_str().unwrap_or("?"),
+                if r["pinned"] == true { ", pinned" } else { "" },
+                r["expression"].as_str().unwrap_or(""),
+                r["baseline_share"],
+                r["hits"],
+                r["stopped"],
+                r["passed"],
+                r["created"].as_str().unwrap_or("?"),
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Sends `method target` to the admin endpoint named in the configuration `path`;
+/// whether it answered 200, and its body. `None` when the configuration is invalid (the
+/// diagnostics are printed).
+fn admin_request(
+    path: &std::path::Path,
+    method: &str,
+    target: &str,
+) -> anyhow::Result<Option<(bool, String)>> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
     let source = rampart_core::config::SourceFile::new(path.display().to_string(), text);
@@ -308,7 +434,7 @@ fn reload(path: &std::path::Path) -> anyhow::Result<ExitCode> {
         Ok(c) => c,
         Err(d) => {
             eprintln!("{d}");
-            return Ok(ExitCode::FAILURE);
+            return Ok(None);
         }
     };
     let Some(admin) = cfg.edge.admin else {
@@ -327,19 +453,12 @@ fn reload(path: &std::path::Path) -> anyhow::Result<ExitCode> {
     s.set_read_timeout(Some(Duration::from_secs(60)))?;
     write!(
         s,
-        "POST /-/reload HTTP/1.1\r\nHost: {connect_to}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        "{method} {target} HTTP/1.1\r\nHost: {connect_to}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
     )?;
     let mut resp = String::new();
     s.read_to_string(&mut resp)?;
     let (head, body) = resp.split_once("\r\n\r\n").unwrap_or((&resp, ""));
-    let ok = head.starts_with("HTTP/1.1 200");
-    if ok {
-        print!("{body}");
-        Ok(ExitCode::SUCCESS)
-    } else {
-        eprint!("{body}");
-        Ok(ExitCode::FAILURE)
-    }
+    Ok(Some((head.starts_with("HTTP/1.1 200"), body.to_owned())))
 }
 
 fn waf_check(path: &std::path::Path) -> anyhow::Result<ExitCode> {

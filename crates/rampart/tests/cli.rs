@@ -216,6 +216,34 @@ fn serve_reloads_on_sighup_and_reload_command_and_drains_on_sigterm() {
     assert!(wait_port(web_addr), "edge did not come up");
     assert_eq!(http_get(web_addr, "/"), Some(200));
 
+    // `rampart flood`: the site's flood state through the admin endpoint; acting on a
+    // rule that does not exist fails with the reason.
+    let out = Command::new(bin())
+        .args(["flood", "-c"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("site s (t): normal"), "{text}");
+    assert!(text.contains("(still learning)"), "{text}");
+    let out = Command::new(bin())
+        .args(["flood", "-c"])
+        .arg(&cfg)
+        .args(["cancel", "s", "auto-s-9"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no automatic rule `auto-s-9` on site `s`"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
     // SIGHUP: a new listener appears
     std::fs::write(&cfg, config(o, web, admin, Some(extra))).unwrap();
     Command::new("kill")

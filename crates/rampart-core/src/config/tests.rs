@@ -863,3 +863,49 @@ fn bot_settings() {
         assert!(errs.iter().all(|e| e.line > 1), "{errs:?}");
     }
 }
+
+#[test]
+fn flood_settings() {
+    let ok = load(&policy_site(
+        "[site.flood]\nmode = \"monitor\"\naction = \"block\"\nfactor = 4.5\nmin_excess = 100.0\n\
+         bound = 0.0005\nlearn = \"2m\"\nquiet = \"1m\"\ncooldown = \"90s\"\n",
+        "",
+    ))
+    .unwrap_or_else(|d| unreachable!("{d}"));
+    let f = &ok.sites[0].flood;
+    assert!(f.enabled && f.monitor && f.block);
+    assert_eq!((f.factor, f.min_excess, f.bound), (4.5, 100.0, 0.0005));
+    assert_eq!(f.learn, std::time::Duration::from_secs(120));
+    assert_eq!(f.cooldown, std::time::Duration::from_secs(90));
+    // On by default, enforcing; an onboarding site's automatic rules only record.
+    let d = load(&policy_site("", "")).unwrap_or_else(|d| unreachable!("{d}"));
+    assert_eq!(d.sites[0].flood, SiteFlood::default());
+    let onboarding = load(&policy_site("[site.policy]\nmonitor = true\n", ""))
+        .unwrap_or_else(|d| unreachable!("{d}"));
+    assert!(onboarding.sites[0].flood.monitor);
+    let off = load(&policy_site("[site.flood]\nenabled = false\n", ""))
+        .unwrap_or_else(|d| unreachable!("{d}"));
+    assert!(!off.sites[0].flood.enabled);
+    let cases = [
+        (
+            "[site.flood]\nmode = \"observe\"\n",
+            "unknown mode `observe`",
+        ),
+        (
+            "[site.flood]\naction = \"tarpit\"\n",
+            "unknown action `tarpit`",
+        ),
+        ("[site.flood]\nfactor = 1.0\n", "factor = 1 is out of range"),
+        ("[site.flood]\nbound = 0.9\n", "bound = 0.9 is out of range"),
+        ("[site.flood]\nquiet = \"never\"\n", "invalid quiet"),
+        ("[site.flood]\nthreshold = 3\n", "unknown key `threshold`"),
+    ];
+    for (site, want) in cases {
+        let errs = errors(&policy_site(site, ""));
+        assert!(
+            errs.iter().any(|e| e.message.contains(want)),
+            "{want}: {errs:?}"
+        );
+        assert!(errs.iter().all(|e| e.line > 1), "{errs:?}");
+    }
+}
