@@ -154,6 +154,7 @@ fn detect_settings(s: &SiteFlood) -> DetectSettings {
         quiet: s.quiet.as_secs().max(1) as u32,
         learn: s.learn.as_secs().max(1) as u32,
         alpha: 1.0 / 300.0,
+        suspect_factor: s.suspect_factor.min(s.factor),
     }
 }
 
@@ -414,7 +415,35 @@ impl SiteState {
         let Ok(mut inner) = self.inner.lock() else {
             return;
         };
-        let transition = inner.detector.second(count);
+        let mut transition = inner.detector.second(count);
+        // A suspect rate: an attack when signatures of clients absent from the baseline
+        // explain the excess in the last seconds' samples.
+        let mut trigger = "rate";
+        if let Transition::Suspect { rate, baseline } = transition {
+            transition = Transition::None;
+            let recent: Vec<Features> = inner
+                .pending
+                .iter()
+                .flatten()
+                .chain(inner.current.samples())
+                .copied()
+                .collect();
+            let found = search(
+                &recent,
+                inner.baseline.samples(),
+                inner.detector.excess(),
+                &SearchSettings {
+                    bound: settings.bound,
+                    client_feature: true,
+                    ..SearchSettings::default()
+                },
+            );
+            if !found.is_empty() {
+                inner.detector.declare();
+                trigger = "distribution";
+                transition = Transition::Started { rate, baseline };
+            }
+        }
         let attack = inner.detector.under_attack();
         self.attack.store(attack, Ordering::Relaxed);
         series.under_attack.set(i64::from(attack));
@@ -442,6 +471,7 @@ impl SiteState {
                     serde_json::json!({
                         "rampart.flood.rate_rps": round(rate),
                         "rampart.flood.baseline_rps": round(baseline),
+                        "rampart.flood.trigger": trigger,
                     }),
                 );
             }
@@ -456,7 +486,7 @@ impl SiteState {
                     serde_json::json!({ "rampart.flood.duration_s": round(since) }),
                 );
             }
-            Transition::None => {}
+            Transition::None | Transition::Suspect { .. } => {}
         }
         let rules = self.rules.load_full();
         // Deploy: while under attack, on the part of the traffic no rule covers yet.

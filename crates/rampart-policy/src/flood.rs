@@ -183,6 +183,10 @@ pub struct DetectSettings {
     pub learn: u32,
     /// Weight of each new second in the baseline rate (exponential mean).
     pub alpha: f64,
+    /// A rate above this many times the baseline (and the minimum excess) for `confirm`
+    /// seconds is *suspect*: the edge then looks at the traffic's distribution, and
+    /// declares an attack when signatures absent from the baseline explain the excess.
+    pub suspect_factor: f64,
 }
 
 impl Default for DetectSettings {
@@ -194,6 +198,7 @@ impl Default for DetectSettings {
             quiet: 30,
             learn: 30,
             alpha: 1.0 / 300.0,
+            suspect_factor: 1.5,
         }
     }
 }
@@ -205,6 +210,14 @@ pub enum Transition {
     None,
     /// An attack started: current rate and baseline (requests a second).
     Started {
+        /// The recent rate.
+        rate: f64,
+        /// The baseline.
+        baseline: f64,
+    },
+    /// The rate is suspect (see [`DetectSettings::suspect_factor`]): current rate and
+    /// baseline. Reported every second it stays so.
+    Suspect {
         /// The recent rate.
         rate: f64,
         /// The baseline.
@@ -225,6 +238,7 @@ pub struct Detector {
     /// The last few seconds' counts.
     recent: [f64; 3],
     above: u32,
+    suspect: u32,
     below: u32,
     attack: bool,
 }
@@ -238,6 +252,7 @@ impl Detector {
             learned: 0,
             recent: [0.0; 3],
             above: 0,
+            suspect: 0,
             below: 0,
             attack: false,
         }
@@ -282,6 +297,17 @@ impl Detector {
         (self.baseline * self.s.factor).max(self.baseline + self.s.min_excess)
     }
 
+    fn suspect_threshold(&self) -> f64 {
+        (self.baseline * self.s.suspect_factor).max(self.baseline + self.s.min_excess)
+    }
+
+    /// Declares an attack (the edge found the distribution shifted while suspect).
+    pub fn declare(&mut self) {
+        self.attack = true;
+        self.below = 0;
+        self.suspect = 0;
+    }
+
     /// Feeds the count of one second.
     pub fn second(&mut self, count: f64) -> Transition {
         self.recent.rotate_left(1);
@@ -299,8 +325,18 @@ impl Detector {
                         baseline: self.baseline,
                     };
                 }
+            } else if self.learned() && rate > self.suspect_threshold() {
+                self.above = 0;
+                self.suspect += 1;
+                if self.suspect >= self.s.confirm {
+                    return Transition::Suspect {
+                        rate,
+                        baseline: self.baseline,
+                    };
+                }
             } else {
                 self.above = 0;
+                self.suspect = 0;
                 // Learn from normal seconds only (a first second sets the mean).
                 if self.learned == 0 {
                     self.baseline = count;
@@ -340,6 +376,11 @@ pub struct SearchSettings {
     pub max_signatures: usize,
     /// Feature values considered (the most frequent).
     pub max_items: usize,
+    /// Every signature must name a client absent from the baseline (its fingerprints,
+    /// user agent, ASN, country or networks alone hit at most `bound` of it), not only a
+    /// new page: used when the rate is merely suspect, so that the usual clients flocking
+    /// to a new page are not taken for an attack.
+    pub client_feature: bool,
 }
 
 impl Default for SearchSettings {
@@ -350,6 +391,7 @@ impl Default for SearchSettings {
             min_cover: 0.05,
             max_signatures: 4,
             max_items: 16,
+            client_feature: false,
         }
     }
 }
@@ -404,6 +446,8 @@ struct Candidate {
     items: Vec<Item>,
     current: Bits,
     base_share: f64,
+    /// Baseline share of its client features alone (1 without any).
+    client_share: f64,
 }
 
 /// The signatures that explain `excess` (a share of the current traffic) in `current`
@@ -458,12 +502,29 @@ pub fn search(
         if f64::from(c.count()) < s.min_cover * n {
             return;
         }
+        // The client part alone (fingerprints, user agent, ASN, country, networks).
+        let client: Vec<usize> = idx
+            .iter()
+            .copied()
+            .filter(|&i| !matches!(items[i].0.0, Feature::Path | Feature::Method))
+            .collect();
+        let client_share = match client.split_first() {
+            None => 1.0,
+            Some((&first, rest)) => {
+                let mut cb = base[first].clone();
+                for &i in rest {
+                    cb = cb.and(&base[i]);
+                }
+                f64::from(cb.count()) / nb
+            }
+        };
         let mut its: Vec<Item> = idx.iter().map(|&i| items[i].0).collect();
         its.sort();
         cands.push(Candidate {
             items: its,
             current: c,
             base_share: f64::from(b.count()) / nb,
+            client_share,
         });
     };
     for a in 0..k {
@@ -475,7 +536,7 @@ pub fn search(
             }
         }
     }
-    cands.retain(|c| c.base_share <= s.bound);
+    cands.retain(|c| c.base_share <= s.bound && (!s.client_feature || c.client_share <= s.bound));
     // Greedy cover.
     let mut covered = Bits(vec![0; current.len().div_ceil(64)]);
     let mut chosen: Vec<Signature> = Vec::new();

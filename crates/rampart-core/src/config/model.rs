@@ -358,6 +358,9 @@ pub struct SiteFlood {
     pub block: bool,
     /// How many times the baseline rate is a flood.
     pub factor: f64,
+    /// How many times the baseline rate makes the edge look at the traffic's make-up: a
+    /// flood when clients absent from the baseline explain the excess.
+    pub suspect_factor: f64,
     /// The least excess (requests a second) that is a flood.
     pub min_excess: f64,
     /// Largest share of the baseline an automatic rule may match.
@@ -377,6 +380,7 @@ impl Default for SiteFlood {
             monitor: false,
             block: false,
             factor: 3.0,
+            suspect_factor: 1.5,
             min_excess: 20.0,
             bound: 0.001,
             learn: Duration::from_secs(30),

@@ -339,6 +339,8 @@ pub struct RawSiteFlood {
     pub action: Option<Sp<String>>,
     /// How many times the baseline rate is a flood.
     pub factor: Option<Sp<f64>>,
+    /// How many times the baseline rate makes the edge look at the traffic's make-up.
+    pub suspect_factor: Option<Sp<f64>>,
     /// The least excess, in requests a second, that is a flood.
     pub min_excess: Option<Sp<f64>>,
     /// Largest share of baseline traffic an automatic rule may match.
