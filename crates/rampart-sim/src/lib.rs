@@ -139,6 +139,9 @@ impl Scenario {
 pub enum Defence {
     /// Rampart: automatic flood mitigation, bot score, per-client quotas.
     Rampart,
+    /// Rampart's automatic flood mitigation alone (no policy: no bot-score rule, no
+    /// quotas), to measure it by itself.
+    FloodOnly,
     /// Baseline: 100 requests a minute per address, nothing else.
     PerIp,
     /// Baseline: country `AA` blocked, nothing else.
@@ -150,6 +153,7 @@ impl Defence {
     pub fn name(self) -> &'static str {
         match self {
             Defence::Rampart => "rampart",
+            Defence::FloodOnly => "rampart-flood-only",
             Defence::PerIp => "per-ip-limit",
             Defence::GeoBlock => "country-block",
         }
@@ -159,6 +163,7 @@ impl Defence {
     pub fn parse(s: &str) -> Option<Defence> {
         Some(match s {
             "rampart" => Defence::Rampart,
+            "flood-only" | "rampart-flood-only" => Defence::FloodOnly,
             "per-ip" | "per-ip-limit" => Defence::PerIp,
             "geo" | "country-block" => Defence::GeoBlock,
             _ => return None,
@@ -315,6 +320,12 @@ filter = 'http.request.uri.path starts_with "/api/"'
 key = ['http.request.headers["x-api-key"][0]']
 window = "1m"
 threshold = [{{ above = 600, action = "block", status = 429 }}]
+"#
+        ),
+        Defence::FloodOnly => format!(
+            r#"
+[site.flood]
+learn = "{learn}s"
 "#
         ),
         Defence::PerIp => r#"

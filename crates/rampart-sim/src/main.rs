@@ -24,7 +24,7 @@ struct Cli {
     /// e (challenge-solving bots).
     #[arg(long, default_value = "a,b,c,d,e")]
     scenarios: String,
-    /// Defences: rampart, per-ip, geo.
+    /// Defences: rampart, flood-only, per-ip, geo.
     #[arg(long, default_value = "rampart,per-ip,geo")]
     defences: String,
     /// Seconds of legitimate traffic before the attack (the baseline is learned then).
@@ -90,7 +90,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         .split(',')
         .map(|s| {
             Defence::parse(s.trim())
-                .ok_or_else(|| anyhow::anyhow!("unknown defence `{s}` (rampart, per-ip, geo)"))
+                .ok_or_else(|| {
+                    anyhow::anyhow!("unknown defence `{s}` (rampart, flood-only, per-ip, geo)")
+                })
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
     let tools = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tools/browser");
