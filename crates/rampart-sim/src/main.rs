@@ -89,10 +89,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         .defences
         .split(',')
         .map(|s| {
-            Defence::parse(s.trim())
-                .ok_or_else(|| {
-                    anyhow::anyhow!("unknown defence `{s}` (rampart, flood-only, per-ip, geo)")
-                })
+            Defence::parse(s.trim()).ok_or_else(|| {
+                anyhow::anyhow!("unknown defence `{s}` (rampart, flood-only, per-ip, geo)")
+            })
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
     let tools = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tools/browser");
