@@ -129,6 +129,7 @@ tenant = "bench"
 hosts = ["*"]
 listeners = ["plain", "tls"]
 route = [{ path = "/", pool = "origin" }]
+$(rampart_flood_off)
 $(rampart_waf_site "$SHARED/crs")
 $(rampart_rl_site rl local)
 $(rampart_rl_site rl_redis redis)

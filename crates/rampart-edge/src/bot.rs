@@ -73,6 +73,8 @@ impl BotState {
 /// The bot settings of one generation.
 pub struct BotSet {
     sites: Vec<SiteBot>,
+    /// Sites with a policy (the only readers of the score): the others skip the stage.
+    active: Vec<bool>,
     state: Arc<BotState>,
 }
 
@@ -92,6 +94,11 @@ impl BotSet {
     pub fn build(config: &Config, previous: Option<&BotSet>) -> BotSet {
         BotSet {
             sites: config.sites.iter().map(|s| s.bot.clone()).collect(),
+            active: config
+                .sites
+                .iter()
+                .map(|s| s.routes.iter().any(|r| r.policy.is_some()))
+                .collect(),
             state: previous.map_or_else(|| Arc::new(BotState::new()), |p| p.state.clone()),
         }
     }
@@ -225,7 +232,9 @@ impl Stage for BotStage {
     }
 
     fn applies_to(&self, _cfg: &Config, req: &RequestView) -> bool {
-        req.site.is_some()
+        req.site
+            .and_then(|s| self.set.active.get(s))
+            .is_some_and(|a| *a)
     }
 
     fn on_request(&self, _cfg: &Config, req: &mut RequestView) -> Flow {
