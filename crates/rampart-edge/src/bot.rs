@@ -16,7 +16,9 @@ use http::header;
 use rampart_core::config::{Config, SiteBot};
 use rampart_core::pipeline::{Flow, HttpFingerprint, RequestView, Stage};
 use rampart_policy::bot::{Counts, Signals, Thresholds, score};
-use rampart_policy::ratelimit::{Algorithm, Counting, LocalStore};
+use rampart_policy::ratelimit::{
+    Algorithm, Counting, LocalStore, STABLE_HASH_SEED, stable_hash_more as fnv,
+};
 
 use crate::challenge::Cleared;
 
@@ -83,12 +85,6 @@ fn now_ms() -> u64 {
     START.get_or_init(Instant::now).elapsed().as_millis() as u64
 }
 
-fn fnv(h: u64, b: &[u8]) -> u64 {
-    b.iter().fold(h, |h, &c| {
-        (h ^ u64::from(c)).wrapping_mul(0x0000_0100_0000_01b3)
-    })
-}
-
 impl BotSet {
     /// The set for `config`, keeping `previous`'s counters.
     pub fn build(config: &Config, previous: Option<&BotSet>) -> BotSet {
@@ -116,7 +112,7 @@ impl BotSet {
         if let Some(c) = req.state.get::<Cleared>() {
             return format!("c:{:016x}", c.0.identity);
         }
-        let mut h = 0xcbf2_9ce4_8422_2325u64;
+        let mut h = STABLE_HASH_SEED;
         h = fnv(
             h,
             req.conn.tls_fingerprint.as_deref().unwrap_or("").as_bytes(),

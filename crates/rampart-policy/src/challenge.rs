@@ -25,6 +25,8 @@ use std::net::IpAddr;
 
 use ring::hmac;
 
+use crate::ratelimit::stable_hash;
+
 /// Bytes of MAC kept.
 const MAC_LEN: usize = 16;
 /// Format version of both blobs.
@@ -113,10 +115,8 @@ pub struct KeyFileError {
 }
 
 fn key_id(name: &str) -> u32 {
-    // FNV-1a, folded to 32 bits: stable across processes and versions.
-    let h = name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
-    });
+    // Folded to 32 bits: stable across processes and versions.
+    let h = stable_hash(name.as_bytes());
     (h ^ (h >> 32)) as u32
 }
 
@@ -267,12 +267,6 @@ pub struct Binding {
     fingerprint: u64,
 }
 
-fn fnv(b: &[u8]) -> u64 {
-    b.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &c| {
-        (h ^ u64::from(c)).wrapping_mul(0x0000_0100_0000_01b3)
-    })
-}
-
 impl Binding {
     /// The binding of a request to `site` from `ip` (masked to `v4_len` / `v6_len`
     /// bits) with TLS fingerprint `tls` (empty on plain connections, or when the token
@@ -290,12 +284,12 @@ impl Binding {
         }
         prefix[16] = len;
         Binding {
-            site: fnv(site.as_bytes()),
+            site: stable_hash(site.as_bytes()),
             prefix,
             fingerprint: if tls.is_empty() {
                 0
             } else {
-                fnv(tls.as_bytes())
+                stable_hash(tls.as_bytes())
             },
         }
     }

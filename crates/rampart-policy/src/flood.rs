@@ -84,10 +84,7 @@ pub struct Features(pub [u64; 9]);
 
 /// FNV-1a of a value (0 is kept for "absent").
 pub fn hash(b: &[u8]) -> u64 {
-    let h = b.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &c| {
-        (h ^ u64::from(c)).wrapping_mul(0x0000_0100_0000_01b3)
-    });
-    h.max(1)
+    crate::ratelimit::stable_hash(b).max(1)
 }
 
 impl Features {

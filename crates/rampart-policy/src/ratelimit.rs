@@ -331,12 +331,18 @@ impl Counting {
 /// A 64-bit FNV-1a hash: the same on every edge and every build, for values shared
 /// through Redis (distinct counting, shortened keys).
 pub fn stable_hash(bytes: &[u8]) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for &b in bytes {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    h
+    stable_hash_more(STABLE_HASH_SEED, bytes)
+}
+
+/// The starting state of [`stable_hash`] (FNV-1a's offset basis).
+pub const STABLE_HASH_SEED: u64 = 0xcbf2_9ce4_8422_2325;
+
+/// Continues [`stable_hash`] from state `h` over more bytes (a hash of several parts
+/// without joining them).
+pub fn stable_hash_more(h: u64, bytes: &[u8]) -> u64 {
+    bytes.iter().fold(h, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
 }
 
 /// Shards of a store: a request locks one.
