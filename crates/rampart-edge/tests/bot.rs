@@ -44,19 +44,6 @@ window = "1m"
 threshold = [{ above = 5, action = "block", status = 429 }]
 "#;
 
-async fn events(dir: &TempDir, n: usize) -> Vec<serde_json::Value> {
-    let path = dir.path("security.log");
-    let read = || -> Vec<serde_json::Value> {
-        std::fs::read_to_string(&path)
-            .unwrap_or_default()
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect()
-    };
-    eventually(Duration::from_secs(10), || read().len() >= n).await;
-    read()
-}
-
 async fn ask(addr: SocketAddr, src: &str, method: &str, path: &str, ua: Option<&str>) -> u16 {
     let ua = ua.map_or(String::new(), |u| format!("User-Agent: {u}\r\n"));
     let req = format!(
@@ -84,7 +71,7 @@ async fn scores_identities_and_verified_bots() {
         ask(addr, "127.0.61.1", "GET", "/", Some("curl/8.5.0")).await,
         451
     );
-    let ev = events(&log, 1).await;
+    let ev = security_events(&log, 1).await;
     assert_eq!(ev[0]["rampart.bot.score"], 50);
     assert_eq!(
         ev[0]["rampart.bot.reasons"],
@@ -102,7 +89,7 @@ async fn scores_identities_and_verified_bots() {
     let bot = "Mozilla/5.0 (compatible; ExampleBot/2.1)";
     assert_eq!(ask(addr, "127.0.60.9", "GET", "/", Some(bot)).await, 200);
     assert_eq!(ask(addr, "127.0.62.9", "GET", "/", Some(bot)).await, 451);
-    let ev = events(&log, 2).await;
+    let ev = security_events(&log, 2).await;
     assert_eq!(ev[1]["rampart.bot.reasons"][0], "fake_good_bot");
 
     // Per-identity quota: one client software on one /24 gets 5 a minute; another
@@ -141,7 +128,7 @@ async fn scores_identities_and_verified_bots() {
         200,
         "30 points"
     );
-    let ev = events(&log, 4).await;
+    let ev = security_events(&log, 4).await;
     let watched: Vec<&serde_json::Value> = ev
         .iter()
         .filter(|e| e["rampart.decision"][0]["id"] == "login-watch")
@@ -187,7 +174,7 @@ async fn a_tool_with_a_browser_user_agent_is_told_apart_over_tls() {
     let mut out = Vec::new();
     let _ = s.read_to_end(&mut out).await;
     assert_eq!(split(&out).0, 403);
-    let ev = events(&log, 1).await;
+    let ev = security_events(&log, 1).await;
     let reasons = &ev[0]["rampart.bot.reasons"];
     assert_eq!(
         reasons,

@@ -20,20 +20,6 @@ fn config(origin: SocketAddr, dir: &TempDir, policy: &str) -> String {
         + "\n[[list]]\nname = \"office\"\nkind = \"ip\"\nentries = [\"127.0.9.0/24\"]\n"
 }
 
-/// The security events written so far (waits until `n` are there).
-async fn events(dir: &TempDir, n: usize) -> Vec<serde_json::Value> {
-    let path = dir.path("security.log");
-    let read = || -> Vec<serde_json::Value> {
-        std::fs::read_to_string(&path)
-            .unwrap_or_default()
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect()
-    };
-    eventually(Duration::from_secs(10), || read().len() >= n).await;
-    read()
-}
-
 /// A request from `src` (a loopback address); returns status, head and body.
 async fn send(
     addr: SocketAddr,
@@ -215,7 +201,7 @@ async fn events_explain_the_decision() {
         "",
     )
     .await;
-    let ev = events(&log, 1).await;
+    let ev = security_events(&log, 1).await;
     let ev = &ev[0];
     assert_eq!(ev["event.action"], "block");
     assert_eq!(ev["event.module"], "policy");
@@ -235,7 +221,7 @@ async fn events_explain_the_decision() {
     // A request that only had its headers changed writes no event.
     send(addr, "127.0.1.1", "GET", "/plain", "", "").await;
     send(addr, "127.0.1.1", "GET", "/admin/y", "", "").await;
-    let all = events(&log, 2).await;
+    let all = security_events(&log, 2).await;
     assert_eq!(all.len(), 2, "{all:?}");
     assert_eq!(all[1]["url.path"], "/admin/y");
     assert!(!ev.to_string().contains("hunter2"), "the query is masked");
@@ -287,7 +273,7 @@ hold = "10m"
         429
     );
 
-    let ev = events(&log, 6).await;
+    let ev = security_events(&log, 6).await;
     let outcomes: Vec<String> = ev
         .iter()
         .map(|e| {
@@ -370,7 +356,7 @@ action = "log"
             .0,
         503
     );
-    let ev = events(&log, 2).await;
+    let ev = security_events(&log, 2).await;
     assert!(
         ev.iter()
             .any(|e| e["rampart.decision"][0]["id"] == "errors"
@@ -396,7 +382,7 @@ action = "log"
             .0,
         200
     );
-    let ev = events(&log2, 1).await;
+    let ev = security_events(&log2, 1).await;
     assert!(
         ev.iter()
             .any(|e| e["event.action"] == "would_block"
@@ -524,7 +510,7 @@ action = "log"
         200,
         "unknown: no country, ASN 0"
     );
-    let ev = events(&log, 2).await;
+    let ev = security_events(&log, 2).await;
     let us = ev.iter().find(|e| e["client.ip"] == "127.0.31.1").unwrap();
     assert_eq!(us["source.geo.country_iso_code"], "US");
     assert_eq!(us["rampart.decision"][0]["source"], "list");
@@ -533,7 +519,7 @@ action = "log"
     assert_eq!(hosting["source.geo.country_iso_code"], "DE");
     // Response rules see the country too.
     assert_eq!(get("127.0.30.9", "/status/404").await, 404);
-    let ev = events(&log, 3).await;
+    let ev = security_events(&log, 3).await;
     assert!(
         ev.iter()
             .any(|e| e["client.ip"] == "127.0.30.9"
@@ -609,7 +595,7 @@ async fn the_tls_fingerprint_is_a_field_and_in_events() {
     assert_eq!(ask(h2_only_h1(&cert)).await, 200, "another fingerprint");
     // Plain HTTP has no fingerprint.
     assert_eq!(get(e.addr("web"), "shop.test", "/", "").await.0, 200);
-    let ev = events(&log, 1).await;
+    let ev = security_events(&log, 1).await;
     assert_eq!(ev[0]["tls.client.ja4"], fp1.as_str());
     assert_eq!(ev[0]["rampart.decision"][0]["id"], "known-tool");
 }
@@ -739,7 +725,7 @@ async fn the_http_fingerprints_are_fields_and_in_events() {
         h2_get(h2_with(&h2::client::Builder::new(), tcp).await).await,
         200
     );
-    let ev = events(&log, 3).await;
+    let ev = security_events(&log, 3).await;
     let fps: Vec<&str> = ev
         .iter()
         .map(|e| e["http.request.fingerprint"].as_str().unwrap())

@@ -559,3 +559,17 @@ pool = "web"
         servers.join(", ")
     )
 }
+
+/// The security events in `dir`'s `security.log` (waits up to 10 s until `n` are there).
+pub async fn security_events(dir: &TempDir, n: usize) -> Vec<serde_json::Value> {
+    let path = dir.path("security.log");
+    let read = || -> Vec<serde_json::Value> {
+        std::fs::read_to_string(&path)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    };
+    eventually(Duration::from_secs(10), || read().len() >= n).await;
+    read()
+}
