@@ -578,27 +578,9 @@ fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
     None
 }
 
+/// `+` and `%XX` decoded (the policy's form decoding), as text.
 fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        let hex = |c: u8| (c as char).to_digit(16);
-        match b[i] {
-            b'%' if i + 2 < b.len() => match (hex(b[i + 1]), hex(b[i + 2])) {
-                (Some(h), Some(l)) => {
-                    out.push((h * 16 + l) as u8);
-                    i += 3;
-                    continue;
-                }
-                _ => out.push(b'%'),
-            },
-            b'+' => out.push(b' '),
-            c => out.push(c),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    String::from_utf8_lossy(&rampart_policy::request::form_decode(s.as_bytes())).into_owned()
 }
 
 fn std_b64(b: &[u8]) -> String {
